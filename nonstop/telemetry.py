@@ -1,0 +1,124 @@
+"""What the process knows about its own link to Slack: one home for the numbers.
+
+The supervisor writes here; the `status` listeners, the health endpoints and the metrics read a
+consistent `Snapshot`. Everything is guarded by one lock and cheap to update, so the Socket Mode
+path never waits on a reader.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One connection that went away, explained."""
+
+    at: float  # wall-clock time (time.time())
+    cause: str  # short, bounded label: "reset", "half_open", "refresh", "server_close", ...
+    explanation: str  # one sentence for humans, e.g. "1006 abnormal closure: no close frame, the link just died"
+    connection_age_s: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent, read-only view of the link's health at one moment."""
+
+    started_at: float
+    now: float
+    live_connections: int
+    target_connections: int
+    connected_since: float | None  # since when at least one connection has been live without a gap
+    last_inbound_at: float | None  # monotonic-free wall time of the freshest inbound frame on any link
+    reconnects_by_cause: dict[str, int]
+    last_drop: Drop | None
+    envelopes_handled: int
+    duplicates_suppressed: int
+    state: str  # "starting", "connected", "degraded", "connecting", "backing_off 4.2s", "fatal: token_revoked", "stopping"
+    last_rtt_ms: float | None  # round trip of the latest WebSocket ping
+
+    @property
+    def uptime_s(self) -> float:
+        return max(0.0, self.now - self.started_at)
+
+    @property
+    def reconnects(self) -> int:
+        return sum(self.reconnects_by_cause.values())
+
+
+@dataclass
+class Telemetry:
+    """Mutable, thread-safe record of the link's health. One per process (see `TELEMETRY`)."""
+
+    started_at: float = field(default_factory=time.time)
+    target_connections: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _live: int = 0
+    _connected_since: float | None = None
+    _last_inbound_at: float | None = None
+    _reconnects: Counter[str] = field(default_factory=Counter)
+    _last_drop: Drop | None = None
+    _handled: int = 0
+    _duplicates: int = 0
+    _state: str = "starting"
+    _last_rtt_ms: float | None = None
+
+    def connection_up(self) -> None:
+        with self._lock:
+            self._live += 1
+            if self._connected_since is None:
+                self._connected_since = time.time()
+
+    def connection_down(self, drop: Drop) -> None:
+        with self._lock:
+            self._live = max(0, self._live - 1)
+            self._reconnects[drop.cause] += 1
+            self._last_drop = drop
+            if self._live == 0:
+                self._connected_since = None
+
+    def inbound(self) -> None:
+        now = time.time()
+        with self._lock:
+            self._last_inbound_at = now
+
+    def rtt(self, ms: float) -> None:
+        with self._lock:
+            self._last_rtt_ms = ms
+
+    def handled(self) -> None:
+        with self._lock:
+            self._handled += 1
+
+    def duplicate(self) -> None:
+        with self._lock:
+            self._duplicates += 1
+
+    def set_state(self, state: str) -> None:
+        with self._lock:
+            self._state = state
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                started_at=self.started_at,
+                now=time.time(),
+                live_connections=self._live,
+                target_connections=self.target_connections,
+                connected_since=self._connected_since,
+                last_inbound_at=self._last_inbound_at,
+                reconnects_by_cause=dict(self._reconnects),
+                last_drop=self._last_drop,
+                envelopes_handled=self._handled,
+                duplicates_suppressed=self._duplicates,
+                state=self._state,
+                last_rtt_ms=self._last_rtt_ms,
+            )
+
+
+TELEMETRY = Telemetry()
+"""The process-wide record, like prometheus_client's default registry: the supervisor writes it,
+listeners and health endpoints read it."""
