@@ -1,0 +1,7 @@
+from slack_bolt import App
+
+from listeners.events.app_mention import app_mention_callback
+
+
+def register(app: App) -> None:
+    app.event("app_mention")(app_mention_callback)

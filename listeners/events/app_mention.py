@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from logging import Logger
+from typing import Any
+
+from slack_bolt import Say
+
+from listeners.replies import reply_for, reply_thread_ts
+from nonstop.telemetry import TELEMETRY
+
+
+def is_from_bot(event: dict[str, Any]) -> bool:
+    """Bots (ourselves included) never get an answer: that is how reply loops start."""
+    return bool(event.get("bot_id")) or event.get("subtype") == "bot_message"
+
+
+def app_mention_callback(event: dict[str, Any], say: Say, logger: Logger) -> None:
+    if is_from_bot(event):
+        logger.debug("Ignoring a mention from bot %s", event.get("bot_id"))
+        return
+    reply = reply_for(event.get("text"), TELEMETRY.snapshot(), event_ts=event.get("ts"))
+    say(text=reply.text, blocks=reply.blocks, thread_ts=reply_thread_ts(event))

@@ -1,0 +1,222 @@
+"""Everything Nonstop says, in one place: parsing a request and building the reply.
+
+Both the `@Nonstop …` mention and the `/nonstop …` slash command go through `reply_for`, so the help
+text, the hint, the pong and the status rendering exist exactly once. Builders are pure functions of
+their inputs (a `Snapshot`, a timestamp), which keeps them cheap enough to run before a command's ack.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nonstop.telemetry import Snapshot
+
+SUBCOMMANDS = ("ping", "status", "help")
+
+_LEADING_MENTIONS = re.compile(r"^(?:\s*<@[UW][A-Z0-9]+(?:\|[^>]*)?>)+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to send: `text` is always set (notifications, screen readers); `blocks` when richer."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+
+
+def parse_subcommand(text: str | None) -> tuple[str, str]:
+    """Split a request into (sub-command, rest), with leading bot mentions stripped.
+
+    `"<@U0BOT0001|nonstop>  PING now"` → `("ping", "now")`; an empty request gives `("", "")`.
+    """
+    parts = _LEADING_MENTIONS.sub("", text or "", count=1).split(maxsplit=1)
+    if not parts:
+        return "", ""
+    return parts[0].lower(), parts[1].strip() if len(parts) > 1 else ""
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack treats as control sequences (`<!here>`, links, entities)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def human_duration(seconds: float) -> str:
+    """A short human duration: "41 s", "12m 5s", "3h 12m", "2d 4h"."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rtt(rtt_ms: float | None) -> str:
+    return "unknown" if rtt_ms is None else f"{rtt_ms:.0f} ms"
+
+
+# -- help and hint -----------------------------------------------------------------------------
+
+HELP_TEXT = (
+    "*Nonstop* keeps this workspace's Socket Mode link alive and can tell you how it is doing.\n"
+    "• `ping`: answers `pong` with the round trip, e.g. `@Nonstop ping` or `/nonstop ping`\n"
+    "• `status`: connection health (uptime, reconnects and why, last drop), "
+    "e.g. `@Nonstop status` or `/nonstop status`\n"
+    "• `help`: this message, e.g. `@Nonstop help` or `/nonstop help`\n"
+    "Mention replies go to the thread; `/nonstop` answers only you."
+)
+
+
+def help_reply() -> Reply:
+    return Reply(text=HELP_TEXT, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": HELP_TEXT}}])
+
+
+def hint_reply(word: str) -> Reply:
+    shown = escape_mrkdwn(word[:40])
+    return Reply(
+        text=f"I don't know `{shown}` yet. Try `help` (`@Nonstop help` or `/nonstop help`) to see what I can do."
+    )
+
+
+# -- ping ----------------------------------------------------------------------------------------
+
+
+def event_delay_ms(event_ts: str | None, now: float) -> float | None:
+    """Delay from an event's Slack timestamp ("1700000000.000100") to `now`, in ms, never negative."""
+    if not event_ts:
+        return None
+    try:
+        sent = float(event_ts)
+    except ValueError:
+        return None
+    return max(0.0, (now - sent) * 1000.0)
+
+
+def pong_reply(*, now: float, rtt_ms: float | None, event_ts: str | None = None) -> Reply:
+    parts = ["pong"]
+    delay = event_delay_ms(event_ts, now)
+    if delay is not None:
+        parts.append(f"your message reached me in {delay:.0f} ms")
+    if rtt_ms is not None:
+        parts.append(f"WebSocket ping round trip {_rtt(rtt_ms)}")
+    return Reply(text=" · ".join(parts))
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusLines:
+    """The status facts as (label, value) pairs, rendered as blocks and as plain text."""
+
+    heading: str
+    facts: list[tuple[str, str]]
+    last_drop: str
+    footer: str
+
+
+def _status_lines(snapshot: Snapshot) -> StatusLines:
+    now = snapshot.now
+    if snapshot.connected_since is None:
+        connected = "not connected"
+    else:
+        connected = f"{_clock(snapshot.connected_since)} ({human_duration(now - snapshot.connected_since)})"
+    by_cause = sorted(snapshot.reconnects_by_cause.items(), key=lambda item: (-item[1], item[0]))
+    reconnects = str(snapshot.reconnects)
+    if by_cause:
+        reconnects += " (" + ", ".join(f"{cause} {count}" for cause, count in by_cause) + ")"
+    drop = snapshot.last_drop
+    if drop is None:
+        last_drop = "never"
+    else:
+        last_drop = (
+            f"{human_duration(now - drop.at)} ago ({_clock(drop.at)}), {drop.cause}: {drop.explanation} "
+            f"(that connection had lived {human_duration(drop.connection_age_s)})"
+        )
+    facts = [
+        ("Uptime", human_duration(snapshot.uptime_s)),
+        ("Connected since", connected),
+        ("Live connections", f"{snapshot.live_connections} of {snapshot.target_connections}"),
+        ("Reconnects", reconnects),
+        ("Envelopes handled", str(snapshot.envelopes_handled)),
+        ("Duplicates suppressed", str(snapshot.duplicates_suppressed)),
+        ("WebSocket ping", _rtt(snapshot.last_rtt_ms)),
+        ("State", snapshot.state),
+    ]
+    return StatusLines(
+        heading=f"Nonstop status: {snapshot.state}",
+        facts=facts,
+        last_drop=last_drop,
+        footer=f"as of {_clock(now)}",
+    )
+
+
+def status_reply(snapshot: Snapshot) -> Reply:
+    lines = _status_lines(snapshot)
+    text = "\n".join(
+        [
+            f"*{escape_mrkdwn(lines.heading)}*",
+            *(f"{label}: {escape_mrkdwn(value)}" for label, value in lines.facts),
+            f"Last drop: {escape_mrkdwn(lines.last_drop)}",
+            lines.footer,
+        ]
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape_mrkdwn(lines.heading)}*"}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{label}*\n{escape_mrkdwn(value)}"} for label, value in lines.facts
+            ],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Last drop*\n{escape_mrkdwn(lines.last_drop)}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": lines.footer}]},
+    ]
+    return Reply(text=text, blocks=blocks)
+
+
+def reply_thread_ts(event: dict[str, Any]) -> str | None:
+    """The thread a reply to this event belongs in: the event's thread, or a new one under it."""
+    return event.get("thread_ts") or event.get("ts")
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def error_ref(body: dict[str, Any]) -> str:
+    """A reference the user can quote and we can grep for: the event_id, else a fresh short id."""
+    event_id = body.get("event_id")
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    return "ERR" + uuid.uuid4().hex[:10].upper()
+
+
+def sorry_reply(ref: str) -> Reply:
+    return Reply(text=f"Sorry, something went wrong on my side — it has been logged (ref {escape_mrkdwn(ref)}).")
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def reply_for(text: str | None, snapshot: Snapshot, *, event_ts: str | None = None) -> Reply:
+    """The reply to a mention's or a slash command's text, given the link's health right now."""
+    subcommand, _ = parse_subcommand(text)
+    if subcommand in ("", "help"):
+        return help_reply()
+    if subcommand == "ping":
+        return pong_reply(now=snapshot.now, rtt_ms=snapshot.last_rtt_ms, event_ts=event_ts)
+    if subcommand == "status":
+        return status_reply(snapshot)
+    return hint_reply(subcommand)

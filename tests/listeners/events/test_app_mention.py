@@ -1,0 +1,113 @@
+import logging
+import re
+import time
+from unittest.mock import create_autospec
+
+import pytest
+from slack_bolt import Say
+
+from listeners.events.app_mention import app_mention_callback, is_from_bot
+from nonstop.telemetry import Drop, Telemetry
+from tests.listeners.payloads import mention_event, slack_ts
+
+LOGGER = logging.getLogger("test.app_mention")
+
+
+@pytest.fixture
+def telemetry(monkeypatch) -> Telemetry:
+    fresh = Telemetry()
+    monkeypatch.setattr("listeners.events.app_mention.TELEMETRY", fresh)
+    return fresh
+
+
+@pytest.fixture
+def say() -> Say:
+    return create_autospec(Say, instance=True)
+
+
+def sent(say) -> dict:
+    say.assert_called_once()
+    kwargs = say.call_args.kwargs
+    assert kwargs["text"], "every reply carries a plain-text fallback"
+    return kwargs
+
+
+def test_ping_answers_pong_in_the_mention_thread_with_delay(telemetry, say):
+    telemetry.rtt(42.0)
+    event = mention_event("<@U0BOT0001> ping", ts=slack_ts(time.time() - 0.5))
+
+    app_mention_callback(event=event, say=say, logger=LOGGER)
+
+    reply = sent(say)
+    assert reply["thread_ts"] == event["ts"]
+    assert "pong" in reply["text"]
+    delay = int(re.search(r"in (\d+) ms", reply["text"]).group(1))
+    assert 500 <= delay < 10_000
+    assert "42 ms" in reply["text"]
+
+
+def test_reply_goes_to_the_existing_thread(telemetry, say):
+    event = mention_event("<@U0BOT0001> ping", thread_ts="1700000000.000100")
+
+    app_mention_callback(event=event, say=say, logger=LOGGER)
+
+    assert sent(say)["thread_ts"] == "1700000000.000100"
+
+
+def test_mention_ts_in_the_future_counts_as_zero_delay(telemetry, say):
+    app_mention_callback(
+        event=mention_event("<@U0BOT0001> ping", ts=slack_ts(time.time() + 60)), say=say, logger=LOGGER
+    )
+
+    assert "in 0 ms" in sent(say)["text"]
+
+
+def test_status_reads_the_live_telemetry(telemetry, say):
+    telemetry.connection_up()
+    telemetry.connection_down(
+        Drop(at=time.time(), cause="half_open", explanation="no pong for 30 s", connection_age_s=9)
+    )
+    telemetry.handled()
+    telemetry.set_state("degraded")
+
+    app_mention_callback(event=mention_event("<@U0BOT0001|nonstop> Status"), say=say, logger=LOGGER)
+
+    reply = sent(say)
+    assert "no pong for 30 s" in reply["text"]
+    assert "degraded" in reply["text"]
+    assert "0 of 1" in reply["text"]
+    assert any(block["type"] == "context" for block in reply["blocks"])
+
+
+@pytest.mark.parametrize("text", ["<@U0BOT0001>", "<@U0BOT0001> help", "<@U0BOT0001>  HELP "])
+def test_help_and_empty_mention_explain_what_it_can_do(telemetry, say, text):
+    app_mention_callback(event=mention_event(text), say=say, logger=LOGGER)
+
+    reply = sent(say)
+    assert "@Nonstop ping" in reply["text"]
+    assert "/nonstop status" in reply["text"]
+
+
+def test_unknown_request_gets_a_friendly_hint(telemetry, say):
+    app_mention_callback(event=mention_event("<@U0BOT0001> deploy api"), say=say, logger=LOGGER)
+
+    reply = sent(say)
+    assert "`help`" in reply["text"]
+    assert "deploy" in reply["text"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"bot_id": "B0EMUL001"}, {"bot_id": "B0OTHER01"}, {"subtype": "bot_message"}],
+)
+def test_bots_never_get_an_answer(telemetry, say, extra):
+    event = mention_event("<@U0BOT0001> ping", **extra)
+
+    assert is_from_bot(event)
+    app_mention_callback(event=event, say=say, logger=LOGGER)
+
+    say.assert_not_called()
+
+
+def test_humans_are_not_bots():
+    assert not is_from_bot(mention_event("<@U0BOT0001> ping"))
