@@ -1,0 +1,201 @@
+"""Builders for the JSON that "Slack" sends (shapes copied from §8 of the protocol notes)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+from sandbox.config import (
+    APP_ID,
+    APPLINK_HOST,
+    BOT_ID,
+    BOT_USER_ID,
+    BOT_USER_NAME,
+    HUMAN_USER_NAME,
+    TEAM_DOMAIN,
+    TEAM_ID,
+    TEAM_NAME,
+    VERIFICATION_TOKEN,
+)
+
+
+class TsClock:
+    """Unique, increasing Slack timestamps ("<10-digit seconds>.<6 digits>")."""
+
+    def __init__(self) -> None:
+        self._base = int(time.time())
+        self._seq = 0
+
+    def next(self) -> str:
+        self._seq += 1
+        return f"{self._base + self._seq // 1_000_000}.{self._seq % 1_000_000:06d}"
+
+
+def new_envelope_id() -> str:
+    return str(uuid.uuid4())
+
+
+def hello(num_connections: int, approximate_connection_time: int) -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "num_connections": num_connections,
+        "debug_info": {
+            "host": APPLINK_HOST,
+            "build_number": 1,
+            "approximate_connection_time": approximate_connection_time,
+        },
+        "connection_info": {"app_id": APP_ID},
+    }
+
+
+def disconnect(reason: str) -> dict[str, Any]:
+    return {"type": "disconnect", "reason": reason, "debug_info": {"host": APPLINK_HOST}}
+
+
+def _event_context(event_type: str, channel: str) -> str:
+    raw = json.dumps({"et": event_type, "tid": TEAM_ID, "aid": APP_ID, "cid": channel}, separators=(",", ":"))
+    return "4-" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def mention_event(
+    *, text: str, channel: str, user: str, ts: str, thread_ts: str | None, bot_id: str | None
+) -> dict[str, Any]:
+    """The inner `event` of an app_mention; `text` is the part after the bot mention."""
+    event: dict[str, Any] = {
+        "client_msg_id": str(uuid.uuid4()),
+        "type": "app_mention",
+        "text": f"<@{BOT_USER_ID}> {text}",
+        "user": user,
+        "ts": ts,
+        "blocks": [
+            {
+                "type": "rich_text",
+                "block_id": "2Le",
+                "elements": [
+                    {
+                        "type": "rich_text_section",
+                        "elements": [{"type": "user", "user_id": BOT_USER_ID}, {"type": "text", "text": f" {text}"}],
+                    }
+                ],
+            }
+        ],
+        "team": TEAM_ID,
+        "channel": channel,
+        "event_ts": ts,
+    }
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+    if bot_id is not None:
+        event["bot_id"] = bot_id
+    return event
+
+
+def event_callback(event: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "context_team_id": TEAM_ID,
+        "context_enterprise_id": None,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(float(event.get("event_ts", time.time()))),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": _event_context(event["type"], event.get("channel", "")),
+    }
+
+
+def events_api_envelope(payload: dict[str, Any], retry_attempt: int, envelope_id: str) -> dict[str, Any]:
+    return {
+        "envelope_id": envelope_id,
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "retry_attempt": retry_attempt,
+        "retry_reason": "timeout" if retry_attempt else "",
+        "payload": payload,
+    }
+
+
+def slash_command(
+    *, command: str, text: str, channel: str, user: str, response_url: str, trigger_id: str
+) -> dict[str, str]:
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": channel,
+        "channel_name": "general" if channel == "C0GENERAL" else channel.lower(),
+        "user_id": user,
+        "user_name": HUMAN_USER_NAME,
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+
+
+def slash_envelope(payload: dict[str, str], envelope_id: str) -> dict[str, Any]:
+    return {
+        "envelope_id": envelope_id,
+        "type": "slash_commands",
+        "accepts_response_payload": True,
+        "payload": payload,
+    }
+
+
+def interactive_envelope(payload: dict[str, Any], envelope_id: str) -> dict[str, Any]:
+    accepts = payload.get("type") in ("view_submission", "block_suggestion")
+    return {
+        "envelope_id": envelope_id,
+        "type": "interactive",
+        "accepts_response_payload": accepts,
+        "payload": payload,
+    }
+
+
+def auth_test(is_app_token: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ok": True,
+        "url": f"https://{TEAM_DOMAIN}.slack.com/",
+        "team": TEAM_NAME,
+        "user": BOT_USER_NAME,
+        "team_id": TEAM_ID,
+        "user_id": BOT_USER_ID,
+        "is_enterprise_install": False,
+    }
+    if not is_app_token:
+        body["bot_id"] = BOT_ID
+    else:
+        body["app_id"] = APP_ID
+    return body
+
+
+def posted_message(params: dict[str, Any], ts: str) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "message",
+        "user": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "text": params.get("text", ""),
+        "ts": ts,
+        "team": TEAM_ID,
+    }
+    for key in ("blocks", "attachments", "thread_ts"):
+        if params.get(key):
+            message[key] = params[key]
+    return message

@@ -1,0 +1,51 @@
+"""Reusable pytest fixtures: a started sandbox with test-friendly timers, and proxy-free environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox
+
+PROXY_VARS = (
+    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
+)  # fmt: skip
+
+TEST_CONFIG = SandboxConfig(
+    ack_deadline_s=3.0,
+    retry_delays_s=(0.0, 0.5, 1.0),
+    server_ping_interval_s=1.0,
+    connection_lifetime_s=3600.0,
+    warning_grace_s=1.0,
+    refresh_grace_s=0.3,
+    silent_link_alive_s=5.0,
+    ticket_ttl_s=10.0,
+    close_handshake_timeout_s=1.0,
+)
+
+
+def clean_env() -> dict[str, str]:
+    """os.environ without proxy variables (for subprocesses)."""
+    return {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """slack_sdk's socket client tunnels through any proxy variable (and then wraps in TLS): unset them."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    """Override in a test module to change the timers."""
+    return TEST_CONFIG
+
+
+@pytest.fixture
+def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
+    with Sandbox(sandbox_config) as sb:
+        yield sb
