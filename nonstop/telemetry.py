@@ -37,8 +37,11 @@ class Snapshot:
     last_drop: Drop | None
     envelopes_handled: int
     duplicates_suppressed: int
-    state: str  # "starting", "connected", "degraded", "connecting", "backing_off 4.2s", "fatal: token_revoked", "stopping"
+    state: (
+        str  # "starting", "connected", "degraded", "connecting", "backing_off 4.2s", "fatal: token_revoked", "stopping"
+    )
     last_rtt_ms: float | None  # round trip of the latest WebSocket ping
+    last_beat_at: float | None  # when the supervisor loop last proved it is alive
 
     @property
     def uptime_s(self) -> float:
@@ -65,6 +68,7 @@ class Telemetry:
     _duplicates: int = 0
     _state: str = "starting"
     _last_rtt_ms: float | None = None
+    _last_beat_at: float | None = None
 
     def connection_up(self) -> None:
         with self._lock:
@@ -97,6 +101,11 @@ class Telemetry:
         with self._lock:
             self._duplicates += 1
 
+    def beat(self) -> None:
+        now = time.time()
+        with self._lock:
+            self._last_beat_at = now
+
     def set_state(self, state: str) -> None:
         with self._lock:
             self._state = state
@@ -116,6 +125,7 @@ class Telemetry:
                 duplicates_suppressed=self._duplicates,
                 state=self._state,
                 last_rtt_ms=self._last_rtt_ms,
+                last_beat_at=self._last_beat_at,
             )
 
 

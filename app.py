@@ -1,0 +1,38 @@
+"""Nonstop: a Slack bot (Bolt for Python, Socket Mode) that does not go offline.
+
+python app.py             # connect to Slack with the tokens in .env / the environment
+python app.py --sandbox   # no workspace needed: a local Slack and a terminal chat
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dotenv import load_dotenv
+
+from listeners import register_listeners
+from nonstop.handler import SupervisedSocketModeHandler
+from nonstop.logs import configure_logging
+from nonstop.settings import EX_CONFIG, ConfigError, load_settings
+from nonstop.startup import build_app
+
+
+def main(argv: list[str]) -> int:
+    if "--sandbox" in argv:
+        from sandbox.demo import run_demo  # noqa: PLC0415 - only the demo needs the sandbox
+
+        return run_demo()
+    load_dotenv(override=False)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        app = build_app(settings)
+    except ConfigError as e:
+        print(f"nonstop: configuration error: {e}", file=sys.stderr)
+        return EX_CONFIG
+    register_listeners(app)
+    return SupervisedSocketModeHandler(app, settings.app_token, settings=settings.supervisor).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,192 @@
+"""From envelope to Bolt and back: ack every delivery, run the handlers once per event.
+
+- `events_api` envelopes are acked the moment they arrive (Bolt would ack them unconditionally
+  before running the listener anyway); the ack no longer waits behind a busy thread pool, which is
+  what makes Slack retry and users see double replies under load.
+- Slash commands and interactive payloads are acked with what Bolt's listener returns (the ack can
+  carry the reply), exactly as Bolt's own `send_response` builds it.
+- Duplicates (Slack's retries, the same event on another connection) are acked and suppressed:
+  events by `event_id`, everything else by `envelope_id`. A retry whose first attempt never reached
+  this process is new here, and is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from nonstop.dedup import TTLCache
+from nonstop.telemetry import Telemetry
+
+log = logging.getLogger("nonstop.dispatch")
+
+SORRY = {"text": "Sorry, something went wrong on my side. It has been logged; please try again."}
+
+AckSender = Callable[[object, str, dict[str, Any] | None], None]
+"""send_ack(link_it_came_on, envelope_id, payload_or_None), called on the event-loop thread."""
+
+
+class _AckCapture:
+    """Stands in for a socket-mode client so Bolt's own `send_response` decides the ack payload."""
+
+    def __init__(self) -> None:
+        self.logger = log
+        self.response: SocketModeResponse | None = None
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.response = response
+
+
+@dataclass
+class _Pending:
+    """A non-event envelope being handled; duplicates wait for its ack payload."""
+
+    payload: dict[str, Any] | None = None
+    done: bool = False
+    waiters: list[object] | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        app: App,
+        *,
+        send_ack: AckSender,
+        call_soon: Callable[[Callable[[], None]], None],
+        telemetry: Telemetry,
+        dedup_ttl_s: float,
+        workers: int = 16,
+    ) -> None:
+        self._app = app
+        self._send_ack = send_ack
+        self._call_soon = call_soon  # runs a callback on the event-loop thread
+        self._telemetry = telemetry
+        self._seen: TTLCache[_Pending | None] = TTLCache(dedup_ttl_s)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nonstop-dispatch")
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.accepting = True
+
+    # -- on the event-loop thread --------------------------------------------------------------------
+
+    def on_envelope(self, link: object, message: dict[str, Any]) -> None:
+        envelope_id = message.get("envelope_id")
+        if not isinstance(envelope_id, str) or not envelope_id:
+            log.warning("ignored a frame with no usable envelope_id (type=%r)", message.get("type"))
+            return
+        if not self.accepting:
+            # Unacked, Slack redelivers it to a connection that is staying (or to another instance).
+            log.info("stopping: left envelope %s unacked for Slack to redeliver", envelope_id)
+            return
+        request = SocketModeRequest.from_dict(message)
+        if request is None or not isinstance(request.payload, dict):
+            log.error(
+                "acked a malformed envelope %s (type=%r) that cannot be handled", envelope_id, message.get("type")
+            )
+            self._send_ack(link, envelope_id, None)
+            return
+        if request.type == "events_api":
+            self._on_event(link, request)
+        else:
+            self._on_interaction(link, request)
+
+    def _on_event(self, link: object, request: SocketModeRequest) -> None:
+        self._send_ack(link, request.envelope_id, None)
+        event_id = request.payload.get("event_id")
+        key = f"event:{event_id}" if isinstance(event_id, str) and event_id else f"envelope:{request.envelope_id}"
+        if key in self._seen:
+            self._telemetry.duplicate()
+            log.info(
+                "suppressed a duplicate delivery of %s (retry_attempt=%s, retry_reason=%s)",
+                key.split(":", 1)[1],
+                request.retry_attempt,
+                request.retry_reason or "-",
+            )
+            return
+        self._seen.put(key, None)
+        self._submit(request, on_done=None)
+
+    def _on_interaction(self, link: object, request: SocketModeRequest) -> None:
+        key = f"envelope:{request.envelope_id}"
+        pending = self._seen.get(key)
+        if pending is not None:
+            self._telemetry.duplicate()
+            log.info("suppressed a duplicate delivery of envelope %s (%s)", request.envelope_id, request.type)
+            if pending.done:
+                self._send_ack(link, request.envelope_id, pending.payload)
+            else:
+                pending.waiters = [*(pending.waiters or []), link]
+            return
+        pending = _Pending()
+        self._seen.put(key, pending)
+
+        def acked(payload: dict[str, Any] | None) -> None:
+            pending.payload, pending.done = payload, True
+            for waiting_link in [link, *(pending.waiters or [])]:
+                self._send_ack(waiting_link, request.envelope_id, payload)
+
+        self._submit(request, on_done=acked)
+
+    def _submit(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._pool.submit(self._run, request, on_done)
+        except RuntimeError:  # pool shut down while stopping
+            with self._lock:
+                self._in_flight -= 1
+            log.info("stopping: envelope %s not handled", request.envelope_id)
+
+    # -- on a dispatch thread ------------------------------------------------------------------------
+
+    def _run(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
+        started = time.time()
+        payload: dict[str, Any] | None = None
+        try:
+            bolt_response = run_bolt_app(self._app, request)
+            capture = _AckCapture()
+            send_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
+            if capture.response is not None:
+                payload = capture.response.payload
+            self._telemetry.handled()
+        except Exception:
+            log.exception("handling envelope %s (%s) failed", request.envelope_id, request.type)
+            if request.type == "slash_commands":
+                payload = dict(SORRY)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            if on_done is not None:
+                result = payload
+                self._call_soon(lambda: on_done(result))
+
+    # -- stopping ------------------------------------------------------------------------------------
+
+    def drain(self, timeout_s: float, listener_executor: Executor | None) -> bool:
+        """Stop taking envelopes and wait (bounded) for in-flight handlers. True if all finished."""
+        self.accepting = False
+        finished = threading.Event()
+
+        def wait_all() -> None:
+            self._pool.shutdown(wait=True)
+            if listener_executor is not None:
+                listener_executor.shutdown(wait=True)
+            finished.set()
+
+        threading.Thread(target=wait_all, name="nonstop-drain", daemon=True).start()
+        return finished.wait(timeout_s)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight

@@ -1,0 +1,81 @@
+"""`SupervisedSocketModeHandler`: Bolt's `SocketModeHandler` surface (start / connect / close), supervised.
+
+    handler = SupervisedSocketModeHandler(app, app_token)
+    sys.exit(handler.start())   # blocks; 0 after a graceful stop, 78 when retrying is futile
+
+`start()` owns SIGTERM/SIGINT when called from the main thread: the first signal drains in-flight
+handlers and exits 0, a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+
+from slack_bolt import App
+
+from nonstop.settings import SupervisorSettings
+from nonstop.supervisor import Supervisor
+from nonstop.telemetry import TELEMETRY, Telemetry
+
+log = logging.getLogger("nonstop")
+
+
+class SupervisedSocketModeHandler:
+    def __init__(
+        self,
+        app: App,
+        app_token: str | None = None,
+        *,
+        settings: SupervisorSettings | None = None,
+        telemetry: Telemetry = TELEMETRY,
+    ) -> None:
+        self.app = app
+        self.app_token = app_token or os.environ["SLACK_APP_TOKEN"]
+        self.supervisor = Supervisor(
+            app, self.app_token, settings=settings or SupervisorSettings(), telemetry=telemetry
+        )
+        self._thread: threading.Thread | None = None
+        self._exit_code: int | None = None
+        self._signals = 0
+
+    def start(self) -> int:
+        """Run in this thread until stopped; return the exit code."""
+        return asyncio.run(self._main(install_signals=threading.current_thread() is threading.main_thread()))
+
+    def connect(self) -> None:
+        """Run in a background thread, like Bolt's `connect()`; `close()` stops it."""
+
+        def run() -> None:
+            self._exit_code = asyncio.run(self._main(install_signals=False))
+
+        self._thread = threading.Thread(target=run, name="nonstop-supervisor", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float | None = None) -> int | None:
+        """Stop gracefully and wait for it; return the exit code (None if still stopping after `timeout_s`)."""
+        self.supervisor.request_stop("close() called")
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        return self._exit_code
+
+    async def _main(self, install_signals: bool) -> int:
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        return await self.supervisor.run()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.supervisor.request_stop(sig.name)
+            return
+        log.warning("%s again: exiting now without waiting for in-flight work", sig.name)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(128 + sig.value)

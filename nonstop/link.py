@@ -1,0 +1,280 @@
+"""One Socket Mode WebSocket link: ticket URL → handshake → hello → frames, until it dies.
+
+A `Link` never reconnects by itself; the supervisor decides what happens next. It knows exactly one
+thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Every inbound
+frame (hello, envelope, disconnect, pong) refreshes `last_inbound`; a ping goes out every
+`ping_interval_s`; when nothing has come in for `stale_after_s` the link is declared half-open and
+aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so there
+is no polling loop and no spinning on a dead socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from nonstop.closecodes import describe_close
+from nonstop.redact import redact
+
+log = logging.getLogger("nonstop.link")
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    """Why a link ended, in a bounded `cause` label and in words."""
+
+    cause: str  # reset | half_open | server_close | refresh | too_many_websockets | link_disabled | shutdown | error
+    explanation: str
+    code: int | None = None
+
+
+class LinkFailed(Exception):
+    """The link never became live (handshake, hello). `cause` is a bounded label."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+        self.detail = detail
+
+
+EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
+
+
+class Link:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        on_envelope: EnvelopeCallback,
+        ping_interval_s: float,
+        stale_after_s: float,
+        on_inbound: Callable[[], None] | None = None,
+        on_rtt: Callable[[float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._url = url
+        self._on_envelope = on_envelope
+        self._ping_interval_s = ping_interval_s
+        self._stale_after_s = stale_after_s
+        self._on_inbound = on_inbound or (lambda: None)
+        self._on_rtt = on_rtt or (lambda _ms: None)
+        self._ws: ClientConnection | None = None
+        self._end_cause: LinkEnd | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.hello: dict[str, Any] = {}
+        self.opened_at = time.monotonic()
+        self.live_at: float | None = None
+        self.last_inbound = time.monotonic()
+        self.refresh_requested = asyncio.Event()
+        self.refresh_reason = ""
+        self.ended: asyncio.Future[LinkEnd] = asyncio.get_running_loop().create_future()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self, timeout_s: float) -> None:
+        """Handshake and wait for `hello`; raise `LinkFailed` if that does not happen within `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                # Our own ping/watchdog replaces the library keepalive: it also counts data and hello as
+                # signs of life and aborts instead of attempting a close handshake on a dead path.
+                self._ws = await connect(
+                    self._url,
+                    ping_interval=None,
+                    ping_timeout=None,
+                    close_timeout=1,
+                    compression=None,
+                    max_size=None,
+                    open_timeout=None,
+                    user_agent_header="nonstop (websockets)",
+                )
+                await self._await_hello()
+        except TimeoutError:
+            stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
+            await self._discard()
+            raise LinkFailed("connect_timeout", f"{stage} within {timeout_s:g} s") from None
+        except LinkFailed:
+            await self._discard()
+            raise
+        except (OSError, InvalidHandshake, ConnectionClosed) as e:
+            await self._discard()
+            raise LinkFailed("handshake_failed", redact(f"{type(e).__name__}: {e}")) from None
+        self.live_at = time.monotonic()
+        self._tasks = [
+            asyncio.create_task(self._read(), name=f"{self.name}-reader"),
+            asyncio.create_task(self._watch(), name=f"{self.name}-watchdog"),
+        ]
+
+    async def _await_hello(self) -> None:
+        assert self._ws is not None
+        while True:
+            message = self._parse(await self._ws.recv())
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind == "hello":
+                self.hello = message
+                return
+            if kind == "disconnect":
+                reason = str(message.get("reason", ""))
+                raise LinkFailed(reason or "disconnect", f"Slack sent disconnect ({reason}) instead of hello")
+            if "envelope_id" in message:
+                self._on_envelope(self, message)
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
+        self.last_inbound = time.monotonic()
+        self._on_inbound()
+        if isinstance(raw, bytes):
+            log.warning("%s: ignored a binary frame of %d bytes", self.name, len(raw))
+            return None
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            log.warning("%s: ignored a frame that is not JSON: %s", self.name, redact(raw[:200]))
+            return None
+        if not isinstance(message, dict):
+            log.warning("%s: ignored a JSON frame that is not an object: %s", self.name, redact(raw[:200]))
+            return None
+        return message
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        end: LinkEnd
+        try:
+            async for raw in self._ws:
+                message = self._parse(raw)
+                if message is None:
+                    continue
+                if message.get("type") == "disconnect":
+                    self._on_disconnect(str(message.get("reason", "")))
+                elif "envelope_id" in message:
+                    self._on_envelope(self, message)
+            end = self._closed_end()
+        except ConnectionClosed:
+            end = self._closed_end()
+        except Exception as e:  # the reader must never die silently: the supervisor replaces the link
+            log.exception("%s: reader failed", self.name)
+            end = LinkEnd("error", redact(f"reader failed: {type(e).__name__}: {e}"))
+            self._abort_transport()
+        self._finish(end)
+
+    def _on_disconnect(self, reason: str) -> None:
+        if reason in ("link_disabled", "too_many_websockets"):
+            self._end_cause = LinkEnd(reason, f"Slack sent disconnect ({reason})")
+            self._abort_transport()
+            return
+        log.info("%s: Slack asked for a new connection (disconnect: %s)", self.name, reason or "no reason")
+        self.refresh_reason = reason or "disconnect"
+        self.refresh_requested.set()
+
+    async def _watch(self) -> None:
+        """Ping on a short interval and abort the link when nothing at all has come in for too long."""
+        assert self._ws is not None
+        check_every = min(0.5, self._ping_interval_s / 2)
+        next_ping = time.monotonic()
+        while not self.ended.done():
+            now = time.monotonic()
+            silent_for = now - self.last_inbound
+            if silent_for > self._stale_after_s:
+                self.abort(
+                    LinkEnd(
+                        "half_open",
+                        f"no frame from Slack for {silent_for:.1f} s (half-open link: no pong, no data, no close)",
+                    )
+                )
+                return
+            if now >= next_ping:
+                next_ping = now + self._ping_interval_s
+                self._ping(now)
+            await asyncio.sleep(check_every)
+
+    def _ping(self, sent: float) -> None:
+        assert self._ws is not None
+
+        async def ping() -> None:
+            assert self._ws is not None
+            with contextlib.suppress(ConnectionClosed, RuntimeError):
+                pong = await self._ws.ping()
+                await pong
+                self.last_inbound = time.monotonic()
+                self._on_inbound()
+                self._on_rtt((self.last_inbound - sent) * 1000)
+
+        task = asyncio.create_task(ping(), name=f"{self.name}-ping")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    def _closed_end(self) -> LinkEnd:
+        if self._end_cause is not None:
+            return self._end_cause
+        assert self._ws is not None
+        rcvd = self._ws.protocol.close_rcvd
+        if rcvd is None:
+            return LinkEnd("reset", describe_close(1006), 1006)
+        return LinkEnd(
+            "server_close", "Slack closed the connection: " + describe_close(rcvd.code, rcvd.reason), rcvd.code
+        )
+
+    def _finish(self, end: LinkEnd) -> None:
+        if not self.ended.done():
+            self.ended.set_result(end)
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and not self.ended.done()
+
+    @property
+    def age_s(self) -> float:
+        return time.monotonic() - (self.live_at or self.opened_at)
+
+    async def send(self, text: str, timeout_s: float = 1.0) -> bool:
+        """Send one text frame; False if the link is gone or could not take it in time."""
+        if not self.is_open:
+            return False
+        assert self._ws is not None
+        try:
+            await asyncio.wait_for(self._ws.send(text), timeout_s)
+        except (ConnectionClosed, TimeoutError, RuntimeError):
+            return False
+        return True
+
+    def abort(self, end: LinkEnd) -> None:
+        """Drop the TCP connection now, without a close handshake (it could hang on a dead path)."""
+        if self._end_cause is None:
+            self._end_cause = end
+        self._abort_transport()
+        if self.ended.done() or self._ws is None:
+            self._finish(end)
+
+    async def close(self, end: LinkEnd, timeout_s: float = 1.0) -> None:
+        """Say goodbye with a 1000 close frame, but never wait on it for more than `timeout_s`."""
+        if self._end_cause is None:
+            self._end_cause = end
+        if self._ws is not None and not self.ended.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(1000, end.cause), timeout_s)
+        self.abort(end)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self.ended), timeout_s)
+
+    def _abort_transport(self) -> None:
+        if self._ws is not None and self._ws.transport is not None:
+            self._ws.transport.abort()
+
+    async def _discard(self) -> None:
+        self._abort_transport()
+        self._finish(LinkEnd("error", "never became live"))

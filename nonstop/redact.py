@@ -1,0 +1,39 @@
+"""Keep secrets out of every log line and error message.
+
+Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …) and the one-time `ticket=` of a Socket Mode URL are
+replaced wherever they appear: in messages, in their arguments and in exception texts (slack_sdk
+puts request details into its exceptions).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9][A-Za-z0-9-]*")
+_TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """Return `text` with anything that looks like a Slack token or a socket ticket masked."""
+    text = _TOKEN.sub(lambda m: f"{m.group(1)}-…redacted", text)
+    return _TICKET.sub(r"\1…redacted", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts the final message and any traceback of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not hide the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True

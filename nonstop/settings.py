@@ -1,0 +1,155 @@
+"""Settings from the environment, checked before anything touches the network.
+
+Every problem becomes a `ConfigError` whose text is one line naming the variable, what was expected
+and where to get it; `app.py` prints it and exits with EX_CONFIG (78). Token values never appear in
+these messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+EX_CONFIG = 78
+"""sysexits.h: configuration error. Service managers are told not to restart on it."""
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+_TOKEN_HELP = {
+    "SLACK_BOT_TOKEN": (
+        "xoxb-",
+        "the Bot User OAuth Token (api.slack.com/apps → your app → OAuth & Permissions → Bot User OAuth Token)",
+    ),
+    "SLACK_APP_TOKEN": (
+        "xapp-",
+        "an app-level token with the connections:write scope "
+        "(api.slack.com/apps → your app → Basic Information → App-Level Tokens)",
+    ),
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or ill-formed. The message is one line, safe to print."""
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """How the supervisor keeps the link alive. Defaults are the production ones."""
+
+    connections: int = 2
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 10.0
+    healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
+    ping_interval_s: float = 2.0
+    stale_after_s: float = 6.0  # no inbound frame (pong, hello, envelope) for this long: the link is dead
+    connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
+    drain_timeout_s: float = 10.0
+    dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str
+    app_token: str
+    api_url: str
+    log_level: str
+    log_format: str
+    health_host: str
+    health_port: int
+    supervisor: SupervisorSettings
+
+
+def _token(env: Mapping[str, str], name: str) -> str:
+    prefix, where = _TOKEN_HELP[name]
+    value = env.get(name)
+    if value is None or value == "":
+        raise ConfigError(f"{name} is not set: expected {where}, starting with '{prefix}'.")
+    if value != value.strip() or any(ch.isspace() for ch in value):
+        raise ConfigError(f"{name} contains whitespace: expected {where}, starting with '{prefix}', on one line.")
+    if not value.startswith(prefix) or len(value) <= len(prefix):
+        shown = value[:5] if value[:4] in ("xoxb", "xoxp", "xoxa", "xapp") else "something else"
+        raise ConfigError(f"{name} starts with '{shown}': expected {where}, starting with '{prefix}'.")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number: expected a value from {low:g} to {high:g}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is out of range: expected a value from {low:g} to {high:g}.")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(env, name, default, low, high)
+    if value != int(value):
+        raise ConfigError(f"{name}={value:g} is not a whole number: expected {low} to {high}.")
+    return int(value)
+
+
+def _api_url(env: Mapping[str, str]) -> str:
+    raw = env.get("SLACK_API_URL", "").strip() or DEFAULT_API_URL
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"SLACK_API_URL={raw!r} is not an http(s) URL: expected the Web API base, e.g. {DEFAULT_API_URL}"
+        )
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    value = raw.upper() if name == "LOG_LEVEL" else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+def supervisor_settings(env: Mapping[str, str]) -> SupervisorSettings:
+    d = SupervisorSettings()
+    return SupervisorSettings(
+        connections=_integer(env, "NONSTOP_CONNECTIONS", d.connections, 1, 10),
+        backoff_base_s=_number(env, "NONSTOP_BACKOFF_BASE", d.backoff_base_s, 0.01, 60),
+        backoff_cap_s=_number(env, "NONSTOP_BACKOFF_CAP", d.backoff_cap_s, 0.05, 3600),
+        healthy_after_s=_number(env, "NONSTOP_HEALTHY_AFTER", d.healthy_after_s, 0, 3600),
+        ping_interval_s=_number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 60),
+        stale_after_s=_number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600),
+        connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
+        drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
+        dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting. Raises `ConfigError` with a one-line, token-free message."""
+    env = os.environ if env is None else env
+    sup = supervisor_settings(env)
+    if sup.stale_after_s <= sup.ping_interval_s:
+        raise ConfigError(
+            f"NONSTOP_STALE_AFTER ({sup.stale_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "
+            f"({sup.ping_interval_s:g}): a link is only stale after it missed at least one pong."
+        )
+    if sup.backoff_cap_s < sup.backoff_base_s:
+        raise ConfigError(
+            f"NONSTOP_BACKOFF_CAP ({sup.backoff_cap_s:g}) must not be below NONSTOP_BACKOFF_BASE "
+            f"({sup.backoff_base_s:g})."
+        )
+    levels = tuple(name for name in logging.getLevelNamesMapping() if name not in ("NOTSET", "WARN", "FATAL"))
+    return Settings(
+        bot_token=_token(env, "SLACK_BOT_TOKEN"),
+        app_token=_token(env, "SLACK_APP_TOKEN"),
+        api_url=_api_url(env),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", levels),
+        log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
+        health_port=_integer(env, "HEALTH_PORT", 8080, 0, 65535),
+        supervisor=sup,
+    )

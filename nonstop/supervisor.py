@@ -1,0 +1,334 @@
+"""The supervisor: keep N live Socket Mode links, forever, and stop only when told or when retrying is futile.
+
+One asyncio loop owns every link, timer and retry; Bolt's listeners run on threads (see `dispatch`).
+Each of the N slots loops: get a link live (ticket → handshake → hello), wait until it ends or Slack
+asks for a refresh, then replace it — at once after a healthy link dies, with backoff after failures,
+make-before-break on refresh. Connection attempts go through one gate, so links are replaced one at a
+time and an outage never becomes a reconnect storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from nonstop.dispatch import Dispatcher
+from nonstop.link import Link, LinkEnd, LinkFailed
+from nonstop.policy import Backoff, fatal_message, is_fatal
+from nonstop.settings import EX_CONFIG, SupervisorSettings
+from nonstop.telemetry import Drop, Telemetry
+from nonstop.tickets import TicketRefused, open_ticket
+
+log = logging.getLogger("nonstop.supervisor")
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        app: App,
+        app_token: str,
+        *,
+        settings: SupervisorSettings,
+        telemetry: Telemetry,
+        ticket_client: WebClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._app = app
+        self._app_token = app_token
+        self._settings = settings
+        self._telemetry = telemetry
+        telemetry.target_connections = settings.connections
+        # A client of our own for tickets: short timeout, no hidden retries (the policy lives here).
+        base = app.client
+        self._tickets = ticket_client or WebClient(
+            base_url=base.base_url, timeout=int(max(1, settings.connect_timeout_s)), proxy=base.proxy, retry_handlers=[]
+        )
+        self._backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, rng or random.Random())
+        self._links: set[Link] = set()
+        self._exit_code = 0
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._gate: asyncio.Lock | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- public ------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until `request_stop()` or a fatal error; return the process exit code (0 or 78)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._gate = asyncio.Lock()
+        loop = self._loop
+        self._dispatcher = Dispatcher(
+            self._app,
+            send_ack=self._send_ack,
+            call_soon=loop.call_soon_threadsafe,
+            telemetry=self._telemetry,
+            dedup_ttl_s=self._settings.dedup_ttl_s,
+        )
+        self._update_state()
+        slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        await self._stop_event.wait()
+        await self._shutdown([*slots, heartbeat])
+        return self._exit_code
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Thread-safe: begin a graceful stop (drain, close, exit 0)."""
+        if self._loop is None:
+            self._stopping = True
+            return
+        self._loop.call_soon_threadsafe(self._begin_stop, why)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- slots -------------------------------------------------------------------------------------
+
+    async def _slot(self, index: int) -> None:
+        name = f"connection #{index + 1}"
+        while not self._stopping:
+            try:
+                await self._keep_one(name)
+            except Exception:  # a bug in here must not leave the bot with one link less, forever
+                delay = self._backoff.failure()
+                log.exception("%s: supervisor slot failed unexpectedly; restarting it in %.1f s", name, delay)
+                await self._sleep(delay)
+
+    async def _keep_one(self, name: str) -> None:
+        link = await self._establish(name, first_delay=0.0)
+        while link is not None and not self._stopping:
+            refresh = asyncio.create_task(link.refresh_requested.wait())
+            try:
+                await asyncio.wait({link.ended, refresh}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                refresh.cancel()
+            if self._stopping:
+                return
+            if link.ended.done():
+                delay = self._after_drop(link, link.ended.result())
+                link = await self._establish(name, first_delay=delay)
+            else:
+                log.info("%s: opening its replacement before letting it go (make before break)", name)
+                old = link
+                link = await self._establish(name, first_delay=0.0)
+                self._background(self._retire(old))
+
+    async def _establish(self, name: str, first_delay: float) -> Link | None:
+        """Get one live link, retrying forever on transient failures. None when stopping or fatal."""
+        delay = first_delay
+        while True:
+            if delay > 0:
+                await self._sleep(delay)
+            if self._stopping:
+                return None
+            assert self._gate is not None
+            async with self._gate:
+                if self._stopping:
+                    return None
+                self._update_state(connecting=True)
+                try:
+                    return await self._attempt(name)
+                except TicketRefused as e:
+                    if e.fatal:
+                        self._fatal(e.cause)
+                        return None
+                    if e.retry_after_s is not None:
+                        delay = self._backoff.rate_limited(e.retry_after_s)
+                        log.warning("%s: Slack %s; retrying in exactly %.1f s as asked", name, e.detail, delay)
+                    else:
+                        delay = self._backoff.failure()
+                        log.warning("%s: could not get a Socket Mode URL (%s); retrying in %.1f s", name, e, delay)
+                except LinkFailed as e:
+                    if e.cause == "link_disabled":
+                        self._fatal("link_disabled")
+                        return None
+                    delay = self._backoff.failure()
+                    log.warning("%s: connection failed (%s: %s); retrying in %.1f s", name, e.cause, e.detail, delay)
+                self._update_state(backing_off=delay)
+
+    async def _attempt(self, name: str) -> Link:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        url = await asyncio.wait_for(
+            loop.run_in_executor(None, open_ticket, self._tickets, self._app_token),
+            self._settings.connect_timeout_s + 1,
+        )
+        remaining = max(0.5, self._settings.connect_timeout_s - (time.monotonic() - started))
+        assert self._dispatcher is not None
+        link = Link(
+            f"{name}",
+            url,
+            on_envelope=self._dispatcher.on_envelope,
+            ping_interval_s=self._settings.ping_interval_s,
+            stale_after_s=self._settings.stale_after_s,
+            on_inbound=self._telemetry.inbound,
+            on_rtt=self._telemetry.rtt,
+        )
+        await link.open(remaining)
+        self._links.add(link)
+        self._telemetry.connection_up()
+        loop.call_later(self._settings.healthy_after_s, self._healthy, link)
+        log.info(
+            "%s: connected in %.0f ms (Slack reports %s connection(s) for this app)",
+            name,
+            (time.monotonic() - started) * 1000,
+            link.hello.get("num_connections", "?"),
+        )
+        self._update_state()
+        return link
+
+    def _healthy(self, link: Link) -> None:
+        if link.is_open and self._backoff.in_trouble:
+            log.info("%s: healthy for %s; backoff reset", link.name, human_duration(link.age_s))
+            self._backoff.reset()
+
+    def _after_drop(self, link: Link, end: LinkEnd) -> float:
+        """Account for a link that died on its own; return how long to wait before replacing it."""
+        self._forget(link, end)
+        if end.cause == "link_disabled":
+            self._fatal("link_disabled")
+            return 0.0
+        young = link.age_s < self._settings.healthy_after_s
+        delay = self._backoff.failure() if young or end.cause == "too_many_websockets" else 0.0
+        others = sum(1 for other in self._links if other.is_open)
+        log.warning(
+            "%s dropped after %s: %s; %s (%d other connection(s) still live)",
+            link.name,
+            human_duration(link.age_s),
+            end.explanation,
+            "reconnecting now" if delay == 0 else f"reconnecting in {delay:.1f} s",
+            others,
+        )
+        self._update_state(backing_off=delay if others == 0 and delay > 0 else None)
+        return delay
+
+    async def _retire(self, link: Link) -> None:
+        reason = link.refresh_reason or "disconnect"
+        end = LinkEnd("refresh", f"Slack asked for a refresh ({reason}); replaced make-before-break")
+        await link.close(end)
+        self._forget(link, end)
+        log.info("%s: old connection closed after %s (%s)", link.name, human_duration(link.age_s), reason)
+
+    def _forget(self, link: Link, end: LinkEnd) -> None:
+        if link in self._links:
+            self._links.discard(link)
+            self._telemetry.connection_down(
+                Drop(at=time.time(), cause=end.cause, explanation=end.explanation, connection_age_s=link.age_s)
+            )
+        self._update_state()
+
+    # -- acks --------------------------------------------------------------------------------------
+
+    def _send_ack(self, link: object, envelope_id: str, payload: dict[str, Any] | None) -> None:
+        body: dict[str, Any] = {"envelope_id": envelope_id}
+        if payload is not None:
+            body["payload"] = payload
+        self._background(self._deliver(link, envelope_id, json.dumps(body)))
+
+    async def _deliver(self, first: object, envelope_id: str, text: str) -> None:
+        # Slack matches acks on any of the app's connections: fall back to another live link.
+        candidates = [first] if isinstance(first, Link) else []
+        candidates += [link for link in self._links if link is not first]
+        for link in candidates:
+            if await link.send(text):
+                return
+        log.warning("could not ack envelope %s: no open connection; Slack will redeliver it", envelope_id)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def _fatal(self, code: str) -> None:
+        if self._stopping:
+            return
+        self._exit_code = EX_CONFIG
+        self._telemetry.set_state(f"fatal: {code}")
+        log.critical(fatal_message(code, "app") if is_fatal(code) else code)
+        self._begin_stop("fatal", keep_state=True)
+
+    def _begin_stop(self, why: str, keep_state: bool = False) -> None:
+        if self._stopping and self._stop_event is not None and self._stop_event.is_set():
+            return
+        self._stopping = True
+        if not keep_state:
+            self._telemetry.set_state("stopping")
+        if why != "fatal":
+            log.info("%s: stopping gracefully (no new envelopes; finishing in-flight work)", why)
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        assert self._dispatcher is not None
+        loop = asyncio.get_running_loop()
+        in_flight = self._dispatcher.in_flight
+        drained = await loop.run_in_executor(
+            None, self._dispatcher.drain, self._settings.drain_timeout_s, self._app.listener_runner.listener_executor
+        )
+        if not drained:
+            log.warning(
+                "in-flight handlers did not finish within %.1f s; exiting anyway", self._settings.drain_timeout_s
+            )
+        elif in_flight:
+            log.info("finished %d in-flight envelope(s)", in_flight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        links = list(self._links)
+        await asyncio.gather(*(link.close(LinkEnd("shutdown", "the bot is stopping")) for link in links))
+        for link in links:
+            self._forget(link, LinkEnd("shutdown", "the bot is stopping"))
+        log.info("stopped; closed %d connection(s)", len(links))
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._stop_event is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._telemetry.beat()
+            await asyncio.sleep(1.0)
+
+    def _update_state(self, connecting: bool = False, backing_off: float | None = None) -> None:
+        if self._stopping:
+            return
+        live = sum(1 for link in self._links if link.is_open)
+        if live >= self._settings.connections:
+            state = "connected"
+        elif live > 0:
+            state = f"degraded ({live} of {self._settings.connections} connections)"
+        elif backing_off:
+            state = f"backing_off {backing_off:.1f}s"
+        else:
+            state = "connecting"
+        if connecting and live == 0:
+            state = "connecting"
+        self._telemetry.set_state(state)
