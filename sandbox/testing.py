@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox
@@ -49,3 +53,25 @@ def sandbox_config() -> SandboxConfig:
 def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
     with Sandbox(sandbox_config) as sb:
         yield sb
+
+
+def ws_url(sb: Sandbox) -> str:
+    """A fresh Socket Mode URL via apps.connections.open (a direct call, no SDK)."""
+    req = urllib.request.Request(
+        sb.api_url + "apps.connections.open", data=b"", headers={"Authorization": f"Bearer {sb.app_token}"}
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as resp:
+        body = json.loads(resp.read())
+    if not body.get("ok"):
+        raise RuntimeError(f"apps.connections.open failed: {body}")
+    return body["url"]
+
+
+def raw_connect(sb: Sandbox, url: str | None = None, open_timeout: float = 5.0) -> ClientConnection:
+    """A plain `websockets` sync client on a fresh ticket: no keepalive, so it never pings on its own."""
+    return connect(url or ws_url(sb), open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None)
+
+
+def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    return json.loads(ws.recv(timeout=timeout))

@@ -1,0 +1,70 @@
+"""`python -m sandbox`: run the sandbox as a process; prints one JSON line with its URLs and tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox
+
+
+def parse_args(argv: list[str] | None = None) -> SandboxConfig:
+    defaults = SandboxConfig()
+    p = argparse.ArgumentParser(prog="python -m sandbox", description="A local Slack with fault injection.")
+    p.add_argument("--host", default=defaults.host, help="bind address (keep it loopback)")
+    p.add_argument("--api-port", type=int, default=defaults.api_port, help="Web API port (0: any)")
+    p.add_argument("--ws-port", type=int, default=defaults.ws_port, help="Socket Mode port (0: any)")
+    p.add_argument("--control-port", type=int, default=defaults.control_port, help="control API port (0: any)")
+    p.add_argument("--ack-deadline", type=float, default=defaults.ack_deadline_s)
+    p.add_argument("--retry-delays", default=",".join(f"{d:g}" for d in defaults.retry_delays_s), help="e.g. 0,60,300")
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--ping-interval", type=float, default=defaults.server_ping_interval_s)
+    p.add_argument("--lifetime", type=float, default=defaults.connection_lifetime_s, help="connection lifetime (s)")
+    p.add_argument("--warning-grace", type=float, default=defaults.warning_grace_s)
+    p.add_argument("--refresh-grace", type=float, default=defaults.refresh_grace_s)
+    p.add_argument("--silent-link-alive", type=float, default=defaults.silent_link_alive_s)
+    p.add_argument("--ticket-ttl", type=float, default=defaults.ticket_ttl_s)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    a = p.parse_args(argv)
+    return SandboxConfig(
+        host=a.host,
+        api_port=a.api_port,
+        ws_port=a.ws_port,
+        control_port=a.control_port,
+        ack_deadline_s=a.ack_deadline,
+        retry_delays_s=tuple(float(x) for x in a.retry_delays.split(",") if x.strip()),
+        max_connections=a.max_connections,
+        server_ping_interval_s=a.ping_interval,
+        connection_lifetime_s=a.lifetime,
+        warning_grace_s=a.warning_grace,
+        refresh_grace_s=a.refresh_grace,
+        silent_link_alive_s=a.silent_link_alive,
+        ticket_ttl_s=a.ticket_ttl,
+        seed=a.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Sandbox(config) as sb:
+        info = {
+            "api_url": sb.api_url,
+            "bot_token": sb.bot_token,
+            "app_token": sb.app_token,
+            "control_url": sb.control_url,
+            "ws_port": sb.ws_port,
+        }
+        print(json.dumps(info), flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
