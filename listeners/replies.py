@@ -132,7 +132,7 @@ def _status_lines(snapshot: Snapshot) -> StatusLines:
     if snapshot.connected_since is None:
         connected = "not connected"
     else:
-        connected = f"{_clock(snapshot.connected_since)} ({human_duration(now - snapshot.connected_since)})"
+        connected = f"{_clock(snapshot.connected_since)} ({human_duration(now - snapshot.connected_since)} ago)"
     by_cause = sorted(snapshot.reconnects_by_cause.items(), key=lambda item: (-item[1], item[0]))
     reconnects = str(snapshot.reconnects)
     if by_cause:

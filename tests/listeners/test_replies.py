@@ -39,6 +39,7 @@ def make_snapshot(**overrides) -> Snapshot:
         "duplicates_suppressed": 7,
         "state": "connected",
         "last_rtt_ms": 38.4,
+        "last_beat_at": NOW - 1,
     }
     values.update(overrides)
     return Snapshot(**values)
