@@ -52,6 +52,7 @@ class Sandbox:
         self.ws_port = 0
         self.control_port = 0
         self._seq = 0
+        self._reopening: asyncio.Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -105,8 +106,12 @@ class Sandbox:
         api = await asyncio.start_server(
             self._webapi.handle_client, self.config.host, port, reuse_address=True, backlog=BACKLOG
         )
-        self._servers["api"] = api
         self.api_port = api.sockets[0].getsockname()[1]
+        outage = self._faults.outage
+        if outage is not None and outage.mode == "refused":  # a new refused outage began meanwhile
+            api.close()
+            return
+        self._servers["api"] = api
 
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
@@ -436,8 +441,9 @@ class Sandbox:
             outage = Outage(mode, int(retry_after), method_set, asyncio.Event())
             outage.timer = loop.call_later(seconds, self._end_outage)
             self._faults.outage = outage
-            if mode == "refused":
-                self._servers.pop("api").close()
+            listener = self._servers.pop("api", None) if mode == "refused" else None
+            if listener is not None:
+                listener.close()
             if drop_connections:
                 for conn in self._hub.open_connections():
                     conn.reset()
@@ -454,12 +460,12 @@ class Sandbox:
         if outage.timer is not None:
             outage.timer.cancel()
         outage.ended.set()
-        if outage.mode == "refused":
-            task = asyncio.ensure_future(self._open_api_listener(self.api_port))
-            self._reopening = task
+        if outage.mode == "refused" and "api" not in self._servers:
+            self._reopening = asyncio.ensure_future(self._open_api_listener(self.api_port))
 
     def outage_active(self) -> bool:
-        return self._call(lambda: self._faults.outage is not None and "api" in self._servers)
+        """True while an outage lasts or the API listener has not come back yet."""
+        return self._call(lambda: self._faults.outage is not None or "api" not in self._servers)
 
     def revoke(self, which: str = "app") -> None:
         """token_revoked from now on for the app or bot token; revoking the app token resets its sockets."""

@@ -1,0 +1,82 @@
+"""`python -m sandbox` in a subprocess, driven over HTTP by RemoteSandbox."""
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from sandbox.remote import RemoteSandbox
+from sandbox.testing import clean_env, raw_connect, recv_json
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def remote(no_proxy_env):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--ack-deadline",
+            "0.5",
+            "--retry-delays",
+            "0,0.2,0.2",
+            "--ping-interval",
+            "1",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # blocks until the sandbox is up (or the process died)
+        info = json.loads(line)
+        yield RemoteSandbox(info["control_url"]), info
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_remote_control_round_trip(remote):
+    rs, info = remote
+    assert rs.api_url == info["api_url"]
+    assert info["bot_token"].startswith("xoxb-")
+    assert info["app_token"].startswith("xapp-1-A0EMUL001-")
+
+    class Target:  # raw_connect only needs api_url and app_token
+        api_url = rs.api_url
+        app_token = rs.app_token
+
+    with raw_connect(Target) as ws:
+        assert recv_json(ws)["type"] == "hello"
+        rs.wait_until(lambda: rs.connections(live_only=True), what="a live connection")
+        d = rs.mention(text="ping")
+        env = recv_json(ws)
+        assert env["payload"]["event_id"] == d.event_id
+        ws.send(json.dumps({"envelope_id": env["envelope_id"]}))
+        rs.wait_until(lambda: rs.deliveries()[0].outcome == "acked", what="ack")
+        assert rs.calls(method="apps.connections.open")[0].ok
+        assert rs.reset() == ["c1"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    assert rs.connections()[0].close_how == "reset"
+
+
+def test_remote_refused_outage_keeps_control_reachable(remote):
+    rs, _ = remote
+    rs.outage(seconds=30, mode="refused")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(rs.api_url + "auth.test", timeout=5)
+    rs.end_outage()
+    rs.slow_api(delay_s=0)
+    with pytest.raises(RuntimeError, match="mode must be one of"):
+        rs.outage(seconds=1, mode="bogus")
+    with pytest.raises(AttributeError):
+        rs.not_a_verb  # noqa: B018
