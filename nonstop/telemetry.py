@@ -106,6 +106,20 @@ class Telemetry:
         with self._lock:
             self._last_beat_at = now
 
+    # -- event hooks for metrics (bounded labels only: no ids, no user text) -------------------------
+
+    def attempt(self, outcome: str) -> None:
+        """One connection attempt ended: "ok", or why not ("network", "ratelimited", "connect_timeout", …)."""
+
+    def envelope(self, kind: str, outcome: str) -> None:
+        """An envelope of `kind` (events_api, slash_commands, interactive) was received / duplicate / failed / refused."""
+
+    def ack_sent(self, kind: str, latency_s: float) -> None:
+        """An ack left for Slack `latency_s` after its envelope arrived."""
+
+    def handler_done(self, kind: str, duration_s: float, ok: bool) -> None:
+        """Bolt finished dispatching one envelope."""
+
     def set_state(self, state: str) -> None:
         with self._lock:
             self._state = state

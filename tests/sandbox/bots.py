@@ -38,4 +38,7 @@ def running_bot(sb: Sandbox, ping_interval: float = 1) -> Iterator[SocketModeHan
     try:
         yield handler
     finally:
-        handler.close()
+        # slack_sdk 3.47.0's builtin Connection.disconnect() races its own receive thread (it can find
+        # `sock` set to None between its check and its close()); that stock-client bug is not under test.
+        with contextlib.suppress(AttributeError):
+            handler.close()
