@@ -32,8 +32,8 @@ log = logging.getLogger("nonstop.dispatch")
 
 SORRY = {"text": "Sorry, something went wrong on my side. It has been logged; please try again."}
 
-AckSender = Callable[[object, str, dict[str, Any] | None], None]
-"""send_ack(link_it_came_on, envelope_id, payload_or_None), called on the event-loop thread."""
+AckSender = Callable[[object, str, dict[str, Any] | None, str, float], None]
+"""send_ack(link_it_came_on, envelope_id, payload_or_None, kind, received_at), on the event-loop thread."""
 
 
 class _AckCapture:
@@ -106,6 +106,7 @@ class Dispatcher:
         key = f"event:{event_id}" if isinstance(event_id, str) and event_id else f"envelope:{request.envelope_id}"
         if key in self._seen:
             self._telemetry.duplicate()
+            self._telemetry.envelope("events_api", "duplicate")
             log.info(
                 "suppressed a duplicate delivery of %s (retry_attempt=%s, retry_reason=%s)",
                 key.split(":", 1)[1],
@@ -116,14 +117,15 @@ class Dispatcher:
         self._seen.put(key, None)
         self._submit(request, on_done=None)
 
-    def _on_interaction(self, link: object, request: SocketModeRequest) -> None:
+    def _on_interaction(self, link: object, request: SocketModeRequest, kind: str, received_at: float) -> None:
         key = f"envelope:{request.envelope_id}"
         pending = self._seen.get(key)
         if pending is not None:
             self._telemetry.duplicate()
+            self._telemetry.envelope(kind, "duplicate")
             log.info("suppressed a duplicate delivery of envelope %s (%s)", request.envelope_id, request.type)
             if pending.done:
-                self._send_ack(link, request.envelope_id, pending.payload)
+                self._send_ack(link, request.envelope_id, pending.payload, kind, received_at)
             else:
                 pending.waiters = [*(pending.waiters or []), link]
             return
@@ -133,7 +135,7 @@ class Dispatcher:
         def acked(payload: dict[str, Any] | None) -> None:
             pending.payload, pending.done = payload, True
             for waiting_link in [link, *(pending.waiters or [])]:
-                self._send_ack(waiting_link, request.envelope_id, payload)
+                self._send_ack(waiting_link, request.envelope_id, payload, kind, received_at)
 
         self._submit(request, on_done=acked)
 
@@ -159,8 +161,11 @@ class Dispatcher:
             if capture.response is not None:
                 payload = capture.response.payload
             self._telemetry.handled()
+            self._telemetry.handler_done(request.type, time.time() - started, ok=True)
         except Exception:
             log.exception("handling envelope %s (%s) failed", request.envelope_id, request.type)
+            self._telemetry.handler_done(request.type, time.time() - started, ok=False)
+            self._telemetry.envelope(request.type, "failed")
             if request.type == "slash_commands":
                 payload = dict(SORRY)
         finally:

@@ -48,18 +48,24 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)
+        bolt_logger = logging.getLogger("nonstop.app")
+        level = bolt_logger.level
+        # Bolt warns that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is not.
+        bolt_logger.setLevel(logging.ERROR)
         try:
             app = App(
                 client=client,
                 # Listeners run here; the supervisor drains this pool on a graceful stop.
                 listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="nonstop-listener"),
-                logger=logging.getLogger("nonstop.app"),
+                logger=bolt_logger,
             )
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more
             delay = backoff.failure()
             log.warning("Bolt could not start (%s); retrying in %.1f s", redact(str(e)), delay)
             time.sleep(delay)
             continue
+        finally:
+            bolt_logger.setLevel(level)
         log.info(
             "signed in as %s (bot user %s) in workspace %s via %s",
             identity.get("user", "?"),

@@ -29,6 +29,8 @@ from nonstop.telemetry import Drop, Telemetry
 from nonstop.tickets import TicketRefused, open_ticket
 
 log = logging.getLogger("nonstop.supervisor")
+_QUIET = logging.getLogger("nonstop.supervisor.tickets")
+_QUIET.setLevel(logging.CRITICAL)
 
 
 def human_duration(seconds: float) -> str:
@@ -62,7 +64,11 @@ class Supervisor:
         # A client of our own for tickets: short timeout, no hidden retries (the policy lives here).
         base = app.client
         self._tickets = ticket_client or WebClient(
-            base_url=base.base_url, timeout=int(max(1, settings.connect_timeout_s)), proxy=base.proxy, retry_handlers=[]
+            base_url=base.base_url,
+            timeout=int(max(1, settings.connect_timeout_s)),
+            proxy=base.proxy,
+            retry_handlers=[],
+            logger=_QUIET,  # failures are logged once, by the retry policy, with what happens next
         )
         self._backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, rng or random.Random())
         self._links: set[Link] = set()
@@ -152,8 +158,11 @@ class Supervisor:
                     return None
                 self._update_state(connecting=True)
                 try:
-                    return await self._attempt(name)
+                    link = await self._attempt(name)
+                    self._telemetry.attempt("ok")
+                    return link
                 except TicketRefused as e:
+                    self._telemetry.attempt(e.cause)
                     if e.fatal:
                         self._fatal(e.cause)
                         return None
@@ -164,6 +173,7 @@ class Supervisor:
                         delay = self._backoff.failure()
                         log.warning("%s: could not get a Socket Mode URL (%s); retrying in %.1f s", name, e, delay)
                 except LinkFailed as e:
+                    self._telemetry.attempt(e.cause)
                     if e.cause == "link_disabled":
                         self._fatal("link_disabled")
                         return None
@@ -244,19 +254,23 @@ class Supervisor:
 
     # -- acks --------------------------------------------------------------------------------------
 
-    def _send_ack(self, link: object, envelope_id: str, payload: dict[str, Any] | None) -> None:
+    def _send_ack(
+        self, link: object, envelope_id: str, payload: dict[str, Any] | None, kind: str, received_at: float
+    ) -> None:
         body: dict[str, Any] = {"envelope_id": envelope_id}
         if payload is not None:
             body["payload"] = payload
-        self._background(self._deliver(link, envelope_id, json.dumps(body)))
+        self._background(self._deliver(link, envelope_id, json.dumps(body), kind, received_at))
 
-    async def _deliver(self, first: object, envelope_id: str, text: str) -> None:
+    async def _deliver(self, first: object, envelope_id: str, text: str, kind: str, received_at: float) -> None:
         # Slack matches acks on any of the app's connections: fall back to another live link.
         candidates = [first] if isinstance(first, Link) else []
         candidates += [link for link in self._links if link is not first]
         for link in candidates:
             if await link.send(text):
+                self._telemetry.ack_sent(kind, time.monotonic() - received_at)
                 return
+        self._telemetry.envelope(kind, "ack_failed")
         log.warning("could not ack envelope %s: no open connection; Slack will redeliver it", envelope_id)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -112,7 +112,7 @@ class Telemetry:
         """One connection attempt ended: "ok", or why not ("network", "ratelimited", "connect_timeout", …)."""
 
     def envelope(self, kind: str, outcome: str) -> None:
-        """An envelope of `kind` (events_api, slash_commands, interactive) was received / duplicate / failed / refused."""
+        """An envelope of `kind` (events_api, slash_commands, interactive): received, duplicate, failed, …"""
 
     def ack_sent(self, kind: str, latency_s: float) -> None:
         """An ack left for Slack `latency_s` after its envelope arrived."""
