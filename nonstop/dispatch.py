@@ -80,28 +80,34 @@ class Dispatcher:
     # -- on the event-loop thread --------------------------------------------------------------------
 
     def on_envelope(self, link: object, message: dict[str, Any]) -> None:
+        received_at = time.monotonic()
         envelope_id = message.get("envelope_id")
+        kind = str(message.get("type") or "")
+        if kind not in ("events_api", "slash_commands", "interactive"):
+            kind = "other"
         if not isinstance(envelope_id, str) or not envelope_id:
             log.warning("ignored a frame with no usable envelope_id (type=%r)", message.get("type"))
+            self._telemetry.envelope(kind, "malformed")
             return
+        self._telemetry.envelope(kind, "received")
         if not self.accepting:
             # Unacked, Slack redelivers it to a connection that is staying (or to another instance).
             log.info("stopping: left envelope %s unacked for Slack to redeliver", envelope_id)
+            self._telemetry.envelope(kind, "refused_stopping")
             return
         request = SocketModeRequest.from_dict(message)
         if request is None or not isinstance(request.payload, dict):
-            log.error(
-                "acked a malformed envelope %s (type=%r) that cannot be handled", envelope_id, message.get("type")
-            )
-            self._send_ack(link, envelope_id, None)
+            log.error("acked malformed envelope %s (type=%r): it cannot be handled", envelope_id, message.get("type"))
+            self._telemetry.envelope(kind, "malformed")
+            self._send_ack(link, envelope_id, None, kind, received_at)
             return
         if request.type == "events_api":
-            self._on_event(link, request)
+            self._on_event(link, request, received_at)
         else:
-            self._on_interaction(link, request)
+            self._on_interaction(link, request, kind, received_at)
 
-    def _on_event(self, link: object, request: SocketModeRequest) -> None:
-        self._send_ack(link, request.envelope_id, None)
+    def _on_event(self, link: object, request: SocketModeRequest, received_at: float) -> None:
+        self._send_ack(link, request.envelope_id, None, "events_api", received_at)
         event_id = request.payload.get("event_id")
         key = f"event:{event_id}" if isinstance(event_id, str) and event_id else f"envelope:{request.envelope_id}"
         if key in self._seen:

@@ -128,7 +128,13 @@ class Link:
                 reason = str(message.get("reason", ""))
                 raise LinkFailed(reason or "disconnect", f"Slack sent disconnect ({reason}) instead of hello")
             if "envelope_id" in message:
-                self._on_envelope(self, message)
+                self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            self._on_envelope(self, message)
+        except Exception:  # one bad envelope must not take the link (and every later envelope) down
+            log.exception("%s: handing over envelope %s failed", self.name, message.get("envelope_id"))
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
         self.last_inbound = time.monotonic()
@@ -157,7 +163,7 @@ class Link:
                 if message.get("type") == "disconnect":
                     self._on_disconnect(str(message.get("reason", "")))
                 elif "envelope_id" in message:
-                    self._on_envelope(self, message)
+                    self._deliver(message)
             end = self._closed_end()
         except ConnectionClosed:
             end = self._closed_end()

@@ -3,7 +3,10 @@
 - Transient failures (refused, DNS, TLS, timeouts, HTTP 5xx, a link that died young) back off
   exponentially with full jitter: a uniform draw from [0, min(cap, base * 2**n)].
 - A rate limit waits exactly what Slack's `Retry-After` says.
-- A link that stayed healthy for a while resets the backoff, so the next drop reconnects at once.
+- A live link that drops is replaced at once: Slack was reachable a moment ago. Only links that keep
+  dying young (more than `free_young_drops` in a row) fall back to backoff, so a server that accepts
+  and then kills every connection never causes a hot loop.
+- A link that stayed healthy for a while resets the backoff.
 - Errors that no retry can fix are fatal: the caller stops and a human is told what to do.
 """
 
@@ -59,7 +62,9 @@ class Backoff:
     base_s: float = 0.5
     cap_s: float = 10.0
     rng: random.Random = field(default_factory=random.Random)
+    free_young_drops: int = 3
     failures: int = 0
+    young_drops: int = 0
 
     def failure(self) -> float:
         """Record one more failure in a row; return how long to wait before the next try."""
@@ -72,9 +77,18 @@ class Backoff:
         self.failures += 1
         return max(0.0, retry_after_s)
 
+    def dropped(self, healthy: bool) -> float:
+        """A live link dropped; `healthy` if it had lived long enough. Return the wait before replacing it."""
+        if healthy:
+            self.reset()
+            return 0.0
+        self.young_drops += 1
+        return 0.0 if self.young_drops <= self.free_young_drops else self.failure()
+
     def reset(self) -> None:
         self.failures = 0
+        self.young_drops = 0
 
     @property
     def in_trouble(self) -> bool:
-        return self.failures > 0
+        return self.failures > 0 or self.young_drops > 0

@@ -223,8 +223,10 @@ class Supervisor:
         if end.cause == "link_disabled":
             self._fatal("link_disabled")
             return 0.0
-        young = link.age_s < self._settings.healthy_after_s
-        delay = self._backoff.failure() if young or end.cause == "too_many_websockets" else 0.0
+        if end.cause == "too_many_websockets":
+            delay = self._backoff.failure()
+        else:
+            delay = self._backoff.dropped(healthy=link.age_s >= self._settings.healthy_after_s)
         others = sum(1 for other in self._links if other.is_open)
         log.warning(
             "%s dropped after %s: %s; %s (%d other connection(s) still live)",

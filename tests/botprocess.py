@@ -1,0 +1,122 @@
+"""Run the real bot (`python app.py`) as a subprocess against a sandbox, and watch what it says."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sandbox import Sandbox
+from sandbox.testing import clean_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAST = {
+    # Test-speed timers; the behaviour is the same as with the production defaults.
+    "NONSTOP_PING_INTERVAL": "0.5",
+    "NONSTOP_STALE_AFTER": "2.5",
+    "NONSTOP_HEALTHY_AFTER": "2",
+    "NONSTOP_BACKOFF_BASE": "0.2",
+    "NONSTOP_BACKOFF_CAP": "2",
+    "NONSTOP_CONNECT_TIMEOUT": "3",
+    "NONSTOP_DRAIN_TIMEOUT": "5",
+    "HEALTH_PORT": "0",
+    "LOG_LEVEL": "INFO",
+}
+
+
+class BotProcess:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 10, count: int = 1) -> list[str]:
+        """Wait until `pattern` (a regex) matches at least `count` log lines; return the matching lines."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            lines = [line for line in self.log.splitlines() if regex.search(line)]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {count}x {pattern!r} in the bot's log within {timeout} s:\n{self.log[-3000:]}")
+            if self.proc.poll() is not None and len(lines) < count:
+                raise AssertionError(f"bot exited with {self.proc.returncode} before {pattern!r}:\n{self.log[-3000:]}")
+            time.sleep(0.05)
+
+    def wait_exit(self, timeout: float = 15) -> int:
+        return self.proc.wait(timeout)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def bot_env(sb: Sandbox, **overrides: str) -> dict[str, str]:
+    env = (
+        clean_env()
+        | FAST
+        | {
+            "SLACK_BOT_TOKEN": sb.bot_token,
+            "SLACK_APP_TOKEN": sb.app_token,
+            "SLACK_API_URL": sb.api_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env | overrides
+
+
+@contextmanager
+def run_bot(env: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[BotProcess]:
+    """Start `python app.py` in a temporary directory (so no stray .env is read); always kill it afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        log_path = Path(workdir) / "bot.log"
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, str(REPO / "app.py"), *args],
+                cwd=workdir,
+                env=env | {"PYTHONPATH": str(REPO)},
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                yield BotProcess(proc, log_path)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(10)
+
+
+def run_once(env: dict[str, str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run the bot to completion (for start-up failures); cwd is an empty temp dir."""
+    with tempfile.TemporaryDirectory() as workdir:
+        return subprocess.run(
+            [sys.executable, str(REPO / "app.py")],
+            cwd=workdir,
+            env=env | {"PYTHONPATH": str(REPO)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def minimal_env(**values: str) -> dict[str, str]:
+    """The environment without any Slack/Nonstop settings, plus `values`."""
+    keep = {k: v for k, v in clean_env().items() if not k.startswith(("SLACK_", "NONSTOP_", "HEALTH_", "LOG_"))}
+    return keep | {"PYTHONUNBUFFERED": "1", "HEALTH_PORT": "0"} | values
