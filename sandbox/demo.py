@@ -1,0 +1,66 @@
+"""`python app.py --sandbox`: the real bot, a local Slack, and a terminal chat — no workspace, no tokens.
+
+The bot runs exactly as in production (same settings code, same `App`, same listeners, same
+supervisor) in a background thread; only `SLACK_API_URL` and the tokens point at the sandbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from listeners import register_listeners
+from nonstop.handler import SupervisedSocketModeHandler
+from nonstop.redact import RedactingFilter
+from nonstop.settings import load_settings
+from nonstop.startup import build_app
+from sandbox.chat import run_chat
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox
+
+# Slack's real retry schedule is 0 s / 1 min / 5 min; a demo wants to see the retries happen.
+DEMO_CONFIG = SandboxConfig(retry_delays_s=(0.0, 2.0, 5.0), warning_grace_s=3.0, silent_link_alive_s=10.0)
+
+
+def _demo_logging(stream: TextIO) -> None:
+    """Show what the supervisor does (drops, reconnects, backoff) as short lines between chat turns."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("  · %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in ("nonstop.supervisor", "nonstop.link", "nonstop.dispatch"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    _demo_logging(stdout)
+    with Sandbox(DEMO_CONFIG) as sb:
+        settings = load_settings(
+            {
+                "SLACK_BOT_TOKEN": sb.bot_token,
+                "SLACK_APP_TOKEN": sb.app_token,
+                "SLACK_API_URL": sb.api_url,
+                "HEALTH_PORT": "0",
+            }
+        )
+        app = build_app(settings)
+        register_listeners(app)
+        handler = SupervisedSocketModeHandler(app, settings.app_token, settings=settings.supervisor)
+        handler.connect()
+        try:
+            sb.wait_for_connections(settings.supervisor.connections, timeout=15)
+            print(
+                f"Nonstop is connected to a local Slack at {sb.api_url} "
+                f"with {settings.supervisor.connections} connections. Type :help for faults to try.",
+                file=stdout,
+                flush=True,
+            )
+            run_chat(sb, stdin=stdin, stdout=stdout)
+        finally:
+            handler.close(timeout_s=settings.supervisor.drain_timeout_s + 5)
+    return 0
