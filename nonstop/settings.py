@@ -70,8 +70,10 @@ def _token(env: Mapping[str, str], name: str) -> str:
     if value != value.strip() or any(ch.isspace() for ch in value):
         raise ConfigError(f"{name} contains whitespace: expected {where}, starting with '{prefix}', on one line.")
     if not value.startswith(prefix) or len(value) <= len(prefix):
-        shown = value[:5] if value[:4] in ("xoxb", "xoxp", "xoxa", "xapp") else "something else"
-        raise ConfigError(f"{name} starts with '{shown}': expected {where}, starting with '{prefix}'.")
+        kind = next((p for p in ("xoxb-", "xoxp-", "xoxa-", "xoxe-", "xapp-") if value.startswith(p)), None)
+        if kind is None:
+            raise ConfigError(f"{name} does not look like a Slack token: expected {where}, starting with '{prefix}'.")
+        raise ConfigError(f"{name} starts with '{kind}': expected {where}, starting with '{prefix}'.")
     return value
 
 
