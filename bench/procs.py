@@ -1,0 +1,172 @@
+"""One benchmark "lane": an in-process Sandbox plus one bot subprocess (stock or Nonstop) pointed at it."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from sandbox import ConnectionInfo, Sandbox, SandboxConfig
+from sandbox.testing import clean_env
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = REPO / ".venv" / "bin" / "python"
+KINDS = ("stock", "nonstop")
+
+# Slack's production timers, except that retries come after 0 / 10 / 30 s instead of 0 / 60 / 300 s so
+# that a mixed-fault run can wait for every delivery's final outcome (see docs/benchmark.md).
+BENCH_CONFIG = SandboxConfig(retry_delays_s=(0.0, 10.0, 30.0))
+
+
+def python() -> str:
+    return str(PYTHON) if PYTHON.exists() else sys.executable
+
+
+def command(kind: str) -> list[str]:
+    if kind == "stock":
+        return [python(), str(REPO / "bench" / "stock_bot.py")]
+    if kind == "nonstop":
+        return [python(), str(REPO / "app.py")]
+    raise ValueError(f"unknown bot kind {kind!r}")
+
+
+class Lane:
+    """A sandbox and the bot process attached to it. `start()` / `stop()`; always stop in a finally."""
+
+    def __init__(self, kind: str, name: str, config: SandboxConfig = BENCH_CONFIG) -> None:
+        self.kind = kind
+        self.name = name
+        self.sb = Sandbox(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self.log_path: Path | None = None
+        self.restarts = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> Lane:
+        self.sb.start()
+        self._workdir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
+        self.spawn()
+        return self
+
+    def spawn(self) -> None:
+        """(Re)start the bot process, in an empty directory so no stray .env is read."""
+        self.kill()
+        assert self._workdir is not None
+        self.log_path = Path(self._workdir.name) / f"bot-{self.restarts}.log"
+        env = clean_env() | {
+            "SLACK_BOT_TOKEN": self.sb.bot_token,
+            "SLACK_APP_TOKEN": self.sb.app_token,
+            "SLACK_API_URL": self.sb.api_url,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO),
+            "HEALTH_PORT": "0",
+            "LOG_LEVEL": "INFO",
+        }
+        env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}  # production defaults only
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                command(self.kind),
+                cwd=self._workdir.name,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def respawn(self) -> None:
+        self.restarts += 1
+        self.spawn()
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+
+    def stop(self) -> None:
+        try:
+            self.kill()
+        finally:
+            try:
+                self.sb.stop()
+            finally:
+                if self._workdir is not None:
+                    self._workdir.cleanup()
+                    self._workdir = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def ps(self) -> psutil.Process:
+        return psutil.Process(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 3000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-n:]
+
+    # --- connections -----------------------------------------------------------------------------
+    def live(self) -> list[ConnectionInfo]:
+        """Connections with hello sent, not told to go, not closed (silent ones count until Slack gives up)."""
+        return self.sb.connections(live_only=True)
+
+    def wait_live(self, timeout: float) -> list[ConnectionInfo] | None:
+        try:
+            return self.sb.wait_for_connections(1, timeout=timeout)
+        except TimeoutError:
+            return None
+
+    def wait_new_live(self, known: set[str], timeout: float) -> ConnectionInfo | None:
+        """The first connection not in `known` that got its hello within `timeout` s, or None."""
+
+        def fresh() -> ConnectionInfo | None:
+            new = [c for c in self.sb.connections() if c.id not in known and c.hello_at is not None]
+            return min(new, key=lambda c: c.hello_at or 0.0) if new else None
+
+        try:
+            return self.sb.wait_until(fresh, timeout=timeout, what="a new live connection")
+        except TimeoutError:
+            return None
+
+    def settle(self, min_age_s: float, timeout: float) -> bool:
+        """Wait until every live connection is at least `min_age_s` old and the bot has its full set."""
+        want = 2 if self.kind == "nonstop" else 1  # Nonstop's default NONSTOP_CONNECTIONS
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [c for c in self.live() if c.state == "live"]
+            now = time.monotonic()
+            if len(live) >= want and all(now - (c.hello_at or now) >= min_age_s for c in live):
+                return True
+            time.sleep(0.2)
+        return False
+
+
+@contextlib.contextmanager
+def lanes(kind: str, count: int, prefix: str) -> Iterator[list[Lane]]:
+    """`count` started lanes of one kind; all stopped (bots killed, sandboxes closed) on exit."""
+    started: list[Lane] = []
+    try:
+        for i in range(count):
+            lane = Lane(kind, f"{prefix}-{kind}-{i}")
+            started.append(lane)
+            lane.start()
+        yield started
+    finally:
+        for lane in started:
+            with contextlib.suppress(Exception):
+                lane.stop()

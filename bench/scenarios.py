@@ -1,0 +1,334 @@
+"""The measurements. Each takes started `Lane`s and returns plain JSON-able dicts; nothing here prints."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.procs import Lane
+from sandbox import DeliveryRecord
+
+FAULTS = ("reset", "silence", "close_1001", "refresh", "outage")
+FAULT_TITLES = {
+    "reset": "TCP reset, no close frame",
+    "silence": "half-open link (silence)",
+    "close_1001": "server close frame 1001",
+    "refresh": "disconnect refresh_requested",
+    "outage": "Web API outage, then back",
+}
+SETTLE_S = 11.0  # links older than Nonstop's NONSTOP_HEALTHY_AFTER (10 s): a bot in its steady state
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (pct in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median where None means "never" (sorted after every number); None if the median is "never"."""
+    ordered = sorted(values, key=lambda v: float("inf") if v is None else v)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    a, b = ordered[mid - 1], ordered[mid]
+    return None if a is None or b is None else (a + b) / 2
+
+
+# --- time to a new live connection -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    cap_s: float = 90.0  # a sample that has no new connection by then counts as "never"
+    outage_s: float = 40.0
+
+
+def _ready(lane: Lane, notes: list[str]) -> None:
+    """A live bot whose links are past their young age; respawn a bot that is dead or deaf."""
+    for _ in range(3):
+        if lane.alive() and lane.wait_live(20) and lane.settle(SETTLE_S, SETTLE_S + 30):
+            return
+        notes.append(f"{lane.name}: bot not live before a sample; restarted it")
+        lane.respawn()
+    raise RuntimeError(f"{lane.name}: bot never became live:\n{lane.log_tail()}")
+
+
+def _inject(lane: Lane, fault: str, plan: FaultPlan) -> float:
+    """Apply `fault` to every connection of the lane; return the moment to measure from (monotonic)."""
+    sb = lane.sb
+    if fault == "reset":
+        t0 = time.monotonic()
+        sb.reset()
+    elif fault == "silence":
+        t0 = time.monotonic()
+        sb.silence()
+    elif fault == "close_1001":
+        t0 = time.monotonic()
+        sb.close(1001, "going away")
+    elif fault == "refresh":
+        t0 = time.monotonic()
+        sb.disconnect("refresh_requested")
+    elif fault == "outage":
+        sb.outage(3600, mode="refused", drop_connections=True)
+        time.sleep(plan.outage_s)
+        sb.end_outage()
+        sb.wait_until(lambda: not sb.outage_active(), timeout=10, what="the API back")
+        t0 = time.monotonic()  # "Slack is back"
+    else:
+        raise ValueError(fault)
+    return t0
+
+
+def fault_samples(lane: Lane, faults: list[str], plan: FaultPlan) -> dict[str, Any]:
+    """One sample per entry of `faults`, in order, on one lane. Seconds to the first new live connection."""
+    samples: dict[str, list[float | None]] = {}
+    notes: list[str] = []
+    for fault in faults:
+        _ready(lane, notes)
+        known = {c.id for c in lane.sb.connections()}
+        t0 = _inject(lane, fault, plan)
+        conn = lane.wait_new_live(known, plan.cap_s)
+        value = None if conn is None or conn.hello_at is None else max(0.0, conn.hello_at - t0)
+        samples.setdefault(fault, []).append(value)
+        if value is None:
+            notes.append(f"{lane.name}: no new connection within {plan.cap_s:g} s after {fault}; restarted the bot")
+            lane.respawn()
+    return {"samples": samples, "notes": notes}
+
+
+# --- mixed fault run --------------------------------------------------------------------------------
+
+MIXED_FAULTS: tuple[tuple[float, str], ...] = (
+    (0.10, "reset"),
+    (0.25, "lose_acks"),
+    (0.40, "silence"),
+    (0.60, "refresh"),
+    (0.75, "reset"),
+    (0.85, "lose_acks"),
+)
+LOST_ACKS_PER_FAULT = 3
+
+
+def _mixed_fault(lane: Lane, fault: str) -> None:
+    sb = lane.sb
+    if fault == "reset":
+        sb.reset()
+    elif fault == "silence":
+        sb.silence()
+    elif fault == "refresh":
+        sb.disconnect("refresh_requested")
+    elif fault == "lose_acks":
+        sb.lose_acks(LOST_ACKS_PER_FAULT)
+    else:
+        raise ValueError(fault)
+
+
+def mixed_run(lanes: list[Lane], duration_s: float, rate_per_s: float, final_wait_s: float) -> dict[str, Any]:
+    """The same stream of mentions and the same faults, at the same moments, into every lane's sandbox."""
+    for lane in lanes:
+        _ready(lane, [])
+    n = round(duration_s * rate_per_s)
+    schedule = sorted((round(frac * n), fault) for frac, fault in MIXED_FAULTS)
+    start = time.monotonic()
+    injected: list[dict[str, Any]] = []
+    for i in range(n):
+        due = start + i / rate_per_s
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        while schedule and schedule[0][0] <= i:
+            _, fault = schedule.pop(0)
+            for lane in lanes:
+                _mixed_fault(lane, fault)
+            injected.append({"fault": fault, "at_s": round(time.monotonic() - start, 2), "after_event": i})
+        for lane in lanes:
+            lane.sb.mention(f"ping {i}")
+    sent_s = time.monotonic() - start
+    # Slack's retries (compressed, see BENCH_CONFIG) decide each delivery's fate: wait for all of them.
+    deadline = time.monotonic() + final_wait_s
+    for lane in lanes:
+        remaining = max(0.1, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            lane.sb.wait_until(
+                lambda lane=lane: all(r.outcome != "pending" for r in lane.sb.deliveries()),
+                timeout=remaining,
+                what="every delivery settled",
+            )
+    time.sleep(5.0)  # replies of the last acks
+    return {
+        "events": n,
+        "duration_s": duration_s,
+        "rate_per_s": rate_per_s,
+        "sent_in_s": round(sent_s, 2),
+        "faults": injected,
+        "by_kind": {lane.kind: _mixed_outcome(lane) for lane in lanes},
+    }
+
+
+def _mixed_outcome(lane: Lane) -> dict[str, Any]:
+    sb = lane.sb
+    counts = sb.handled_counts()
+    records = {r.event_id: r for r in sb.deliveries() if r.event_id}
+    first_reply: dict[str, float] = {}
+    for call in sb.bot_messages():
+        ts = call.params.get("thread_ts")
+        if ts and str(ts) not in first_reply:
+            first_reply[str(ts)] = call.at
+    delays: list[float] = []
+    for _event_id, record in records.items():
+        ts = record.envelope["payload"]["event"].get("ts")
+        if ts in first_reply and record.attempts:
+            delays.append(first_reply[ts] - record.attempts[0].sent_at)
+    outcomes: dict[str, int] = {}
+    for record in records.values():
+        outcomes[record.outcome] = outcomes.get(record.outcome, 0) + 1
+    return {
+        "answered_once": sum(1 for v in counts.values() if v == 1),
+        "lost": sum(1 for v in counts.values() if v == 0),
+        "duplicated": sum(1 for v in counts.values() if v > 1),
+        "extra_replies": sum(v - 1 for v in counts.values() if v > 1),
+        "delivery_outcomes": outcomes,
+        "retried_deliveries": sum(1 for r in records.values() if len(r.attempts) > 1),
+        "reply_delay_p50_s": percentile(delays, 50),
+        "reply_delay_p99_s": percentile(delays, 99),
+        "reply_delay_max_s": max(delays) if delays else None,
+        "answered_within_5s": sum(1 for d in delays if d <= 5.0),
+        "connections_opened": len(sb.connections()),
+        "bot_alive": lane.alive(),
+    }
+
+
+# --- ack latency for a burst --------------------------------------------------------------------------
+
+
+def _ack_latency(record: DeliveryRecord) -> float | None:
+    """Sending the acked attempt → receiving its ack (the sandbox's own `Ack.latency_s`)."""
+    if record.acked_at is None:
+        return None
+    for attempt in record.attempts:
+        if attempt.envelope_id == record.ack_envelope_id:
+            return record.acked_at - attempt.sent_at
+    return None
+
+
+def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
+    _ready(lane, [])
+    sb = lane.sb
+    before = {r.key for r in sb.deliveries()}
+    start = time.monotonic()
+    deliveries = [sb.mention(f"ping burst {i}") for i in range(count)]
+    sent_s = time.monotonic() - start
+    keys = {d.key for d in deliveries} - before
+
+    def records() -> list[DeliveryRecord]:
+        return [r for r in sb.deliveries() if r.key in keys]
+
+    def replied() -> int:
+        counts = sb.handled_counts()
+        return sum(1 for d in deliveries if d.event_id and counts.get(d.event_id, 0) > 0)
+
+    with contextlib.suppress(TimeoutError):
+        sb.wait_until(lambda: all(r.acked_at is not None for r in records()), timeout=timeout_s, what="all acked")
+    try:
+        sb.wait_until(lambda: replied() >= len(deliveries), timeout=timeout_s, what="all answered")
+        answered_s: float | None = time.monotonic() - start
+    except TimeoutError:
+        answered_s = None
+    recs = records()
+    latencies = [v for v in (_ack_latency(r) for r in recs) if v is not None]
+    return {
+        "count": count,
+        "sent_in_s": round(sent_s, 3),
+        "acked": len(latencies),
+        "acked_on_first_attempt": sum(1 for r in recs if r.acked_at is not None and r.ack_envelope_id == (
+            r.attempts[0].envelope_id if r.attempts else None)),
+        "ack_p50_s": percentile(latencies, 50),
+        "ack_p99_s": percentile(latencies, 99),
+        "ack_max_s": max(latencies) if latencies else None,
+        "all_answered_after_s": answered_s,
+    }  # fmt: skip
+
+
+# --- idle CPU -------------------------------------------------------------------------------------------
+
+
+def idle_cpu(lanes: list[Lane], seconds: float) -> dict[str, Any]:
+    """CPU % of one core used by each bot process over `seconds` with healthy, idle connections."""
+    for lane in lanes:
+        _ready(lane, [])
+    procs = {lane.kind: lane.ps() for lane in lanes}
+    start = {kind: p.cpu_times() for kind, p in procs.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    out: dict[str, Any] = {}
+    for kind, p in procs.items():
+        end = p.cpu_times()
+        used = (end.user - start[kind].user) + (end.system - start[kind].system)
+        out[kind] = {"cpu_percent": 100 * used / wall, "cpu_seconds": used, "window_s": round(wall, 1)}
+    return out
+
+
+# --- reconnect cycles: threads and memory -----------------------------------------------------------------
+
+
+def reconnect_cycles(lane: Lane, max_cycles: int, budget_s: float, cap_s: float) -> dict[str, Any]:
+    """sb.reset() every connection, wait for a new live one (deadline `cap_s`), repeat; bounded in time."""
+    _ready(lane, [])
+    p = lane.ps()
+    threads_before, rss_before = p.num_threads(), p.memory_info().rss
+    start = time.monotonic()
+    cycles = 0
+    stopped_by = "cycles"
+    while cycles < max_cycles:
+        remaining = budget_s - (time.monotonic() - start)
+        if remaining <= 0:
+            stopped_by = "time budget"
+            break
+        known = {c.id for c in lane.sb.connections()}
+        lane.sb.reset()
+        if lane.wait_new_live(known, min(cap_s, max(remaining, 1.0))) is None:
+            stopped_by = "no reconnect within the deadline" if remaining > cap_s else "time budget"
+            break
+        cycles += 1
+    elapsed = time.monotonic() - start
+    lane.wait_live(cap_s)
+    time.sleep(2.0)
+    threads_after, rss_after = p.num_threads(), p.memory_info().rss
+    new_conns = [c for c in lane.sb.connections() if c.hello_at is not None and c.hello_at >= start]
+    return {
+        "cycles": cycles,
+        "reconnects": len(new_conns),
+        "elapsed_s": round(elapsed, 1),
+        "stopped_by": stopped_by,
+        "budget_s": budget_s,
+        "threads_before": threads_before,
+        "threads_after": threads_after,
+        "rss_before_mb": rss_before / 2**20,
+        "rss_after_mb": rss_after / 2**20,
+    }
+
+
+def stats(values: list[float | None]) -> dict[str, Any]:
+    nums = [v for v in values if v is not None]
+    return {
+        "samples": values,
+        "median_s": median_or_none(values),
+        "never": len(values) - len(nums),
+        "min_s": min(nums) if nums else None,
+        "max_s": max(nums) if nums else None,
+        "mean_s": statistics.fmean(nums) if nums else None,
+    }
+
+
+Runner = Callable[[], dict[str, Any]]
