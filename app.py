@@ -12,6 +12,7 @@ from dotenv import load_dotenv
 
 from listeners import register_listeners
 from nonstop.handler import SupervisedSocketModeHandler
+from nonstop.health import start_health_server
 from nonstop.logs import configure_logging
 from nonstop.settings import EX_CONFIG, ConfigError, load_settings
 from nonstop.startup import build_app
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
+        start_health_server(settings.health_host, settings.health_port)  # before auth.test: probes see startup
         app = build_app(settings)
     except ConfigError as e:
         print(f"nonstop: configuration error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import ConfigError, Settings
+from nonstop.webclient import InstrumentedWebClient, count_listener_calls
 
 log = logging.getLogger("nonstop.startup")
 
@@ -43,8 +44,10 @@ def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
 
 
 def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
-    """A Bolt App whose every Web API call goes to `settings.api_url`."""
-    client = WebClient(token=settings.bot_token, base_url=settings.api_url, logger=logging.getLogger("slack_sdk"))
+    """A Bolt App whose every Web API call goes to `settings.api_url`, and is counted in the metrics."""
+    client = InstrumentedWebClient(
+        token=settings.bot_token, base_url=settings.api_url, logger=logging.getLogger("slack_sdk")
+    )
     backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)
@@ -66,6 +69,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
             continue
         finally:
             bolt_logger.setLevel(level)
+        app.use(count_listener_calls(client.telemetry))  # listeners' per-request clients are counted too
         log.info(
             "signed in as %s (bot user %s) in workspace %s via %s",
             identity.get("user", "?"),

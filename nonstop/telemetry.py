@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from nonstop.metrics import Metrics
+
 
 @dataclass(frozen=True)
 class Drop:
@@ -21,6 +23,7 @@ class Drop:
     cause: str  # short, bounded label: "reset", "half_open", "refresh", "server_close", ...
     explanation: str  # one sentence for humans, e.g. "1006 abnormal closure: no close frame, the link just died"
     connection_age_s: float
+    close_code: int | None = None  # the WebSocket close code, when there was a close frame
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Snapshot:
     )
     last_rtt_ms: float | None  # round trip of the latest WebSocket ping
     last_beat_at: float | None  # when the supervisor loop last proved it is alive
+    stale_after_s: float = 6.0  # the supervisor's staleness limit for links (readiness uses it too)
 
     @property
     def uptime_s(self) -> float:
@@ -58,6 +62,8 @@ class Telemetry:
 
     started_at: float = field(default_factory=time.time)
     target_connections: int = 1
+    stale_after_s: float = 6.0  # set by the supervisor from its settings
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _live: int = 0
     _connected_since: float | None = None
@@ -69,6 +75,9 @@ class Telemetry:
     _state: str = "starting"
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics.bind(self.snapshot)
 
     def connection_up(self) -> None:
         with self._lock:
@@ -83,6 +92,7 @@ class Telemetry:
             self._last_drop = drop
             if self._live == 0:
                 self._connected_since = None
+        self.metrics.drop(drop.cause, drop.close_code)
 
     def inbound(self) -> None:
         now = time.time()
@@ -110,15 +120,23 @@ class Telemetry:
 
     def attempt(self, outcome: str) -> None:
         """One connection attempt ended: "ok", or why not ("network", "ratelimited", "connect_timeout", …)."""
+        self.metrics.attempt(outcome)
 
     def envelope(self, kind: str, outcome: str) -> None:
         """An envelope of `kind` (events_api, slash_commands, interactive): received, duplicate, failed, …"""
+        self.metrics.envelope(kind, outcome)
 
     def ack_sent(self, kind: str, latency_s: float) -> None:
         """An ack left for Slack `latency_s` after its envelope arrived."""
+        self.metrics.ack_sent(kind, latency_s)
 
     def handler_done(self, kind: str, duration_s: float, ok: bool) -> None:
         """Bolt finished dispatching one envelope."""
+        self.metrics.handler_done(kind, duration_s, ok)
+
+    def web_api_call(self, method: str, outcome: str) -> None:
+        """The bot made one Web API call: "ok", a Slack error code, "http_503", "timeout", "network", …"""
+        self.metrics.web_api_call(method, outcome)
 
     def set_state(self, state: str) -> None:
         with self._lock:
@@ -140,6 +158,7 @@ class Telemetry:
                 state=self._state,
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
+                stale_after_s=self.stale_after_s,
             )
 
 

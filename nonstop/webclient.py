@@ -1,0 +1,86 @@
+"""A `WebClient` that counts every Web API call by method and outcome, and the Bolt middleware that
+gives listeners one too.
+
+Bolt builds a fresh plain `WebClient` for every request (`context.client`, and `say` on top of it);
+`count_listener_calls` swaps it for an instrumented copy with the same settings before any listener
+runs, so the bot's replies are counted as well as its own calls (auth.test, …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
+from nonstop.telemetry import TELEMETRY, Telemetry
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """A bounded outcome label: ok, a Slack error code, ratelimited, http_<status>, timeout, network, error."""
+    if error is None:
+        return "ok"
+    if isinstance(error, SlackApiError):
+        status = error.response.status_code
+        data = error.response.data if isinstance(error.response.data, dict) else {}
+        if status == 429:
+            return "ratelimited"
+        code = data.get("error")
+        if status == 200 and isinstance(code, str) and code:
+            return code  # Slack's own error vocabulary (metrics squeeze anything odd into "other")
+        return f"http_{status}"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, OSError):  # URLError, refused, reset, DNS, TLS
+        reason = getattr(error, "reason", None)
+        return "timeout" if isinstance(reason, TimeoutError) else "network"
+    return "error"
+
+
+class InstrumentedWebClient(WebClient):
+    """`WebClient` whose every `api_call` (and so every `chat_postMessage`, `auth_test`, …) is counted."""
+
+    def __init__(self, *args: Any, telemetry: Telemetry = TELEMETRY, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.telemetry = telemetry
+
+    @classmethod
+    def like(cls, client: WebClient, telemetry: Telemetry) -> InstrumentedWebClient:
+        """An instrumented copy of `client` (the same settings Bolt copies into its per-request clients)."""
+        return cls(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            ssl=client.ssl,
+            proxy=client.proxy,
+            headers=dict(client.headers),
+            team_id=client.default_params.get("team_id"),
+            logger=client.logger,
+            retry_handlers=client.retry_handlers.copy() if client.retry_handlers is not None else None,
+            telemetry=telemetry,
+        )
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+        error: BaseException | None = None
+        try:
+            return super().api_call(api_method, **kwargs)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self.telemetry.web_api_call(api_method, outcome_of(error))
+
+
+def count_listener_calls(telemetry: Telemetry = TELEMETRY) -> Callable[..., None]:
+    """Global Bolt middleware: listeners get an `InstrumentedWebClient` in place of Bolt's plain one."""
+
+    def middleware(context: BoltContext, next: Callable[[], None]) -> None:  # Bolt passes `next` by name
+        client = context.get("client")
+        if isinstance(client, WebClient) and not isinstance(client, InstrumentedWebClient):
+            context["client"] = InstrumentedWebClient.like(client, telemetry)
+        next()
+
+    return middleware

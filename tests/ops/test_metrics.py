@@ -1,0 +1,152 @@
+"""Telemetry hooks feed the Prometheus registry; labels stay bounded; the Web API client counts its calls."""
+
+from __future__ import annotations
+
+import math
+import urllib.error
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
+from nonstop.metrics import close_code, state_class
+from nonstop.telemetry import Drop, Telemetry
+from nonstop.webclient import InstrumentedWebClient, outcome_of
+
+
+def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = telemetry.metrics.render().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(telemetry: Telemetry, name: str, **labels: str) -> float | None:
+    return samples(telemetry).get((name, tuple(sorted(labels.items()))))
+
+
+def test_hooks_feed_counters_and_histograms():
+    t = Telemetry()
+    t.attempt("ok")
+    t.attempt("network")
+    t.attempt("network")
+    t.connection_up()
+    t.inbound()
+    t.connection_down(Drop(at=0, cause="half_open", explanation="x", connection_age_s=3.0))
+    t.connection_down(Drop(at=0, cause="server_close", explanation="x", connection_age_s=3.0, close_code=1001))
+    t.envelope("events_api", "received")
+    t.envelope("events_api", "duplicate")
+    t.ack_sent("events_api", 0.004)
+    t.handler_done("slash_commands", 0.2, ok=False)
+    t.web_api_call("chat.postMessage", "ok")
+
+    assert value(t, "nonstop_connection_attempts_total", outcome="network") == 2
+    assert value(t, "nonstop_connection_attempts_total", outcome="ok") == 1
+    assert value(t, "nonstop_connection_drops_total", cause="half_open", code="none") == 1
+    assert value(t, "nonstop_connection_drops_total", cause="server_close", code="1001") == 1
+    assert value(t, "nonstop_envelopes_total", type="events_api", outcome="duplicate") == 1
+    assert value(t, "nonstop_envelopes_total", type="events_api", outcome="acked") == 1
+    assert value(t, "nonstop_ack_latency_seconds_bucket", type="events_api", le="0.005") == 1
+    assert value(t, "nonstop_ack_latency_seconds_bucket", type="events_api", le="0.0025") == 0
+    assert value(t, "nonstop_handler_duration_seconds_count", type="slash_commands", outcome="error") == 1
+    assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="ok") == 1
+    assert value(t, "nonstop_connections_live") == 0
+    assert value(t, "nonstop_connections_target") == 1
+    assert 0 <= value(t, "nonstop_last_inbound_age_seconds") < 5
+    assert value(t, "nonstop_state", nonstop_state="starting") == 1
+    assert value(t, "process_start_time_seconds") is not None
+    assert value(t, "nonstop_uptime_seconds") >= 0
+
+
+def test_scrape_time_values_follow_the_snapshot():
+    t = Telemetry(target_connections=2)
+    t.connection_up()
+    t.set_state("backing_off 4.2s")
+    t.beat()
+    assert value(t, "nonstop_connections_live") == 1
+    assert value(t, "nonstop_connections_target") == 2
+    assert value(t, "nonstop_state", nonstop_state="backing_off") == 1
+    assert value(t, "nonstop_state", nonstop_state="connected") == 0
+    assert 0 <= value(t, "nonstop_supervisor_beat_age_seconds") < 5
+    # Before any frame, the age is unknown: NaN, not a misleading 0.
+    age = value(t, "nonstop_last_inbound_age_seconds")
+    assert age is not None
+    assert math.isnan(age)
+
+
+def test_label_values_are_bounded():
+    t = Telemetry()
+    t.envelope("user typed <this>", "received")
+    t.attempt("Slack said: something long and odd with spaces")
+    t.web_api_call("chat.postMessage", "x" * 200)
+    t.connection_down(Drop(at=0, cause="reset", explanation="?", connection_age_s=1, close_code=70000))
+    s = samples(t)
+    assert value(t, "nonstop_envelopes_total", type="other", outcome="received") == 1
+    assert value(t, "nonstop_connection_attempts_total", outcome="other") == 1
+    assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="other") == 1
+    assert value(t, "nonstop_connection_drops_total", cause="reset", code="none") == 1
+    for _name, labels in s:
+        for _key, label in labels:
+            assert len(label) <= 48
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("connected", "connected"),
+        ("degraded (1 of 2 connections)", "degraded"),
+        ("backing_off 4.2s", "backing_off"),
+        ("fatal: token_revoked", "fatal"),
+        ("stopping", "stopping"),
+        ("", "starting"),
+        ("something new", "starting"),
+    ],
+)
+def test_state_class(state, expected):
+    assert state_class(state) == expected
+
+
+def test_close_code_label():
+    assert close_code(1006) == "1006"
+    assert close_code(None) == "none"
+    assert close_code(7) == "none"
+
+
+def _api_error(status: int, data: dict) -> SlackApiError:
+    response = SlackResponse(
+        client=None, http_verb="POST", api_url="u", req_args={}, data=data, headers={}, status_code=status
+    )
+    return SlackApiError("failed", response)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (None, "ok"),
+        (_api_error(200, {"ok": False, "error": "channel_not_found"}), "channel_not_found"),
+        (_api_error(429, {"ok": False, "error": "ratelimited"}), "ratelimited"),
+        (_api_error(503, {}), "http_503"),
+        (TimeoutError("timed out"), "timeout"),
+        (urllib.error.URLError(TimeoutError("timed out")), "timeout"),
+        (urllib.error.URLError(ConnectionRefusedError(111, "refused")), "network"),
+        (ValueError("odd"), "error"),
+    ],
+)
+def test_web_api_outcomes(error, outcome):
+    assert outcome_of(error) == outcome
+
+
+def test_instrumented_client_counts_calls_against_the_sandbox(sandbox):
+    t = Telemetry()
+    client = InstrumentedWebClient(token=sandbox.bot_token, base_url=sandbox.api_url, telemetry=t)
+    client.auth_test()
+    client.chat_postMessage(channel="C0GENERAL", text="hello")
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="", text="hello")
+    InstrumentedWebClient.like(client, t).auth_test()
+    assert value(t, "nonstop_web_api_calls_total", method="auth.test", outcome="ok") == 2
+    assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="ok") == 1
+    assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="channel_not_found") == 1
