@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import ConfigError, Settings
-from nonstop.webclient import InstrumentedWebClient, count_listener_calls
+from nonstop.webclient import CountListenerCalls, InstrumentedWebClient
 
 log = logging.getLogger("nonstop.startup")
 
@@ -69,7 +69,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
             continue
         finally:
             bolt_logger.setLevel(level)
-        app.use(count_listener_calls(client.telemetry))  # listeners' per-request clients are counted too
+        app.use(CountListenerCalls(client.telemetry))  # listeners' per-request clients are counted too
         log.info(
             "signed in as %s (bot user %s) in workspace %s via %s",
             identity.get("user", "?"),

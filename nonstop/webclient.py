@@ -2,7 +2,7 @@
 gives listeners one too.
 
 Bolt builds a fresh plain `WebClient` for every request (`context.client`, and `say` on top of it);
-`count_listener_calls` swaps it for an instrumented copy with the same settings before any listener
+`CountListenerCalls` swaps it for an instrumented copy with the same settings before any listener
 runs, so the bot's replies are counted as well as its own calls (auth.test, …).
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import BoltRequest, BoltResponse, Say
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -74,13 +75,23 @@ class InstrumentedWebClient(WebClient):
             self.telemetry.web_api_call(api_method, outcome_of(error))
 
 
-def count_listener_calls(telemetry: Telemetry = TELEMETRY) -> Callable[..., None]:
-    """Global Bolt middleware: listeners get an `InstrumentedWebClient` in place of Bolt's plain one."""
+class CountListenerCalls(Middleware):
+    """Global Bolt middleware: listeners get an `InstrumentedWebClient` in place of Bolt's plain one.
 
-    def middleware(context: BoltContext, next: Callable[[], None]) -> None:  # Bolt passes `next` by name
+    A `Middleware` subclass, not a function: Bolt builds every injectable argument (`say` included,
+    bound to the plain client) before calling a function middleware.
+    """
+
+    def __init__(self, telemetry: Telemetry = TELEMETRY) -> None:
+        self._telemetry = telemetry
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        context = req.context
         client = context.get("client")
         if isinstance(client, WebClient) and not isinstance(client, InstrumentedWebClient):
-            context["client"] = InstrumentedWebClient.like(client, telemetry)
-        next()
-
-    return middleware
+            counted = InstrumentedWebClient.like(client, self._telemetry)
+            context["client"] = counted
+            say = context.get("say")
+            if isinstance(say, Say) and say.client is client:  # built before us: point it at the counted client
+                say.client = counted
+        return next()
