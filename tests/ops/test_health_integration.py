@@ -1,7 +1,7 @@
 """The real bot (`python app.py`) driven through the sandbox's faults, watched through /readyz, /healthz and
 /metrics (and its JSON log), the way an orchestrator and Prometheus would see it.
 
-One bot process walks through the whole story (connect → half-open → envelope → outage → revoked token →
+One bot process walks through the whole story (connect → envelope → half-open → outage → revoked token →
 exit 78) to keep the suite fast. Every wait is a deadline on an observed fact, never a bare sleep.
 """
 
@@ -125,14 +125,6 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
         assert probe.metric("nonstop_web_api_calls_total", method="auth.test", outcome="ok") >= 1
         assert probe.metric("nonstop_state", nonstop_state="connected") == 1
 
-        # Half-open: the link goes silent; the drop is counted as half_open and a new link makes it ready again.
-        (first,) = sandbox.wait_until(lambda: live_ids(sandbox), what="one live connection")
-        sandbox.silence(first)
-        probe.until(lambda: probe.metric("nonstop_connection_drops_total", cause="half_open", code="none") == 1,
-                    "a half_open drop in /metrics")  # fmt: skip
-        sandbox.wait_until(lambda: [i for i in live_ids(sandbox) if i != first], what="a replacement connection")
-        probe.until_ready()
-
         # An envelope: received, acked (with its latency), handled, and the reply counted as a Web API call.
         d = sandbox.mention("ping")
         sandbox.wait_for_message(thread_ts=d.ts)
@@ -146,6 +138,14 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
             "the listener's chat.postMessage counted",
         )
 
+        # Half-open: the link goes silent; the drop is counted as half_open and a new link makes it ready again.
+        (first,) = sandbox.wait_until(lambda: live_ids(sandbox), what="one live connection")
+        sandbox.silence(first)
+        probe.until(lambda: probe.metric("nonstop_connection_drops_total", cause="half_open", code="none") == 1,
+                    "a half_open drop in /metrics")  # fmt: skip
+        sandbox.wait_until(lambda: [i for i in live_ids(sandbox) if i != first], what="a replacement connection")
+        probe.until_ready()
+
         # Outage: the Web API refuses connections and every link is dropped: not ready, saying why; then back.
         sandbox.outage(3.0, mode="refused")
         down = probe.until_not_ready(r"connecting|backing_off \d+\.\d+s", timeout=5)
@@ -158,6 +158,9 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
 
         # Revoked app token while a reply is in flight (the slow chat.postMessage keeps the drain busy): not
         # ready with the fatal reason, still alive while draining, then exit 78.
+        sandbox.wait_until(  # "Slack" no longer routes to a silenced link: the mention reaches the bot
+            lambda: all(c.state == "live" for c in sandbox.connections(live_only=True)), what="no silent links"
+        )
         sandbox.slow_api(6.0, methods=["chat.postMessage"])
         d = sandbox.mention("ping")
         sandbox.wait_for_ack(d)
