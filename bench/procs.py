@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,23 @@ from sandbox.testing import clean_env
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
+FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once (harness calibration)
 
 # Slack's production timers, except that retries come after 0 / 10 / 30 s instead of 0 / 60 / 300 s so
 # that a mixed-fault run can wait for every delivery's final outcome (see docs/benchmark.md).
 BENCH_CONFIG = SandboxConfig(retry_delays_s=(0.0, 10.0, 30.0))
+
+_REGISTRY: set[Lane] = set()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def stop_all() -> None:
+    """Kill every bot and stop every sandbox still running (the runner's last-resort cleanup)."""
+    with _REGISTRY_LOCK:
+        running = list(_REGISTRY)
+    for lane in running:
+        with contextlib.suppress(Exception):
+            lane.stop()
 
 
 def python() -> str:
@@ -33,6 +47,8 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "bench" / "stock_bot.py")]
     if kind == "nonstop":
         return [python(), str(REPO / "app.py")]
+    if kind == FLOOR:
+        return [python(), str(REPO / "bench" / "floor_client.py")]
     raise ValueError(f"unknown bot kind {kind!r}")
 
 
@@ -50,6 +66,8 @@ class Lane:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Lane:
+        with _REGISTRY_LOCK:
+            _REGISTRY.add(self)
         self.sb.start()
         self._workdir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
         self.spawn()
@@ -70,9 +88,10 @@ class Lane:
             "LOG_LEVEL": "INFO",
         }
         env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}  # production defaults only
+        args = [self.sb.api_url, self.sb.app_token] if self.kind == FLOOR else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                command(self.kind),
+                command(self.kind) + args,
                 cwd=self._workdir.name,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -94,6 +113,8 @@ class Lane:
             proc.wait(10)
 
     def stop(self) -> None:
+        with _REGISTRY_LOCK:
+            _REGISTRY.discard(self)
         try:
             self.kill()
         finally:

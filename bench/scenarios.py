@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.procs import Lane
+from bench.procs import FLOOR, Lane
 from sandbox import DeliveryRecord
 
 FAULTS = ("reset", "silence", "close_1001", "refresh", "outage")
@@ -222,7 +222,11 @@ def _ack_latency(record: DeliveryRecord) -> float | None:
 
 
 def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
-    _ready(lane, [])
+    replies = lane.kind != FLOOR  # the harness-floor client only acks
+    if replies:
+        _ready(lane, [])
+    elif not lane.wait_live(20):
+        raise RuntimeError(f"{lane.name}: the floor client did not connect:\n{lane.log_tail()}")
     sb = lane.sb
     before = {r.key for r in sb.deliveries()}
     start = time.monotonic()
@@ -239,15 +243,16 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
 
     with contextlib.suppress(TimeoutError):
         sb.wait_until(lambda: all(r.acked_at is not None for r in records()), timeout=timeout_s, what="all acked")
-    try:
-        sb.wait_until(lambda: replied() >= len(deliveries), timeout=timeout_s, what="all answered")
-        answered_s: float | None = time.monotonic() - start
-    except TimeoutError:
-        answered_s = None
+    answered_s: float | None = None
+    if replies:
+        with contextlib.suppress(TimeoutError):
+            sb.wait_until(lambda: replied() >= len(deliveries), timeout=timeout_s, what="all answered")
+            answered_s = time.monotonic() - start
     recs = records()
     latencies = [v for v in (_ack_latency(r) for r in recs) if v is not None]
     return {
         "count": count,
+        "latencies_s": latencies,
         "sent_in_s": round(sent_s, 3),
         "acked": len(latencies),
         "acked_on_first_attempt": sum(1 for r in recs if r.acked_at is not None and r.ack_envelope_id == (
@@ -257,6 +262,26 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
         "ack_max_s": max(latencies) if latencies else None,
         "all_answered_after_s": answered_s,
     }  # fmt: skip
+
+
+def pool_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several bursts of one bot: percentiles over every ack of every round, plus each round's own."""
+    latencies = [v for r in rounds for v in r["latencies_s"]]
+    answered = [r["all_answered_after_s"] for r in rounds]
+    return {
+        "count": rounds[0]["count"],
+        "rounds": len(rounds),
+        "acked": sum(r["acked"] for r in rounds),
+        "sent": sum(r["count"] for r in rounds),
+        "acked_on_first_attempt": sum(r["acked_on_first_attempt"] for r in rounds),
+        "ack_p50_s": percentile(latencies, 50),
+        "ack_p99_s": percentile(latencies, 99),
+        "ack_max_s": max(latencies) if latencies else None,
+        "round_p99_s": [r["ack_p99_s"] for r in rounds],
+        "round_sent_in_s": [r["sent_in_s"] for r in rounds],
+        "all_answered_after_s": median_or_none(answered),
+        "round_all_answered_after_s": answered,
+    }
 
 
 # --- idle CPU -------------------------------------------------------------------------------------------

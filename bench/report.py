@@ -1,0 +1,266 @@
+"""The machine line and the markdown table, from the results dict `bench/run.py` collects."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import FAULT_TITLES, FAULTS
+
+THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
+RSS_SLACK_MB = 5.0  # and at most this much more resident memory
+
+
+def _pkg(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "slack_bolt": _pkg("slack_bolt"),
+        "slack_sdk": _pkg("slack_sdk"),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['os']}, "
+        f"slack_bolt {m['slack_bolt']}, slack_sdk {m['slack_sdk']}"
+    )
+
+
+# --- formatting ------------------------------------------------------------------------------------------
+
+
+def secs(value: float | None, cap: float | None = None) -> str:
+    if value is None:
+        return f"never (> {cap:g} s)" if cap is not None else "n/a"
+    if value < 1:
+        return f"{value * 1000:.0f} ms" if value >= 0.0095 else f"{value * 1000:.1f} ms"
+    return f"{value:.1f} s"
+
+
+def faster(stock: float | None, nonstop: float | None, cap: float) -> str:
+    """stock ÷ Nonstop for durations (bigger = Nonstop faster)."""
+    if nonstop is None:
+        return "Nonstop never" if stock is not None else "both never"
+    floor = max(nonstop, 0.0005)  # a sub-millisecond reconnect: do not divide by ~0
+    if stock is None:
+        return f"> {cap / floor:,.0f}x faster"
+    ratio = stock / floor
+    if ratio >= 1:
+        return f"{ratio:,.0f}x faster" if ratio >= 10 else f"{ratio:.2f}x faster"
+    return f"{1 / ratio:.2f}x slower"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**MISSED**")
+
+
+def _le(a: float | None, b: float | None) -> bool:
+    """a ≤ b where None means never (infinitely long)."""
+    if a is None:
+        return b is None
+    return b is None or a <= b
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    out: list[list[str]] = []
+    cap = results["profile"]["cap_s"]
+    fa = results.get("faults", {})
+    abs_target = {"reset": 1.0, "silence": 10.0, "close_1001": 1.0, "outage": 10.0}
+    target_text = {
+        "reset": "≤ 1 s and ≤ stock",
+        "silence": "≤ 10 s and ≤ stock",
+        "close_1001": "≤ 1 s and ≤ stock",
+        "refresh": "≤ stock (make before break)",
+        "outage": "≤ 10 s (one backoff cap) and ≤ stock",
+    }
+    for fault in FAULTS:
+        if fault not in fa.get("stock", {}) or fault not in fa.get("nonstop", {}):
+            continue
+        s, n = fa["stock"][fault], fa["nonstop"][fault]
+        count = min(len(s["samples"]), len(n["samples"]))
+        what = FAULT_TITLES[fault]
+        if fault == "outage":
+            what = f"Web API down {results['profile']['outage_s']:g} s: back → new live connection"
+        else:
+            what = f"{what}: fault → new live connection"
+        label = f"{what} (median of {count})"
+        ok = _le(n["median_s"], s["median_s"])
+        if fault in abs_target:
+            ok = ok and n["median_s"] is not None and n["median_s"] <= abs_target[fault]
+        out.append([
+            label,
+            _with_never(s, cap),
+            _with_never(n, cap),
+            faster(s["median_s"], n["median_s"], cap),
+            target_text[fault],
+            verdict(ok),
+        ])  # fmt: skip
+    mixed = results.get("mixed")
+    if mixed:
+        s, n = mixed["by_kind"]["stock"], mixed["by_kind"]["nonstop"]
+        events = mixed["events"]
+        label = (
+            f"Mixed run ({events} mentions over {mixed['duration_s']:g} s; reset, silence, refresh, lost acks): "
+            "answered once / lost / duplicated"
+        )
+        out.append([
+            label,
+            f"{s['answered_once']} / {s['lost']} / {s['duplicated']}",
+            f"{n['answered_once']} / {n['lost']} / {n['duplicated']}",
+            f"lost {s['lost']} vs {n['lost']}, duplicated {s['duplicated']} vs {n['duplicated']}",
+            f"{events} / 0 / 0",
+            verdict(n["lost"] == 0 and n["duplicated"] == 0 and n["answered_once"] == events),
+        ])  # fmt: skip
+        out.append([
+            "Mixed run: answered within 5 s / mention → reply p50 / p99",
+            f"{s['answered_within_5s']} / {secs(s['reply_delay_p50_s'])} / {secs(s['reply_delay_p99_s'])}",
+            f"{n['answered_within_5s']} / {secs(n['reply_delay_p50_s'])} / {secs(n['reply_delay_p99_s'])}",
+            f"p50 {faster(s['reply_delay_p50_s'], n['reply_delay_p50_s'], cap)}",
+            "≤ stock",
+            verdict(
+                n["answered_within_5s"] >= s["answered_within_5s"]
+                and _le(n["reply_delay_p50_s"], s["reply_delay_p50_s"])
+                and _le(n["reply_delay_p99_s"], s["reply_delay_p99_s"])
+            ),
+        ])  # fmt: skip
+    b = results.get("burst")
+    if b:
+        s, n = b["stock"], b["nonstop"]
+        count = s["count"]
+        each = f"{s['rounds']} bursts" if s["rounds"] > 1 else "1 burst"
+        out.append([
+            f"Ack latency, {count} mentions at once ({each}, pooled): p50",
+            secs(s["ack_p50_s"]),
+            secs(n["ack_p50_s"]),
+            faster(s["ack_p50_s"], n["ack_p50_s"], cap),
+            "≤ stock",
+            verdict(_le(n["ack_p50_s"], s["ack_p50_s"])),
+        ])  # fmt: skip
+        out.append([
+            f"Ack latency, {count} mentions at once ({each}, pooled): p99",
+            secs(s["ack_p99_s"]),
+            secs(n["ack_p99_s"]),
+            faster(s["ack_p99_s"], n["ack_p99_s"], cap),
+            "≤ 50 ms and ≤ stock",
+            verdict(n["ack_p99_s"] is not None and n["ack_p99_s"] <= 0.050 and _le(n["ack_p99_s"], s["ack_p99_s"])),
+        ])  # fmt: skip
+        floor = b.get("floor")
+        if floor:
+            out.append([
+                "Ack latency, same burst: harness floor (bare client acking at once) p50 / p99",
+                "",
+                "",
+                "",
+                "(calibration)",
+                f"{secs(floor['ack_p50_s'])} / {secs(floor['ack_p99_s'])}",
+            ])  # fmt: skip
+        out.append([
+            f"All {count} burst mentions answered after (median of the bursts)",
+            secs(s["all_answered_after_s"]),
+            secs(n["all_answered_after_s"]),
+            faster(s["all_answered_after_s"], n["all_answered_after_s"], cap),
+            "(info)",
+            "",
+        ])  # fmt: skip
+    idle = results.get("idle")
+    if idle:
+        s, n = idle["stock"]["cpu_percent"], idle["nonstop"]["cpu_percent"]
+        ratio = f"stock ÷ Nonstop = {s / n:.1f}x" if n > 0 else "Nonstop used no measurable CPU"
+        out.append([
+            f"Idle CPU, healthy connection(s), {idle['stock']['window_s']:g} s (% of one core)",
+            f"{s:.2f} %",
+            f"{n:.2f} %",
+            ratio,
+            "≤ stock",
+            verdict(n <= s),
+        ])  # fmt: skip
+    cyc = results.get("cycles")
+    if cyc:
+        s, n = cyc["stock"], cyc["nonstop"]
+        out.append([
+            "Reset cycles completed (time-bounded, see note) / new connections",
+            _cycles(s),
+            _cycles(n),
+            "",
+            "(info: how many fit)",
+            verdict(False) if n["stopped_by"].startswith("no reconnect") else "",
+        ])  # fmt: skip
+        out.append([
+            "Threads before → after the reset cycles",
+            f"{s['threads_before']} → {s['threads_after']}",
+            f"{n['threads_before']} → {n['threads_after']}",
+            f"after: Nonstop ÷ stock = {n['threads_after'] / max(1, s['threads_after']):.1f}x",
+            f"flat (≤ +{THREADS_SLACK})",
+            verdict(n["threads_after"] - n["threads_before"] <= THREADS_SLACK),
+        ])  # fmt: skip
+        out.append([
+            "RSS before → after the reset cycles",
+            f"{s['rss_before_mb']:.1f} → {s['rss_after_mb']:.1f} MB",
+            f"{n['rss_before_mb']:.1f} → {n['rss_after_mb']:.1f} MB",
+            f"after: Nonstop ÷ stock = {n['rss_after_mb'] / max(0.1, s['rss_after_mb']):.2f}x",
+            f"flat (≤ +{RSS_SLACK_MB:g} MB)",
+            verdict(n["rss_after_mb"] - n["rss_before_mb"] <= RSS_SLACK_MB),
+        ])  # fmt: skip
+    return out
+
+
+def _with_never(stat: dict[str, Any], cap: float) -> str:
+    text = secs(stat["median_s"], cap)
+    if stat["never"] and stat["median_s"] is not None:
+        text += f" ({stat['never']}/{len(stat['samples'])} never)"
+    return text
+
+
+def _cycles(c: dict[str, Any]) -> str:
+    text = f"{c['cycles']} in {c['elapsed_s']:g} s / {c['reconnects']}"
+    if c["stopped_by"] != "cycles":
+        text += f" (stopped: {c['stopped_by']})"
+    return text
+
+
+def table(results: dict[str, Any]) -> str:
+    header = ["", "stock SocketModeHandler", "Nonstop", "ratio", "target (issue #4)", "Nonstop"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any]) -> str:
+    p = results["profile"]
+    parts = [
+        table(results),
+        "",
+        machine_line(results["machine"]),
+        f"Run: `python bench/run.py{' --quick' if p['quick'] else ''}`, {results['wall_s']:.0f} s wall time, "
+        f"{results['started']}.",
+    ]
+    notes = list(results.get("notes", []))
+    if notes:
+        parts += ["", "Notes:", *[f"- {note}" for note in notes]]
+    return "\n".join(parts)

@@ -1,0 +1,245 @@
+"""Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
+
+    python bench/run.py            # full run (~6-8 min on 2 cores)
+    python bench/run.py --quick    # fewer samples, shorter phases (~2-3 min)
+
+Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
+127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
+See docs/benchmark.md for what each row means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import report, scenarios  # noqa: E402
+from bench.procs import FLOOR, KINDS, Lane, stop_all  # noqa: E402
+from sandbox.testing import PROXY_VARS  # noqa: E402
+
+RESULTS_DIR = REPO / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Profile:
+    quick: bool
+    fault_lanes: int  # bot instances per kind measuring fault recovery, in parallel
+    faults_per_lane: tuple[tuple[str, ...], ...]
+    cap_s: float
+    outage_s: float
+    mixed_s: float
+    mixed_rate: float
+    mixed_final_wait_s: float
+    burst: int
+    burst_rounds: int
+    idle_s: float
+    max_cycles: int
+    cycles_budget_s: float
+
+
+FAULT_ORDER = ("reset", "close_1001", "refresh", "silence", "outage")
+
+FULL = Profile(
+    quick=False,
+    fault_lanes=5,
+    faults_per_lane=tuple(FAULT_ORDER for _ in range(5)),  # 5 samples of every fault kind
+    cap_s=90.0,
+    outage_s=40.0,
+    mixed_s=60.0,
+    mixed_rate=3.0,
+    mixed_final_wait_s=70.0,
+    burst=300,
+    burst_rounds=5,
+    idle_s=90.0,
+    max_cycles=100,
+    cycles_budget_s=240.0,
+)
+QUICK = Profile(
+    quick=True,
+    fault_lanes=5,
+    faults_per_lane=tuple((fault,) for fault in FAULT_ORDER),  # 1 sample of every fault kind, all at once
+    cap_s=90.0,
+    outage_s=15.0,
+    mixed_s=20.0,
+    mixed_rate=3.0,
+    mixed_final_wait_s=60.0,
+    burst=300,
+    burst_rounds=2,
+    idle_s=40.0,
+    max_cycles=100,
+    cycles_budget_s=60.0,
+)
+
+T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.monotonic() - T0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def with_lanes(prefix: str, kinds: tuple[str, ...], body: Callable[[list[Lane]], Any]) -> Any:
+    """Start one lane per kind, run body(lanes), always stop them."""
+    started: list[Lane] = []
+    try:
+        for kind in kinds:
+            lane = Lane(kind, f"{prefix}-{kind}")
+            started.append(lane)
+            lane.start()
+        return body(started)
+    finally:
+        for lane in started:
+            lane.stop()
+
+
+# --- phase A: everything slow, in parallel (each lane has its own sandbox) ------------------------------
+
+
+def fault_lane(kind: str, index: int, faults: tuple[str, ...], plan: scenarios.FaultPlan) -> dict[str, Any]:
+    def body(lanes: list[Lane]) -> dict[str, Any]:
+        return scenarios.fault_samples(lanes[0], list(faults), plan)
+
+    return with_lanes(f"fault{index}", (kind,), body)
+
+
+def mixed(profile: Profile) -> dict[str, Any]:
+    return with_lanes(
+        "mixed",
+        KINDS,
+        lambda lanes: scenarios.mixed_run(lanes, profile.mixed_s, profile.mixed_rate, profile.mixed_final_wait_s),
+    )
+
+
+def cycles(kind: str, profile: Profile) -> dict[str, Any]:
+    return with_lanes(
+        "cycles",
+        (kind,),
+        lambda lanes: scenarios.reconnect_cycles(lanes[0], profile.max_cycles, profile.cycles_budget_s, profile.cap_s),
+    )
+
+
+def phase_a(profile: Profile, results: dict[str, Any]) -> None:
+    plan = scenarios.FaultPlan(cap_s=profile.cap_s, outage_s=profile.outage_s)
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {}
+    for kind in KINDS:
+        for i, faults in enumerate(profile.faults_per_lane):
+            jobs[f"faults/{kind}/{i}"] = lambda kind=kind, i=i, faults=faults: fault_lane(kind, i, faults, plan)
+        jobs[f"cycles/{kind}"] = lambda kind=kind: cycles(kind, profile)
+    jobs["mixed"] = lambda: mixed(profile)
+    jobs["idle"] = lambda: with_lanes("idle", KINDS, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
+    bots = sum(2 if name in ("mixed", "idle") else 1 for name in jobs)
+    say(f"phase A: {len(jobs)} jobs in parallel ({bots} bot processes, each with its own sandbox)")
+    raw: dict[str, dict[str, Any]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {pool.submit(fn): name for name, fn in jobs.items()}
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                raw[name] = future.result()
+                say(f"  done: {name}")
+            except Exception:
+                say(f"  FAILED: {name}")
+                results["errors"].append({"job": name, "traceback": traceback.format_exc()})
+                results["notes"].append(f"job {name} failed (see the JSON's errors)")
+    samples: dict[str, dict[str, list[float | None]]] = {kind: {} for kind in KINDS}
+    for name, value in raw.items():
+        if name.startswith("faults/"):
+            kind = name.split("/")[1]
+            for fault, values in value["samples"].items():
+                samples[kind].setdefault(fault, []).extend(values)
+            results["notes"].extend(value["notes"])
+    results["faults"] = {
+        kind: {fault: scenarios.stats(values) for fault, values in by_fault.items()}
+        for kind, by_fault in samples.items()
+    }
+    for name in ("mixed", "idle"):
+        if name in raw:
+            results[name] = raw[name]
+    if all(f"cycles/{kind}" in raw for kind in KINDS):
+        results["cycles"] = {kind: raw[f"cycles/{kind}"] for kind in KINDS}
+        for kind in KINDS:
+            c = results["cycles"][kind]
+            if c["cycles"] < profile.max_cycles:
+                results["notes"].append(
+                    f"{kind}: {c['cycles']} of {profile.max_cycles} reset cycles fit in the "
+                    f"{profile.cycles_budget_s:g} s budget (stopped by: {c['stopped_by']}); "
+                    "threads/RSS are after those."
+                )
+
+
+# --- phase B: latency and idle CPU, with nothing else running -------------------------------------------
+
+
+def phase_b(profile: Profile, results: dict[str, Any]) -> None:
+    """Ack latency: one burst per bot, one bot at a time, nothing else running; then the harness floor."""
+
+    def body(lanes: list[Lane]) -> None:
+        say(f"phase B: ack latency, {profile.burst_rounds} x {profile.burst} mentions at once, one bot at a time")
+        rounds: dict[str, list[dict[str, Any]]] = {lane.kind: [] for lane in lanes}
+        for i in range(profile.burst_rounds):  # interleaved, so background load hits every bot alike
+            for lane in lanes:
+                rounds[lane.kind].append(scenarios.burst(lane, profile.burst))
+                say(f"  done: burst/{lane.kind} round {i + 1}")
+                time.sleep(2.0)
+        results["burst"] = {kind: scenarios.pool_bursts(r) for kind, r in rounds.items()}
+
+    with_lanes("quiet", (*KINDS, FLOOR), body)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases (~3 min)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON results")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    for name in PROXY_VARS:  # the sandboxes are on 127.0.0.1; bots get a proxy-free env too
+        os.environ.pop(name, None)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    started = dt.datetime.now(dt.UTC)
+    results: dict[str, Any] = {
+        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "profile": asdict(profile),
+        "machine": report.machine(),
+        "notes": [],
+        "errors": [],
+    }
+    try:
+        phase_a(profile, results)
+        phase_b(profile, results)
+    except KeyboardInterrupt:
+        say("interrupted: killing every bot and sandbox")
+        stop_all()
+        os._exit(130)
+    finally:
+        stop_all()
+    results["wall_s"] = time.monotonic() - T0
+    text = report.render(results)
+    results["table"] = text
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{started.strftime('%Y%m%d-%H%M%S')}{'-quick' if profile.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(text)
+    say(f"results: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
