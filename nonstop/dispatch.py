@@ -65,7 +65,7 @@ class Dispatcher:
         call_soon: Callable[[Callable[[], None]], None],
         telemetry: Telemetry,
         dedup_ttl_s: float,
-        workers: int = 16,
+        workers: int = 4,  # Bolt's dispatch of an event is short; more threads only fight the ack loop
     ) -> None:
         self._app = app
         self._send_ack = send_ack
@@ -148,12 +148,17 @@ class Dispatcher:
     def _submit(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
         with self._lock:
             self._in_flight += 1
-        try:
-            self._pool.submit(self._run, request, on_done)
-        except RuntimeError:  # pool shut down while stopping
-            with self._lock:
-                self._in_flight -= 1
-            log.info("stopping: envelope %s not handled", request.envelope_id)
+
+        def submit() -> None:
+            try:
+                self._pool.submit(self._run, request, on_done)
+            except RuntimeError:  # pool shut down while stopping
+                with self._lock:
+                    self._in_flight -= 1
+                log.info("stopping: envelope %s not handled", request.envelope_id)
+
+        # Next loop turn: every ack in the frames just read leaves before Bolt's threads wake up.
+        self._call_soon(submit)
 
     # -- on a dispatch thread ------------------------------------------------------------------------
 

@@ -64,6 +64,9 @@ class SupervisedSocketModeHandler:
         return self._exit_code
 
     async def _main(self, install_signals: bool) -> int:
+        # The loop thread reads and acks every envelope; Bolt's listener threads compete with it for the
+        # GIL. A shorter switch interval (default 5 ms) keeps a burst of handlers from delaying acks.
+        sys.setswitchinterval(0.0005)
         if install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,10 +2,10 @@
 
 A `Link` never reconnects by itself; the supervisor decides what happens next. It knows exactly one
 thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Every inbound
-frame (hello, envelope, disconnect, pong) refreshes `last_inbound`; a ping goes out every
+byte (hello, envelope, disconnect, ping, pong) refreshes `last_inbound`; a ping goes out every
 `ping_interval_s`; when nothing has come in for `stale_after_s` the link is declared half-open and
-aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so there
-is no polling loop and no spinning on a dead socket.
+aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
+there is no polling loop and no spinning on a dead socket.
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.protocol import State
 
 from nonstop.closecodes import describe_close
 from nonstop.redact import redact
 
 log = logging.getLogger("nonstop.link")
+
+_BACKED_UP = 64 * 1024  # bytes waiting in the transport: the peer is not reading
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,16 @@ class LinkFailed(Exception):
 
 
 EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
+
+
+class _ObservedConnection(ClientConnection):
+    """Treats every byte from Slack (pings, pongs, any frame) as a sign of life, not just answered pings."""
+
+    def data_received(self, data: bytes) -> None:
+        observer = getattr(self, "on_data", None)
+        if observer is not None:
+            observer()
+        super().data_received(data)
 
 
 class Link:
@@ -96,7 +109,9 @@ class Link:
                     max_size=None,
                     open_timeout=None,
                     user_agent_header="nonstop (websockets)",
+                    create_connection=_ObservedConnection,
                 )
+                self._ws.on_data = self._mark_inbound  # type: ignore[attr-defined]
                 await self._await_hello()
         except TimeoutError:
             stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
@@ -136,9 +151,12 @@ class Link:
         except Exception:  # one bad envelope must not take the link (and every later envelope) down
             log.exception("%s: handing over envelope %s failed", self.name, message.get("envelope_id"))
 
-    def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
+    def _mark_inbound(self) -> None:
         self.last_inbound = time.monotonic()
         self._on_inbound()
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
+        self._mark_inbound()
         if isinstance(raw, bytes):
             log.warning("%s: ignored a binary frame of %d bytes", self.name, len(raw))
             return None
@@ -211,9 +229,7 @@ class Link:
             with contextlib.suppress(ConnectionClosed, RuntimeError):
                 pong = await self._ws.ping()
                 await pong
-                self.last_inbound = time.monotonic()
-                self._on_inbound()
-                self._on_rtt((self.last_inbound - sent) * 1000)
+                self._on_rtt((time.monotonic() - sent) * 1000)
 
         task = asyncio.create_task(ping(), name=f"{self.name}-ping")
         self._tasks.append(task)
@@ -246,6 +262,25 @@ class Link:
     @property
     def age_s(self) -> float:
         return time.monotonic() - (self.live_at or self.opened_at)
+
+    def send_now(self, text: str) -> bool:
+        """Write one text frame right now, without yielding to the loop; False if that is not possible.
+
+        Acks go out this way so a burst of envelopes is acked in the order it arrived, before any of
+        it is handed to Bolt's threads (which would compete for the GIL). A link whose kernel buffer is
+        already backed up (a dead path, most likely) is refused so the caller can use another one.
+        """
+        ws = self._ws
+        if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN:
+            return False
+        if ws.send_in_progress is not None or ws.transport.get_write_buffer_size() > _BACKED_UP:
+            return False
+        try:
+            ws.protocol.send_text(text.encode())
+            ws.send_data()
+        except Exception:
+            return False
+        return True
 
     async def send(self, text: str, timeout_s: float = 1.0) -> bool:
         """Send one text frame; False if the link is gone or could not take it in time."""

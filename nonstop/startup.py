@@ -58,8 +58,9 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
         try:
             app = App(
                 client=client,
-                # Listeners run here; the supervisor drains this pool on a graceful stop.
-                listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="nonstop-listener"),
+                # Listeners run here; the supervisor drains this pool on a graceful stop. Few threads on
+                # purpose: each runnable one competes with the ack loop for the GIL (bench/: ack p99).
+                listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="nonstop-listener"),
                 logger=bolt_logger,
             )
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more

@@ -262,7 +262,11 @@ class Supervisor:
         body: dict[str, Any] = {"envelope_id": envelope_id}
         if payload is not None:
             body["payload"] = payload
-        self._background(self._deliver(link, envelope_id, json.dumps(body), kind, received_at))
+        text = json.dumps(body)
+        if isinstance(link, Link) and link.send_now(text):
+            self._telemetry.ack_sent(kind, time.monotonic() - received_at)
+            return
+        self._background(self._deliver(link, envelope_id, text, kind, received_at))
 
     async def _deliver(self, first: object, envelope_id: str, text: str, kind: str, received_at: float) -> None:
         # Slack matches acks on any of the app's connections: fall back to another live link.
