@@ -45,7 +45,13 @@ class SupervisedSocketModeHandler:
 
     def start(self) -> int:
         """Run in this thread until stopped; return the exit code."""
-        return asyncio.run(self._main(install_signals=threading.current_thread() is threading.main_thread()))
+        code = asyncio.run(self._main(install_signals=threading.current_thread() is threading.main_thread()))
+        if not self.supervisor.drained:
+            # A handler still running would keep the interpreter from exiting (executor threads are
+            # joined at exit): the drain deadline has passed, so leave now.
+            logging.shutdown()
+            os._exit(code)
+        return code
 
     def connect(self) -> None:
         """Run in a background thread, like Bolt's `connect()`; `close()` stops it."""

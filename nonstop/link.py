@@ -149,7 +149,13 @@ class Link:
         try:
             self._on_envelope(self, message)
         except Exception:  # one bad envelope must not take the link (and every later envelope) down
-            log.exception("%s: handing over envelope %s failed", self.name, message.get("envelope_id"))
+            envelope_id = str(message.get("envelope_id"))
+            log.exception(
+                "%s: handing over envelope %s failed",
+                self.name,
+                envelope_id,
+                extra={"connection": self.name, "envelope_id": envelope_id},
+            )
 
     def _mark_inbound(self) -> None:
         self.last_inbound = time.monotonic()
@@ -186,7 +192,7 @@ class Link:
         except ConnectionClosed:
             end = self._closed_end()
         except Exception as e:  # the reader must never die silently: the supervisor replaces the link
-            log.exception("%s: reader failed", self.name)
+            log.exception("%s: reader failed", self.name, extra={"connection": self.name})
             end = LinkEnd("error", redact(f"reader failed: {type(e).__name__}: {e}"))
             self._abort_transport()
         self._finish(end)
@@ -196,7 +202,12 @@ class Link:
             self._end_cause = LinkEnd(reason, f"Slack sent disconnect ({reason})")
             self._abort_transport()
             return
-        log.info("%s: Slack asked for a new connection (disconnect: %s)", self.name, reason or "no reason")
+        log.info(
+            "%s: Slack asked for a new connection (disconnect: %s)",
+            self.name,
+            reason or "no reason",
+            extra={"connection": self.name, "reason": reason or "disconnect"},
+        )
         self.refresh_reason = reason or "disconnect"
         self.refresh_requested.set()
 
@@ -240,6 +251,10 @@ class Link:
             return self._end_cause
         assert self._ws is not None
         rcvd = self._ws.protocol.close_rcvd
+        if self.refresh_requested.is_set():
+            # Slack drops the TCP connection itself shortly after a disconnect message.
+            how = describe_close(rcvd.code, rcvd.reason) if rcvd else "no close frame"
+            return LinkEnd("refresh", f"Slack asked for a refresh ({self.refresh_reason}), then closed it ({how})")
         if rcvd is None:
             return LinkEnd("reset", describe_close(1006), 1006)
         return LinkEnd(

@@ -61,6 +61,7 @@ class Supervisor:
         self._settings = settings
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
+        telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
         # A client of our own for tickets: short timeout, no hidden retries (the policy lives here).
         base = app.client
         self._tickets = ticket_client or WebClient(
@@ -79,6 +80,7 @@ class Supervisor:
         self._gate: asyncio.Lock | None = None
         self._dispatcher: Dispatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.drained = True
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -168,17 +170,36 @@ class Supervisor:
                         return None
                     if e.retry_after_s is not None:
                         delay = self._backoff.rate_limited(e.retry_after_s)
-                        log.warning("%s: Slack %s; retrying in exactly %.1f s as asked", name, e.detail, delay)
+                        log.warning(
+                            "%s: Slack %s; retrying in exactly %.1f s as asked",
+                            name,
+                            e.detail,
+                            delay,
+                            extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
+                        )
                     else:
                         delay = self._backoff.failure()
-                        log.warning("%s: could not get a Socket Mode URL (%s); retrying in %.1f s", name, e, delay)
+                        log.warning(
+                            "%s: could not get a Socket Mode URL (%s); retrying in %.1f s",
+                            name,
+                            e,
+                            delay,
+                            extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
+                        )
                 except LinkFailed as e:
                     self._telemetry.attempt(e.cause)
                     if e.cause == "link_disabled":
                         self._fatal("link_disabled")
                         return None
                     delay = self._backoff.failure()
-                    log.warning("%s: connection failed (%s: %s); retrying in %.1f s", name, e.cause, e.detail, delay)
+                    log.warning(
+                        "%s: connection failed (%s: %s); retrying in %.1f s",
+                        name,
+                        e.cause,
+                        e.detail,
+                        delay,
+                        extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
+                    )
                 self._update_state(backing_off=delay)
 
     async def _attempt(self, name: str) -> Link:
@@ -208,6 +229,7 @@ class Supervisor:
             name,
             (time.monotonic() - started) * 1000,
             link.hello.get("num_connections", "?"),
+            extra={"connection": name},
         )
         self._update_state()
         return link
@@ -235,6 +257,7 @@ class Supervisor:
             end.explanation,
             "reconnecting now" if delay == 0 else f"reconnecting in {delay:.1f} s",
             others,
+            extra={"connection": link.name, "cause": end.cause, "close_code": end.code, "retry_in_s": round(delay, 3)},
         )
         self._update_state(backing_off=delay if others == 0 and delay > 0 else None)
         return delay
@@ -244,13 +267,25 @@ class Supervisor:
         end = LinkEnd("refresh", f"Slack asked for a refresh ({reason}); replaced make-before-break")
         await link.close(end)
         self._forget(link, end)
-        log.info("%s: old connection closed after %s (%s)", link.name, human_duration(link.age_s), reason)
+        log.info(
+            "%s: old connection closed after %s (%s)",
+            link.name,
+            human_duration(link.age_s),
+            reason,
+            extra={"connection": link.name, "cause": "refresh", "reason": reason},
+        )
 
     def _forget(self, link: Link, end: LinkEnd) -> None:
         if link in self._links:
             self._links.discard(link)
             self._telemetry.connection_down(
-                Drop(at=time.time(), cause=end.cause, explanation=end.explanation, connection_age_s=link.age_s)
+                Drop(
+                    at=time.time(),
+                    cause=end.cause,
+                    explanation=end.explanation,
+                    connection_age_s=link.age_s,
+                    close_code=end.code,
+                )
             )
         self._update_state()
 
@@ -277,7 +312,11 @@ class Supervisor:
                 self._telemetry.ack_sent(kind, time.monotonic() - received_at)
                 return
         self._telemetry.envelope(kind, "ack_failed")
-        log.warning("could not ack envelope %s: no open connection; Slack will redeliver it", envelope_id)
+        log.warning(
+            "could not ack envelope %s: no open connection; Slack will redeliver it",
+            envelope_id,
+            extra={"envelope_id": envelope_id},
+        )
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -291,7 +330,7 @@ class Supervisor:
             return
         self._exit_code = EX_CONFIG
         self._telemetry.set_state(f"fatal: {code}")
-        log.critical(fatal_message(code, "app") if is_fatal(code) else code)
+        log.critical(fatal_message(code, "app") if is_fatal(code) else code, extra={"reason": code})
         self._begin_stop("fatal", keep_state=True)
 
     def _begin_stop(self, why: str, keep_state: bool = False) -> None:
@@ -312,6 +351,7 @@ class Supervisor:
         drained = await loop.run_in_executor(
             None, self._dispatcher.drain, self._settings.drain_timeout_s, self._app.listener_runner.listener_executor
         )
+        self.drained = drained
         if not drained:
             log.warning(
                 "in-flight handlers did not finish within %.1f s; exiting anyway", self._settings.drain_timeout_s

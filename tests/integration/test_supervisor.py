@@ -218,6 +218,17 @@ def test_sigterm_drains_in_flight_work_then_exits_zero(sandbox: Sandbox) -> None
         assert "stopping gracefully" in bot.log
 
 
+def test_drain_is_bounded_by_its_timeout(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox, NONSTOP_DRAIN_TIMEOUT="1")) as bot:
+        wait_live(sandbox, 2)
+        sandbox.slow_api(60.0, methods=["chat.postMessage"])  # a handler that will not finish in time
+        sandbox.mention("ping")
+        sandbox.wait_until(lambda: sandbox.calls("chat.postMessage"), timeout=10, what="reply started")
+        bot.signal(signal.SIGTERM)
+        assert bot.wait_exit(timeout=10) == 0
+        assert "did not finish within 1.0 s" in bot.log
+
+
 def test_second_signal_exits_at_once(sandbox: Sandbox) -> None:
     with run_bot(bot_env(sandbox, NONSTOP_DRAIN_TIMEOUT="60")) as bot:
         wait_live(sandbox, 2)
