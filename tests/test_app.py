@@ -74,3 +74,15 @@ def test_unreachable_slack_at_startup_is_retried_not_fatal(sandbox: Sandbox) -> 
         bot.wait_for_log(r"cannot reach Slack's Web API .*retrying in", timeout=10)
         sandbox.wait_for_connections(2, timeout=15)
         assert bot.proc.poll() is None
+
+
+def test_unknown_app_token_is_fatal_at_once(sandbox: Sandbox) -> None:
+    env = bot_env(sandbox, SLACK_APP_TOKEN="xapp-1-A0EMUL001-0000000000-notarealtoken")
+    with run_bot(env) as bot:
+        assert bot.wait_exit(timeout=10) == 78
+        assert len(sandbox.calls("apps.connections.open")) <= 3
+        fatal = [line for line in bot.log.splitlines() if "CRITICAL" in line]
+        assert len(fatal) == 1, bot.log
+        assert "invalid_auth" in fatal[0]
+        assert "SLACK_APP_TOKEN" in fatal[0]
+        assert "notarealtoken" not in bot.log
