@@ -97,7 +97,12 @@ class Dispatcher:
             return
         request = SocketModeRequest.from_dict(message)
         if request is None or not isinstance(request.payload, dict):
-            log.error("acked malformed envelope %s (type=%r): it cannot be handled", envelope_id, message.get("type"))
+            log.error(
+                "acked malformed envelope %s (type=%r): it cannot be handled",
+                envelope_id,
+                message.get("type"),
+                extra={"envelope_id": envelope_id},
+            )
             self._telemetry.envelope(kind, "malformed")
             self._send_ack(link, envelope_id, None, kind, received_at)
             return
@@ -118,6 +123,11 @@ class Dispatcher:
                 key.split(":", 1)[1],
                 request.retry_attempt,
                 request.retry_reason or "-",
+                extra={
+                    "envelope_id": request.envelope_id,
+                    "event_id": event_id if isinstance(event_id, str) else None,
+                    "retry_attempt": request.retry_attempt,
+                },
             )
             return
         self._seen.put(key, None)
@@ -129,7 +139,12 @@ class Dispatcher:
         if pending is not None:
             self._telemetry.duplicate()
             self._telemetry.envelope(kind, "duplicate")
-            log.info("suppressed a duplicate delivery of envelope %s (%s)", request.envelope_id, request.type)
+            log.info(
+                "suppressed a duplicate delivery of envelope %s (%s)",
+                request.envelope_id,
+                request.type,
+                extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
+            )
             if pending.done:
                 self._send_ack(link, request.envelope_id, pending.payload, kind, received_at)
             else:
@@ -174,7 +189,12 @@ class Dispatcher:
             self._telemetry.handled()
             self._telemetry.handler_done(request.type, time.time() - started, ok=True)
         except Exception:
-            log.exception("handling envelope %s (%s) failed", request.envelope_id, request.type)
+            log.exception(
+                "handling envelope %s (%s) failed",
+                request.envelope_id,
+                request.type,
+                extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
+            )
             self._telemetry.handler_done(request.type, time.time() - started, ok=False)
             self._telemetry.envelope(request.type, "failed")
             if request.type == "slash_commands":

@@ -154,7 +154,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
                     "a refused connection attempt counted as network")  # fmt: skip
         assert probe.get("/healthz")[0] == 200  # not ready, but alive: no reason to restart it
         probe.until_ready(timeout=20)
-        assert probe.metric("nonstop_connection_drops_total", cause="reset", code="none") >= 1
+        assert probe.metric("nonstop_connection_drops_total", cause="reset", code="1006") >= 1  # no close frame
 
         # Revoked app token while a reply is in flight (the slow chat.postMessage keeps the drain busy): not
         # ready with the fatal reason, still alive while draining, then exit 78.
@@ -180,6 +180,14 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
     assert "ticket=" not in log_text.replace("ticket=…redacted", "")
     critical = [line for line in lines if line["level"] == "CRITICAL"]
     assert any("token_revoked" in line["message"] for line in critical), critical
+    assert any(line.get("reason") == "token_revoked" for line in critical), critical
+    (drop,) = [line for line in lines if line.get("cause") == "half_open"]
+    assert drop["connection"] == "connection #1"
+    assert drop["close_code"] is None
+    assert drop["level"] == "WARNING"
+    connected = [line for line in lines if line["message"].startswith("connection #1: connected")]
+    assert connected
+    assert all(line["connection"] == "connection #1" for line in connected)
 
 
 def test_health_port_in_use_exits_78_with_one_clear_line() -> None:
