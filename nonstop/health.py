@@ -67,13 +67,8 @@ def readiness(snap: Snapshot) -> Verdict:
         facts["last_inbound_age_s"] = round(max(0.0, snap.now - snap.last_inbound_at), 2)
     if snap.last_drop is not None:
         facts["last_drop"] = {"cause": snap.last_drop.cause, "explanation": snap.last_drop.explanation}
-    if snap.state == "stopping" or snap.state.startswith("fatal"):
-        return Verdict(False, {"status": "not_ready", "reason": snap.state, **facts})
-    if snap.live_connections == 0:
-        return Verdict(False, {"status": "not_ready", "reason": snap.state, **facts})
-    age = snap.now - snap.last_inbound_at if snap.last_inbound_at is not None else float("inf")
-    if age > snap.stale_after_s:
-        reason = f"stale: no frame from Slack for {age:.1f}s (limit {snap.stale_after_s:g}s)"
+    reason = snap.not_ready_reason
+    if reason is not None:
         return Verdict(False, {"status": "not_ready", "reason": reason, **facts})
     return Verdict(True, {"status": "ready", **facts})
 

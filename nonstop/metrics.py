@@ -181,6 +181,11 @@ class _SnapshotCollector(Collector):
             yield GaugeMetricFamily(
                 "nonstop_ping_rtt_seconds", "Round trip of the latest WebSocket ping.", value=snap.last_rtt_ms / 1000
             )
+        yield GaugeMetricFamily(
+            "nonstop_ready",
+            "1 when /readyz would answer 200: a connection is live and a frame arrived within the staleness limit.",
+            value=1 if snap.not_ready_reason is None else 0,
+        )
         yield GaugeMetricFamily("nonstop_uptime_seconds", "Seconds since the process started.", value=snap.uptime_s)
         current = state_class(snap.state)
         yield StateSetMetricFamily(

@@ -55,6 +55,16 @@ class Snapshot:
     def reconnects(self) -> int:
         return sum(self.reconnects_by_cause.values())
 
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the bot is not ready (see /readyz), or None: a live connection heard from within `stale_after_s`."""
+        if self.state == "stopping" or self.state.startswith("fatal") or self.live_connections == 0:
+            return self.state
+        age = self.now - self.last_inbound_at if self.last_inbound_at is not None else float("inf")
+        if age > self.stale_after_s:
+            return f"stale: no frame from Slack for {age:.1f}s (limit {self.stale_after_s:g}s)"
+        return None
+
 
 @dataclass
 class Telemetry:

@@ -124,6 +124,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
         assert probe.metric("nonstop_connection_attempts_total", outcome="ok") >= 1
         assert probe.metric("nonstop_web_api_calls_total", method="auth.test", outcome="ok") >= 1
         assert probe.metric("nonstop_state", nonstop_state="connected") == 1
+        assert probe.metric("nonstop_ready") == 1
 
         # An envelope: received, acked (with its latency), handled, and the reply counted as a Web API call.
         d = sandbox.mention("ping")
@@ -167,6 +168,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
         sandbox.revoke("app")
         fatal = probe.until_not_ready("fatal: token_revoked", timeout=5)
         assert fatal["status"] == "not_ready"
+        assert probe.metric("nonstop_ready") == 0
         assert probe.get("/healthz")[0] == 200
         assert probe.metric("nonstop_connection_attempts_total", outcome="token_revoked") == 1
         assert probe.metric("nonstop_state", nonstop_state="fatal") == 1

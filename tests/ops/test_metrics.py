@@ -75,6 +75,10 @@ def test_scrape_time_values_follow_the_snapshot():
     age = value(t, "nonstop_last_inbound_age_seconds")
     assert age is not None
     assert math.isnan(age)
+    assert value(t, "nonstop_ready") == 0
+    t.inbound()
+    t.set_state("degraded (1 of 2 connections)")
+    assert value(t, "nonstop_ready") == 1
 
 
 def test_label_values_are_bounded():
