@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,20 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def code_state(repo: Path) -> dict[str, Any]:
+    """The commit measured, and which files of the bot differed from it (others edit the tree concurrently)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=False)
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "app.py", "nonstop", "listeners", "sandbox")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
 
 
 def machine() -> dict[str, Any]:
@@ -109,7 +124,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             what = f"Web API down {results['profile']['outage_s']:g} s: back → new live connection"
         else:
             what = f"{what}: fault → new live connection"
-        label = f"{what} (median of {count})"
+        label = f"{what} (median of {count}, range)"
         ok = _le(n["median_s"], s["median_s"])
         if fault in abs_target:
             ok = ok and n["median_s"] is not None and n["median_s"] <= abs_target[fault]
@@ -231,10 +246,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 def _with_never(stat: dict[str, Any], cap: float) -> str:
+    """The median, with the range of the samples (and how many never reconnected) in brackets."""
     text = secs(stat["median_s"], cap)
+    extra: list[str] = []
+    if len(stat["samples"]) > 1 and stat["min_s"] is not None:
+        high = secs(stat["max_s"]) if not stat["never"] else f"> {cap:g} s"
+        extra.append(f"{secs(stat['min_s'])} to {high}")
     if stat["never"] and stat["median_s"] is not None:
-        text += f" ({stat['never']}/{len(stat['samples'])} never)"
-    return text
+        extra.append(f"{stat['never']}/{len(stat['samples'])} never")
+    return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def _cycles(c: dict[str, Any]) -> str:
@@ -260,6 +280,13 @@ def render(results: dict[str, Any]) -> str:
         f"Run: `python bench/run.py{' --quick' if p['quick'] else ''}`, {results['wall_s']:.0f} s wall time, "
         f"{results['started']}.",
     ]
+    code = results.get("code")
+    if code:
+        changed = len(code["uncommitted"])
+        parts.append(
+            f"Code: commit {code['commit']}"
+            + (f" plus uncommitted changes in {changed} file(s) of the bot (see the JSON)." if changed else ".")
+        )
     notes = list(results.get("notes", []))
     if notes:
         parts += ["", "Notes:", *[f"- {note}" for note in notes]]

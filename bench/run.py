@@ -67,7 +67,7 @@ FULL = Profile(
     burst_rounds=5,
     idle_s=90.0,
     max_cycles=100,
-    cycles_budget_s=240.0,
+    cycles_budget_s=300.0,
 )
 QUICK = Profile(
     quick=True,
@@ -218,6 +218,7 @@ def main(argv: list[str]) -> int:
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "profile": asdict(profile),
         "machine": report.machine(),
+        "code": report.code_state(REPO),
         "notes": [],
         "errors": [],
     }
