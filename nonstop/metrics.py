@@ -93,7 +93,8 @@ class Metrics:
         )
         self.handler_seconds = Histogram(
             "nonstop_handler_duration_seconds",
-            "Time Bolt took to dispatch one envelope to its listeners, by type and outcome (ok, error).",
+            "Time Bolt's dispatch took for one envelope, by type and outcome (ok, error): until the ack payload "
+            "is known (Events API listeners carry on in Bolt's pool afterwards).",
             ["type", "outcome"],
             buckets=HANDLER_BUCKETS,
             registry=r,

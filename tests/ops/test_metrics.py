@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 import urllib.error
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -154,3 +157,28 @@ def test_instrumented_client_counts_calls_against_the_sandbox(sandbox):
     assert value(t, "nonstop_web_api_calls_total", method="auth.test", outcome="ok") == 2
     assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="ok") == 1
     assert value(t, "nonstop_web_api_calls_total", method="chat.postMessage", outcome="channel_not_found") == 1
+
+
+def test_the_operations_doc_names_only_metrics_that_exist():
+    t = Telemetry()
+    t.attempt("ok")
+    t.connection_down(Drop(at=0, cause="reset", explanation="x", connection_age_s=1, close_code=1006))
+    t.envelope("events_api", "received")
+    t.ack_sent("events_api", 0.01)
+    t.handler_done("events_api", 0.01, ok=True)
+    t.web_api_call("auth.test", "ok")
+    t.rtt(1.0)
+    exposed = {name for name, _labels in samples(t)}
+    exposed |= {family.name for family in text_string_to_metric_families(t.metrics.render().decode())}
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    named = set(re.findall(r"\bnonstop_[a-z_]+[a-z]", doc))
+    assert named, "the doc names no metrics?"
+    assert named <= exposed, named - exposed
+
+
+def test_the_operations_doc_alert_rules_are_valid_yaml():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    assert {"NonstopNotReady", "NonstopConnectionDrops", "NonstopDuplicatesSuppressed"} <= {r["alert"] for r in rules}
+    assert all(r["expr"] for r in rules)
