@@ -43,6 +43,10 @@ WHAT_TO_DO: dict[str, str] = {
 }
 
 
+# The subset that means a token is dead for every method (missing_scope is about one method only).
+DEAD_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
+
+
 def is_fatal(error_code: str | None) -> bool:
     return error_code in FATAL_ERRORS
 

@@ -97,10 +97,13 @@ class Supervisor:
             telemetry=self._telemetry,
             dedup_ttl_s=self._settings.dedup_ttl_s,
         )
+        # A bot that can no longer post is as deaf as one that cannot connect: say so and stop.
+        unwatch = self._telemetry.watch_bot_token(lambda code: loop.call_soon_threadsafe(self._fatal, code, "bot"))
         self._update_state()
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         await self._stop_event.wait()
+        unwatch()
         await self._shutdown([*slots, heartbeat])
         return self._exit_code
 
@@ -325,12 +328,12 @@ class Supervisor:
 
     # -- stopping ----------------------------------------------------------------------------------
 
-    def _fatal(self, code: str) -> None:
+    def _fatal(self, code: str, token: str = "app") -> None:
         if self._stopping:
             return
         self._exit_code = EX_CONFIG
         self._telemetry.set_state(f"fatal: {code}")
-        log.critical(fatal_message(code, "app") if is_fatal(code) else code, extra={"reason": code})
+        log.critical(fatal_message(code, token) if is_fatal(code) else code, extra={"reason": code})
         self._begin_stop("fatal", keep_state=True)
 
     def _begin_stop(self, why: str, keep_state: bool = False) -> None:

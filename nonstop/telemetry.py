@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.metrics import Metrics
+from nonstop.policy import DEAD_TOKEN_ERRORS
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Telemetry:
     _state: str = "starting"
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
+    _token_watchers: list[Callable[[str], None]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -147,6 +150,16 @@ class Telemetry:
     def web_api_call(self, method: str, outcome: str) -> None:
         """The bot made one Web API call: "ok", a Slack error code, "http_503", "timeout", "network", …"""
         self.metrics.web_api_call(method, outcome)
+        if outcome in DEAD_TOKEN_ERRORS:
+            for watcher in list(self._token_watchers):
+                watcher(outcome)
+
+    def watch_bot_token(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(error_code)` whenever Slack answers a bot call with "this token is dead".
+
+        Returns the function that stops watching."""
+        self._token_watchers.append(callback)
+        return lambda: self._token_watchers.remove(callback) if callback in self._token_watchers else None
 
     def set_state(self, state: str) -> None:
         with self._lock:

@@ -177,6 +177,18 @@ def test_revoked_app_token_is_loud_and_final(sandbox: Sandbox) -> None:
         assert "App-Level Tokens" in fatal[0]
 
 
+def test_bot_token_revoked_while_running_is_loud_and_final(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox)) as bot:
+        wait_live(sandbox, 2)
+        sandbox.revoke("bot")  # the bot can still hear, but can no longer say anything
+        sandbox.mention("ping")
+        assert bot.wait_exit(timeout=10) == 78
+        fatal = [line for line in bot.log.splitlines() if "CRITICAL" in line]
+        assert len(fatal) == 1, bot.log
+        assert "token_revoked" in fatal[0]
+        assert "SLACK_BOT_TOKEN" in fatal[0]
+
+
 def test_socket_mode_disabled_is_loud_and_final(sandbox: Sandbox) -> None:
     with run_bot(bot_env(sandbox)) as bot:
         wait_live(sandbox, 2)
