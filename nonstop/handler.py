@@ -39,8 +39,8 @@ class SupervisedSocketModeHandler:
         self.supervisor = Supervisor(
             app, self.app_token, settings=settings or SupervisorSettings(), telemetry=telemetry
         )
-        self._thread: threading.Thread | None = None
-        self._exit_code: int | None = None
+        self.thread: threading.Thread | None = None
+        self.exit_code: int | None = None
         self._signals = 0
 
     def start(self) -> int:
@@ -57,17 +57,17 @@ class SupervisedSocketModeHandler:
         """Run in a background thread, like Bolt's `connect()`; `close()` stops it."""
 
         def run() -> None:
-            self._exit_code = asyncio.run(self._main(install_signals=False))
+            self.exit_code = asyncio.run(self._main(install_signals=False))
 
-        self._thread = threading.Thread(target=run, name="nonstop-supervisor", daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=run, name="nonstop-supervisor", daemon=True)
+        self.thread.start()
 
     def close(self, timeout_s: float | None = None) -> int | None:
         """Stop gracefully and wait for it; return the exit code (None if still stopping after `timeout_s`)."""
         self.supervisor.request_stop("close() called")
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        return self._exit_code
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+        return self.exit_code
 
     async def _main(self, install_signals: bool) -> int:
         # The loop thread reads and acks every envelope; Bolt's listener threads compete with it for the

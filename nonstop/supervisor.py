@@ -109,10 +109,11 @@ class Supervisor:
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Thread-safe: begin a graceful stop (drain, close, exit 0)."""
-        if self._loop is None:
+        if self._loop is None or self._loop.is_closed():
             self._stopping = True
             return
-        self._loop.call_soon_threadsafe(self._begin_stop, why)
+        with contextlib.suppress(RuntimeError):  # the loop closed in between: already stopped
+            self._loop.call_soon_threadsafe(self._begin_stop, why)
 
     @property
     def stopping(self) -> bool:

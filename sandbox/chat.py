@@ -26,7 +26,11 @@ Break things (the bot should recover on its own):
   :ratelimit [SECONDS]    apps.connections.open answers 429 (default 5 s), sockets dropped
   :end                    end an outage now
   :revoke                 revoke the app token (:unrevoke to undo)
+  :disable                turn Socket Mode off for the app (link_disabled)
   :lose-ack [N]           the next N acks get lost, so Slack retries
+  :slow [SECONDS]         the Web API answers late (default 2 s; :slow 0 ends it)
+  :stall | :nohello       new connections hang in the handshake / never get hello
+  :heal                   undo :stall, :nohello, :slow, outages and :disable
   :conns                  list connections
   :help  :quit            this help / leave (Ctrl-D and Ctrl-C work too)"""
 
@@ -39,10 +43,13 @@ def render_message(body: dict[str, Any]) -> str:
             continue
         text = block.get("text")
         if isinstance(text, dict) and text.get("text"):
-            lines.append(str(text["text"]))
+            label, _, value = str(text["text"]).partition("\n")
+            titled = value and label.startswith("*") and label.endswith("*")
+            lines.append(f"{label.strip('*')}: {value}" if titled else str(text["text"]))
         for field in block.get("fields") or []:
             if isinstance(field, dict) and field.get("text"):
-                lines.append(f"  {field['text']}")
+                label, _, value = str(field["text"]).partition("\n")
+                lines.append(f"  {label.strip('*')}: {value}" if value else f"  {label}")
         if block.get("type") == "context":
             parts = [str(e.get("text")) for e in block.get("elements") or [] if isinstance(e, dict) and e.get("text")]
             if parts:
@@ -75,6 +82,13 @@ class _Chat:
             ":revoke": lambda a: self._do(lambda: sb.revoke("app"), "app token revoked; its sockets reset"),
             ":unrevoke": lambda a: self._do(sb.unrevoke, "tokens valid again"),
             ":lose-ack": lambda a: self._do(lambda: sb.lose_acks(self._int(a, 1)), "the next ack(s) will be lost"),
+            ":disable": lambda a: self._do(sb.disable_socket_mode, "Socket Mode turned off: link_disabled sent"),
+            ":slow": lambda a: self._do(
+                lambda: sb.slow_api(float(self._int(a, 2))), f"Web API answers {self._int(a, 2)} s late"
+            ),
+            ":stall": lambda a: self._do(lambda: sb.stall_handshake(True), "new connections now hang in the handshake"),
+            ":nohello": lambda a: self._do(lambda: sb.withhold_hello(True), "new connections now get no hello"),
+            ":heal": lambda a: self._do(self._heal, "every fault cleared"),
             ":conns": lambda a: self._conns(),
             ":help": lambda a: HELP.format(name=bot_name),
         }
@@ -105,6 +119,14 @@ class _Chat:
         self.say(f"{prefix}{label}: {text}")
 
     # --- helpers -----------------------------------------------------------------------------
+    def _heal(self) -> None:
+        self.sb.stall_handshake(False)
+        self.sb.withhold_hello(False)
+        self.sb.slow_api(0)
+        self.sb.enable_socket_mode()
+        if self.sb.outage_active():
+            self.sb.end_outage()
+
     @staticmethod
     def _do(action: Callable[[], object], message: str) -> str:
         action()

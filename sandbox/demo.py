@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import TextIO
 
 from listeners import register_listeners
@@ -37,6 +38,20 @@ def _demo_logging(stream: TextIO) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def _report_exit(handler: SupervisedSocketModeHandler, stdout: TextIO) -> None:
+    """If the bot stops on its own (a fatal fault such as :revoke or :disable), say so in the chat."""
+    thread = handler.thread
+    if thread is None:
+        return
+    thread.join()
+    if not handler.supervisor.stopping or handler.exit_code not in (None, 0):
+        print(
+            f"  · the bot has stopped (exit code {handler.exit_code}): a fault retrying cannot fix. :quit to leave.",
+            file=stdout,
+            flush=True,
+        )
+
+
 def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     _demo_logging(stdout)
     with Sandbox(DEMO_CONFIG) as sb:
@@ -60,6 +75,8 @@ def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
                 file=stdout,
                 flush=True,
             )
+            watcher = threading.Thread(target=_report_exit, args=(handler, stdout), daemon=True)
+            watcher.start()
             run_chat(sb, stdin=stdin, stdout=stdout)
         finally:
             handler.close(timeout_s=settings.supervisor.drain_timeout_s + 5)
