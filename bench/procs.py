@@ -19,7 +19,7 @@ from sandbox.testing import clean_env
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
-FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once (harness calibration)
+FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once, then replies (harness calibration)
 
 # Slack's production timers, except that retries come after 0 / 10 / 30 s instead of 0 / 60 / 300 s so
 # that a mixed-fault run can wait for every delivery's final outcome (see docs/benchmark.md).
@@ -88,7 +88,7 @@ class Lane:
             "LOG_LEVEL": "INFO",
         }
         env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}  # production defaults only
-        args = [self.sb.api_url, self.sb.app_token] if self.kind == FLOOR else []
+        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command(self.kind) + args,

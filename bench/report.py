@@ -124,7 +124,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             what = f"Web API down {results['profile']['outage_s']:g} s: back → new live connection"
         else:
             what = f"{what}: fault → new live connection"
-        label = f"{what} (median of {count}, range)"
+        label = f"{what} (median of {count}, range)" if count > 1 else f"{what} (1 sample)"
         ok = _le(n["median_s"], s["median_s"])
         if fault in abs_target:
             ok = ok and n["median_s"] is not None and n["median_s"] <= abs_target[fault]
@@ -188,7 +188,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         floor = b.get("floor")
         if floor:
             out.append([
-                "Ack latency, same burst: harness floor (bare client acking at once) p50 / p99",
+                "Ack latency, same bursts: harness floor (bare client: ack at once, then reply) p50 / p99",
                 "",
                 "",
                 "",

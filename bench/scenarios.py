@@ -222,8 +222,7 @@ def _ack_latency(record: DeliveryRecord) -> float | None:
 
 
 def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
-    replies = lane.kind != FLOOR  # the harness-floor client only acks
-    if replies:
+    if lane.kind != FLOOR:
         _ready(lane, [])
     elif not lane.wait_live(20):
         raise RuntimeError(f"{lane.name}: the floor client did not connect:\n{lane.log_tail()}")
@@ -244,10 +243,9 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
     with contextlib.suppress(TimeoutError):
         sb.wait_until(lambda: all(r.acked_at is not None for r in records()), timeout=timeout_s, what="all acked")
     answered_s: float | None = None
-    if replies:
-        with contextlib.suppress(TimeoutError):
-            sb.wait_until(lambda: replied() >= len(deliveries), timeout=timeout_s, what="all answered")
-            answered_s = time.monotonic() - start
+    with contextlib.suppress(TimeoutError):
+        sb.wait_until(lambda: replied() >= len(deliveries), timeout=timeout_s, what="all answered")
+        answered_s = time.monotonic() - start
     recs = records()
     latencies = [v for v in (_ack_latency(r) for r in recs) if v is not None]
     return {
