@@ -1,6 +1,6 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
-    python bench/run.py            # full run (~6-8 min on 2 cores)
+    python bench/run.py            # full run (~6-7 min on 2 cores)
     python bench/run.py --quick    # fewer samples, shorter phases (~2-3 min)
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
