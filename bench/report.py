@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import FAULT_TITLES, FAULTS
+from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
 RSS_SLACK_MB = 5.0  # and at most this much more resident memory
@@ -121,7 +121,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         count = min(len(s["samples"]), len(n["samples"]))
         what = FAULT_TITLES[fault]
         if fault == "outage":
-            what = f"Web API down {results['profile']['outage_s']:g} s: back → new live connection"
+            low = results["profile"]["outage_s"]
+            high = low + (results["profile"]["fault_lanes"] - 1) * OUTAGE_STAGGER_S
+            what = f"Web API down {low:g} to {high:g} s: back → new live connection"
         else:
             what = f"{what}: fault → new live connection"
         label = f"{what} (median of {count}, range)" if count > 1 else f"{what} (1 sample)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -110,6 +111,11 @@ def with_lanes(prefix: str, kinds: tuple[str, ...], body: Callable[[list[Lane]],
 
 
 def fault_lane(kind: str, index: int, faults: tuple[str, ...], plan: scenarios.FaultPlan) -> dict[str, Any]:
+    # Real outages last any length. The same length in every lane would line up with the stock
+    # client's fixed 10 s retry tick and report one lucky phase five times; stagger it per lane
+    # (both bots get the same lengths).
+    plan = dataclasses.replace(plan, outage_s=plan.outage_s + index * scenarios.OUTAGE_STAGGER_S)
+
     def body(lanes: list[Lane]) -> dict[str, Any]:
         return scenarios.fault_samples(lanes[0], list(faults), plan)
 

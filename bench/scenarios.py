@@ -47,6 +47,9 @@ def median_or_none(values: list[float | None]) -> float | None:
 # --- time to a new live connection -----------------------------------------------------------------
 
 
+OUTAGE_STAGGER_S = 2.3  # lane i's outage lasts outage_s + i * this
+
+
 @dataclass(frozen=True)
 class FaultPlan:
     cap_s: float = 90.0  # a sample that has no new connection by then counts as "never"

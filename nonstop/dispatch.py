@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +32,19 @@ from nonstop.dedup import TTLCache
 from nonstop.telemetry import Telemetry
 
 log = logging.getLogger("nonstop.dispatch")
+
+
+def background_priority() -> None:
+    """Thread initializer: handler threads yield the CPU to the loop that reads and acks envelopes.
+
+    Python threads share one GIL; when a burst of handlers is running, whichever runnable thread the
+    kernel schedules first takes it next. A higher nice value on the handler threads (never on the
+    loop) makes that the ack loop more often. Best effort: platforms without per-thread priorities
+    simply keep the default.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
 
 SORRY = {"text": "Sorry, something went wrong on my side. It has been logged; please try again."}
 
@@ -72,8 +88,11 @@ class Dispatcher:
         self._call_soon = call_soon  # runs a callback on the event-loop thread
         self._telemetry = telemetry
         self._seen: TTLCache[_Pending | None] = TTLCache(dedup_ttl_s)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nonstop-dispatch")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="nonstop-dispatch", initializer=background_priority
+        )
         self._in_flight = 0
+        self._handover: list[tuple[SocketModeRequest, Callable[[dict[str, Any] | None], None] | None]] = []
         self._lock = threading.Lock()
         self.accepting = True
 
@@ -163,17 +182,21 @@ class Dispatcher:
     def _submit(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
         with self._lock:
             self._in_flight += 1
+        # Hand over at the end of this loop turn, all at once: every ack for the frames just read
+        # leaves first, and Bolt's threads do not wake (and compete for the GIL) once per envelope.
+        if not self._handover:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        self._handover.append((request, on_done))
 
-        def submit() -> None:
+    def _hand_over(self) -> None:
+        batch, self._handover = self._handover, []
+        for request, on_done in batch:
             try:
                 self._pool.submit(self._run, request, on_done)
             except RuntimeError:  # pool shut down while stopping
                 with self._lock:
                     self._in_flight -= 1
                 log.info("stopping: envelope %s not handled", request.envelope_id)
-
-        # Next loop turn: every ack in the frames just read leaves before Bolt's threads wake up.
-        self._call_soon(submit)
 
     # -- on a dispatch thread ------------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class Link:
         self._ws: ClientConnection | None = None
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: list[tuple[str, Callable[[], None]]] = []
         self.hello: dict[str, Any] = {}
         self.opened_at = time.monotonic()
         self.live_at: float | None = None
@@ -212,9 +213,12 @@ class Link:
         self.refresh_requested.set()
 
     async def _watch(self) -> None:
-        """Ping on a short interval and abort the link when nothing at all has come in for too long."""
+        """Ping on a short interval and abort the link when nothing at all has come in for too long.
+
+        It sleeps until the next thing it has to do (a ping, or the moment the link would turn stale),
+        never on a polling tick: an idle bot wakes about once per ping interval per link.
+        """
         assert self._ws is not None
-        check_every = min(0.5, self._ping_interval_s / 2)
         next_ping = time.monotonic()
         while not self.ended.done():
             now = time.monotonic()
@@ -230,7 +234,8 @@ class Link:
             if now >= next_ping:
                 next_ping = now + self._ping_interval_s
                 self._ping(now)
-            await asyncio.sleep(check_every)
+            stale_at = self.last_inbound + self._stale_after_s + 0.01
+            await asyncio.sleep(max(0.01, min(next_ping, stale_at) - time.monotonic()))
 
     def _ping(self, sent: float) -> None:
         assert self._ws is not None
@@ -278,24 +283,34 @@ class Link:
     def age_s(self) -> float:
         return time.monotonic() - (self.live_at or self.opened_at)
 
-    def send_now(self, text: str) -> bool:
-        """Write one text frame right now, without yielding to the loop; False if that is not possible.
-
-        Acks go out this way so a burst of envelopes is acked in the order it arrived, before any of
-        it is handed to Bolt's threads (which would compete for the GIL). A link whose kernel buffer is
-        already backed up (a dead path, most likely) is refused so the caller can use another one.
+    def send_soon(self, text: str, on_failure: Callable[[], None]) -> bool:
+        """Queue one text frame to leave at the end of this loop turn, together with the others queued
+        in the same turn (one write, one system call: acks for a burst are not held up by the GIL
+        hand-offs that every system call costs). False, with nothing queued, if the link cannot take
+        it; `on_failure` runs if the write fails later.
         """
         ws = self._ws
         if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN:
             return False
         if ws.send_in_progress is not None or ws.transport.get_write_buffer_size() > _BACKED_UP:
-            return False
-        try:
-            ws.protocol.send_text(text.encode())
-            ws.send_data()
-        except Exception:
-            return False
+            return False  # the peer is not reading: a dead path, most likely
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append((text, on_failure))
         return True
+
+    def _flush(self) -> None:
+        batch, self._outbox = self._outbox, []
+        ws = self._ws
+        try:
+            if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN:
+                raise ConnectionError("link closed")
+            for text, _ in batch:
+                ws.protocol.send_text(text.encode())
+            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+        except Exception:
+            for _, on_failure in batch:
+                on_failure()
 
     async def send(self, text: str, timeout_s: float = 1.0) -> bool:
         """Send one text frame; False if the link is gone or could not take it in time."""

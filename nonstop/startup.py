@@ -17,6 +17,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from nonstop.dispatch import background_priority
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import ConfigError, Settings
@@ -60,7 +61,9 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
                 client=client,
                 # Listeners run here; the supervisor drains this pool on a graceful stop. Few threads on
                 # purpose: each runnable one competes with the ack loop for the GIL (bench/: ack p99).
-                listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="nonstop-listener"),
+                listener_executor=ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="nonstop-listener", initializer=background_priority
+                ),
                 logger=bolt_logger,
             )
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more

@@ -302,18 +302,25 @@ class Supervisor:
         if payload is not None:
             body["payload"] = payload
         text = json.dumps(body)
-        if isinstance(link, Link) and link.send_now(text):
+
+        def elsewhere(counted: bool = False) -> None:
+            self._background(self._deliver(link, envelope_id, text, kind, received_at, counted=counted))
+
+        if isinstance(link, Link) and link.send_soon(text, on_failure=lambda: elsewhere(counted=True)):
             self._telemetry.ack_sent(kind, time.monotonic() - received_at)
             return
-        self._background(self._deliver(link, envelope_id, text, kind, received_at))
+        elsewhere()
 
-    async def _deliver(self, first: object, envelope_id: str, text: str, kind: str, received_at: float) -> None:
+    async def _deliver(
+        self, first: object, envelope_id: str, text: str, kind: str, received_at: float, *, counted: bool = False
+    ) -> None:
         # Slack matches acks on any of the app's connections: fall back to another live link.
         candidates = [first] if isinstance(first, Link) else []
         candidates += [link for link in self._links if link is not first]
         for link in candidates:
             if await link.send(text):
-                self._telemetry.ack_sent(kind, time.monotonic() - received_at)
+                if not counted:
+                    self._telemetry.ack_sent(kind, time.monotonic() - received_at)
                 return
         self._telemetry.envelope(kind, "ack_failed")
         log.warning(
@@ -377,9 +384,10 @@ class Supervisor:
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     async def _heartbeat(self) -> None:
+        # /healthz calls the loop wedged after 10 s without a beat; every 2 s keeps idle wake-ups rare.
         while True:
             self._telemetry.beat()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2.0)
 
     def _update_state(self, connecting: bool = False, backing_off: float | None = None) -> None:
         if self._stopping:
