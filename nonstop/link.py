@@ -127,7 +127,6 @@ class Link:
         self.live_at = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._read(), name=f"{self.name}-reader"),
-            asyncio.create_task(self._watch(), name=f"{self.name}-watchdog"),
         ]
 
     async def _await_hello(self) -> None:
@@ -212,30 +211,27 @@ class Link:
         self.refresh_reason = reason or "disconnect"
         self.refresh_requested.set()
 
-    async def _watch(self) -> None:
-        """Ping on a short interval and abort the link when nothing at all has come in for too long.
+    def pulse(self, now: float, *, ping: bool) -> float | None:
+        """Abort the link if nothing at all has come in for too long; otherwise ping if asked.
 
-        It sleeps until the next thing it has to do (a ping, or the moment the link would turn stale),
-        never on a polling tick: an idle bot wakes about once per ping interval per link.
+        The supervisor calls this for every link from one timer (see `Supervisor._pulse`), so an
+        idle bot wakes once per ping interval in all. Returns when the link would turn stale, or None
+        once it has been aborted.
         """
-        assert self._ws is not None
-        next_ping = time.monotonic()
-        while not self.ended.done():
-            now = time.monotonic()
-            silent_for = now - self.last_inbound
-            if silent_for > self._stale_after_s:
-                self.abort(
-                    LinkEnd(
-                        "half_open",
-                        f"no frame from Slack for {silent_for:.1f} s (half-open link: no pong, no data, no close)",
-                    )
+        if self.ended.done() or self._ws is None:
+            return None
+        silent_for = now - self.last_inbound
+        if silent_for > self._stale_after_s:
+            self.abort(
+                LinkEnd(
+                    "half_open",
+                    f"no frame from Slack for {silent_for:.1f} s (half-open link: no pong, no data, no close)",
                 )
-                return
-            if now >= next_ping:
-                next_ping = now + self._ping_interval_s
-                self._ping(now)
-            stale_at = self.last_inbound + self._stale_after_s + 0.01
-            await asyncio.sleep(max(0.01, min(next_ping, stale_at) - time.monotonic()))
+            )
+            return None
+        if ping:
+            self._ping(now)
+        return self.last_inbound + self._stale_after_s + 0.01
 
     def _ping(self, sent: float) -> None:
         assert self._ws is not None

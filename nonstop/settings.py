@@ -43,8 +43,8 @@ class SupervisorSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 10.0
     healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
-    ping_interval_s: float = 2.0
-    stale_after_s: float = 6.0  # no inbound frame (pong, hello, envelope) for this long: the link is dead
+    ping_interval_s: float = 3.0
+    stale_after_s: float = 7.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
@@ -122,7 +122,7 @@ def supervisor_settings(env: Mapping[str, str]) -> SupervisorSettings:
         backoff_base_s=_number(env, "NONSTOP_BACKOFF_BASE", d.backoff_base_s, 0.01, 60),
         backoff_cap_s=_number(env, "NONSTOP_BACKOFF_CAP", d.backoff_cap_s, 0.05, 3600),
         healthy_after_s=_number(env, "NONSTOP_HEALTHY_AFTER", d.healthy_after_s, 0, 3600),
-        ping_interval_s=_number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 60),
+        ping_interval_s=_number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 5),
         stale_after_s=_number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600),
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),

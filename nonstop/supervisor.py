@@ -101,7 +101,7 @@ class Supervisor:
         unwatch = self._telemetry.watch_bot_token(lambda code: loop.call_soon_threadsafe(self._fatal, code, "bot"))
         self._update_state()
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
-        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        heartbeat = asyncio.create_task(self._pulse(), name="pulse")
         await self._stop_event.wait()
         unwatch()
         await self._shutdown([*slots, heartbeat])
@@ -383,11 +383,23 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
-    async def _heartbeat(self) -> None:
-        # /healthz calls the loop wedged after 10 s without a beat; every 2 s keeps idle wake-ups rare.
+    async def _pulse(self) -> None:
+        """One timer for the whole process: every ping interval it pings every link and proves the
+        loop is alive (/healthz); in between it wakes only if some link would turn stale sooner."""
+        interval = self._settings.ping_interval_s
+        next_ping = time.monotonic()
         while True:
-            self._telemetry.beat()
-            await asyncio.sleep(2.0)
+            now = time.monotonic()
+            ping = now >= next_ping
+            if ping:
+                next_ping = now + interval
+                self._telemetry.beat()
+            due = next_ping
+            for link in list(self._links):
+                stale_at = link.pulse(now, ping=ping)
+                if stale_at is not None:
+                    due = min(due, stale_at)
+            await asyncio.sleep(max(0.01, due - time.monotonic()))
 
     def _update_state(self, connecting: bool = False, backing_off: float | None = None) -> None:
         if self._stopping:
