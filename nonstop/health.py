@@ -8,9 +8,10 @@ hold up the Socket Mode event loop; each connection gets its own thread and a so
     ...
     server.close()
 
-- `/healthz`: 200 while the supervisor loop beats (every 2 s); 503 once it has been silent for
-  `wedged_after_s`: the process is stuck and restarting it is right. 200 "starting" before the loop
-  runs (startup retries auth.test on its own schedule and says so in the log).
+- `/healthz`: 200 while the supervisor loop beats (with every ping, every 3 s by default); 503 once
+  it has been silent for `wedged_after_s`: the process is stuck and restarting it is right. 200
+  "starting" before the loop runs (startup retries auth.test on its own schedule and says so in the
+  log).
 - `/readyz`: 200 when at least one connection is live and a frame came in within the supervisor's
   `stale_after_s`; 503 otherwise, with the supervisor's state as the reason (`connecting`,
   `backing_off 4.2s`, `fatal: token_revoked`, `stopping`, …).
@@ -34,7 +35,7 @@ from nonstop.telemetry import TELEMETRY, Snapshot, Telemetry
 log = logging.getLogger("nonstop.health")
 
 WEDGED_AFTER_S = 10.0
-"""Liveness fails when the supervisor loop has not beaten for this long (it beats every 2 s)."""
+"""Liveness fails when the supervisor loop has not beaten for this long (it beats with every ping)."""
 
 
 @dataclass(frozen=True)
