@@ -210,9 +210,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         s, n = idle["stock"]["cpu_percent"], idle["nonstop"]["cpu_percent"]
         ratio = f"stock ÷ Nonstop = {s / n:.1f}x" if n > 0 else "Nonstop used no measurable CPU"
         out.append([
-            f"Idle CPU, healthy connection(s), {idle['stock']['window_s']:g} s (% of one core)",
-            f"{s:.2f} %",
-            f"{n:.2f} %",
+            f"Idle CPU, healthy connection(s), {idle['stock']['window_s']:g} s (% of one core; CPU time)",
+            f"{s:.3f} % ({idle['stock']['cpu_seconds'] * 1000:.0f} ms)",
+            f"{n:.3f} % ({idle['nonstop']['cpu_seconds'] * 1000:.0f} ms)",
             ratio,
             "≤ stock",
             verdict(n <= s),
