@@ -5,7 +5,7 @@
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
-See docs/benchmark.md for what each row means.
+See the "Benchmark" section of README.md for what each row means.
 """
 
 from __future__ import annotations
