@@ -23,15 +23,16 @@ from sandbox.config import (
 
 
 class TsClock:
-    """Unique, increasing Slack timestamps ("<10-digit seconds>.<6 digits>")."""
+    """Unique, increasing Slack timestamps ("<10-digit seconds>.<6 digits>") that follow the wall
+    clock, as Slack's do: a bot may read the delay between a message and its own reply from them."""
 
     def __init__(self) -> None:
-        self._base = int(time.time())
-        self._seq = 0
+        self._last = 0
 
     def next(self) -> str:
-        self._seq += 1
-        return f"{self._base + self._seq // 1_000_000}.{self._seq % 1_000_000:06d}"
+        micros = max(time.time_ns() // 1000, self._last + 1)
+        self._last = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
 def new_envelope_id() -> str:
