@@ -226,6 +226,7 @@ class Supervisor:
         )
         await link.open(remaining)
         self._links.add(link)
+        link.pulse(time.monotonic(), ping=True)  # the first round trip now, not at the next pulse
         self._telemetry.connection_up()
         loop.call_later(self._settings.healthy_after_s, self._healthy, link)
         log.info(
