@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -52,6 +54,21 @@ class LinkFailed(Exception):
 EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
 
 
+def socket_url(url: str) -> str:
+    """The URL to dial. Slack hands out `wss://` on the default port, and TLS it is. A local Slack
+    emulator on loopback that says `wss://` on another port speaks plain TCP: slack_sdk's builtin
+    client (what such emulators are built against) uses TLS only on port 443, so do the same there."""
+    parts = urlsplit(url)
+    if parts.scheme != "wss" or parts.port in (None, 443):
+        return url
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return urlunsplit(parts._replace(scheme="ws")) if loopback else url
+
+
 class _ObservedConnection(ClientConnection):
     """Treats every byte from Slack (pings, pongs, any frame) as a sign of life, not just answered pings."""
 
@@ -75,7 +92,7 @@ class Link:
         on_rtt: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
-        self._url = url
+        self._url = socket_url(url)
         self._on_envelope = on_envelope
         self._ping_interval_s = ping_interval_s
         self._stale_after_s = stale_after_s
