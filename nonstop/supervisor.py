@@ -209,10 +209,13 @@ class Supervisor:
     async def _attempt(self, name: str) -> Link:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        url = await asyncio.wait_for(
-            loop.run_in_executor(None, open_ticket, self._tickets, self._app_token),
-            self._settings.connect_timeout_s + 1,
-        )
+        try:
+            url = await asyncio.wait_for(
+                loop.run_in_executor(None, open_ticket, self._tickets, self._app_token),
+                self._settings.connect_timeout_s + 1,
+            )
+        except TimeoutError:
+            raise LinkFailed("connect_timeout", "apps.connections.open did not answer in time") from None
         remaining = max(0.5, self._settings.connect_timeout_s - (time.monotonic() - started))
         assert self._dispatcher is not None
         link = Link(
