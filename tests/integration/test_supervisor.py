@@ -343,3 +343,18 @@ def test_status_shows_the_supervisors_real_state(sandbox: Sandbox) -> None:
         ack = sandbox.wait_for_ack(sandbox.slash_command("status"))
         assert ack.payload
         assert "2 of 2" in ack.payload.get("text", "")
+
+
+def test_debug_logging_never_shows_a_token_or_ticket(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox, LOG_LEVEL="DEBUG")) as bot:
+        wait_live(sandbox, 2)
+        d = sandbox.mention("ping")
+        sandbox.wait_for_message(thread_ts=d.ts)
+        sandbox.wait_for_ack(sandbox.slash_command("status"))
+        sandbox.reset()
+        wait_live(sandbox, 2, timeout=10)
+        bot.wait_for_log(r"connected in", count=4)
+        tickets = [c.ticket for c in sandbox.connections() if c.ticket]
+        assert tickets
+        for secret in (sandbox.bot_token, sandbox.app_token, *tickets):
+            assert secret not in bot.log
