@@ -32,6 +32,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"nonstop: configuration error: {e}", file=sys.stderr)
         return EX_CONFIG
+    except KeyboardInterrupt:  # Ctrl-C while still signing in (Slack unreachable, say): nothing to drain
+        print("nonstop: interrupted before connecting", file=sys.stderr)
+        return 130
     register_listeners(app)
     return SupervisedSocketModeHandler(app, settings.app_token, settings=settings.supervisor).start()
 

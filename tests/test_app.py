@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from sandbox import Sandbox
@@ -86,3 +88,13 @@ def test_unknown_app_token_is_fatal_at_once(sandbox: Sandbox) -> None:
         assert "invalid_auth" in fatal[0]
         assert "SLACK_APP_TOKEN" in fatal[0]
         assert "notarealtoken" not in bot.log
+
+
+def test_ctrl_c_while_slack_is_unreachable_at_startup_exits_quietly(sandbox: Sandbox) -> None:
+    sandbox.outage(30, mode="refused", drop_connections=False)
+    with run_bot(bot_env(sandbox)) as bot:
+        bot.wait_for_log(r"cannot reach Slack's Web API", timeout=10)
+        bot.signal(signal.SIGINT)
+        assert bot.wait_exit(timeout=10) == 130
+        assert "Traceback" not in bot.log
+        assert "interrupted before connecting" in bot.log
