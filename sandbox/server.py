@@ -409,6 +409,10 @@ class Sandbox:
         """Half-open link: nothing crosses anymore, TCP stays open, "Slack" keeps routing for a while."""
         return self._call(lambda: [self._each(c, lambda c=c: self._hub.silence(c)) for c in self._targets(conn)])
 
+    def send_raw(self, data: str | bytes, conn: str | None = None) -> list[str]:
+        """Send one frame as-is (text for str, binary for bytes): garbage, half-formed envelopes, …"""
+        return self._call(lambda: [self._each(c, lambda c=c: c.send_raw(data)) for c in self._targets(conn)])
+
     def disconnect(self, reason: str = "refresh_requested", conn: str | None = None) -> list[str]:
         if reason not in DISCONNECT_REASONS:
             raise ValueError(f"reason must be one of {DISCONNECT_REASONS}")

@@ -124,6 +124,16 @@ class WsConnection(asyncio.Protocol):
         self.proto.send_text(json.dumps(message).encode())
         self._flush()
 
+    def send_raw(self, data: str | bytes) -> None:
+        """One text (str) or binary (bytes) frame exactly as given: for malformed-input tests."""
+        if self.silenced or self.transport is None or self.transport.is_closing():
+            return
+        if isinstance(data, bytes):
+            self.proto.send_binary(data)
+        else:
+            self.proto.send_text(data.encode())
+        self._flush()
+
     def send_ping(self) -> None:
         if self.silenced or self.transport is None or self.transport.is_closing():
             return

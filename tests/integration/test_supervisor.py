@@ -304,6 +304,24 @@ def test_too_many_websockets_backs_off_instead_of_storming(sandbox: Sandbox) -> 
             assert bot.proc.poll() is None, "too_many_websockets is not fatal"
 
 
+def test_malformed_frames_are_logged_and_lose_nothing(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox, NONSTOP_CONNECTIONS="1")) as bot:
+        (only,) = wait_live(sandbox, 1)
+        for garbage in (
+            "not json at all",
+            "[1, 2, 3]",
+            b"\x00\x01binary",
+            '{"type": "events_api", "envelope_id": "E-bad"}',
+        ):
+            sandbox.send_raw(garbage, only)
+        bot.wait_for_log(r"acked malformed envelope E-bad")
+        bot.wait_for_log(r"ignored a frame that is not JSON")
+        bot.wait_for_log(r"ignored a binary frame")
+        answered_once(sandbox, sandbox.mention("ping"))
+        assert live(sandbox) == [only], "garbage must not cost the connection"
+        assert "Traceback" not in bot.log
+
+
 # 11 ------------------------------------------------------------------------------------------------
 
 
