@@ -231,9 +231,13 @@ class Dispatcher:
 
     # -- stopping ------------------------------------------------------------------------------------
 
-    def drain(self, timeout_s: float, listener_executor: Executor | None) -> bool:
-        """Stop taking envelopes and wait (bounded) for in-flight handlers. True if all finished."""
+    def stop_accepting(self) -> None:
+        """On the event-loop thread: take no new envelopes, and hand over the ones already acked."""
         self.accepting = False
+        self._hand_over()
+
+    def drain(self, timeout_s: float, listener_executor: Executor | None) -> bool:
+        """After `stop_accepting()`, wait (bounded) for in-flight handlers. True if all finished."""
         finished = threading.Event()
 
         def wait_all() -> None:

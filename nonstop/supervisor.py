@@ -363,6 +363,7 @@ class Supervisor:
         assert self._dispatcher is not None
         loop = asyncio.get_running_loop()
         in_flight = self._dispatcher.in_flight
+        self._dispatcher.stop_accepting()
         drained = await loop.run_in_executor(
             None, self._dispatcher.drain, self._settings.drain_timeout_s, self._app.listener_runner.listener_executor
         )
