@@ -31,8 +31,8 @@ class Sandbox:
         self.config = config or SandboxConfig()
         rng = random.Random(self.config.seed)
         secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(24))
-        self.bot_token = f"xoxb-1000000001-2000000001-{secret}"
-        self.app_token = f"xapp-1-{APP_ID}-3000000001-{secret}{secret[:8]}"
+        self.bot_token = f"xoxb-sandbox-{secret}"  # obviously fake: secret scanners stay quiet
+        self.app_token = f"xapp-1-sandbox-{secret}{secret[:8]}"
         self._recorder = Recorder()
         self._faults = Faults()
         self._hub = SocketHub(self.config, self._recorder, self._faults)

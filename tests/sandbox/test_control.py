@@ -48,7 +48,7 @@ def test_remote_control_round_trip(remote):
     rs, info = remote
     assert rs.api_url == info["api_url"]
     assert info["bot_token"].startswith("xoxb-")
-    assert info["app_token"].startswith("xapp-1-A0EMUL001-")
+    assert info["app_token"].startswith("xapp-1-sandbox-")
 
     class Target:  # raw_connect only needs api_url and app_token
         api_url = rs.api_url

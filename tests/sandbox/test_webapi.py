@@ -59,7 +59,7 @@ def test_apps_connections_open_token_rules(sandbox):
     assert post(sandbox, "apps.connections.open", form, content_type="application/x-www-form-urlencoded")[2][
         "error"
     ] == "not_authed"  # fmt: skip
-    assert post(sandbox, "apps.connections.open", token="xapp-1-A0EMUL001-0-bad")[2]["error"] == "invalid_auth"
+    assert post(sandbox, "apps.connections.open", token="xapp-1-sandbox-0-bad")[2]["error"] == "invalid_auth"
 
 
 def test_lenient_bodies_and_chat_methods(sandbox):
