@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
 from nonstop.closecodes import describe_close
@@ -138,13 +138,11 @@ class Link:
         except LinkFailed:
             await self._discard()
             raise
-        except (OSError, InvalidHandshake, ConnectionClosed) as e:
+        except (OSError, WebSocketException) as e:  # refused, reset, TLS, HTTP 403 on the upgrade, bad URL, …
             await self._discard()
             raise LinkFailed("handshake_failed", redact(f"{type(e).__name__}: {e}")) from None
         self.live_at = time.monotonic()
-        self._tasks = [
-            asyncio.create_task(self._read(), name=f"{self.name}-reader"),
-        ]
+        self._tasks = [asyncio.create_task(self._read(), name=f"{self.name}-reader")]
 
     async def _await_hello(self) -> None:
         assert self._ws is not None
