@@ -7,6 +7,7 @@ test is the production code path. Waits are deadlines on observed events, never 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import signal
 import time
@@ -83,6 +84,17 @@ def test_redundant_connections_keep_the_bot_listening_while_one_is_replaced(sand
             answered_once(sandbox, d)
         bot.wait_for_log(r"half-open")
         wait_live(sandbox, 3, excluding=(ids[0],))
+
+
+def test_links_are_replaced_one_at_a_time(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox, NONSTOP_CONNECTIONS="3")) as _:
+        old = wait_live(sandbox, 3)
+        sandbox.reset()  # all three die together
+        new_ids = wait_live(sandbox, 3, excluding=tuple(old))
+        new = sorted((c for c in sandbox.connections() if c.id in new_ids), key=lambda c: c.opened_at)
+        for earlier, later in itertools.pairwise(new):
+            assert earlier.hello_at is not None
+            assert later.opened_at >= earlier.hello_at, "one connection attempt at a time, never a stampede"
 
 
 # 4 -------------------------------------------------------------------------------------------------
