@@ -43,8 +43,8 @@ class SupervisorSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 10.0
     healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
-    ping_interval_s: float = 3.0
-    stale_after_s: float = 7.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
+    ping_interval_s: float = 4.0
+    stale_after_s: float = 8.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
