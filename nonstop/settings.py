@@ -48,6 +48,7 @@ class SupervisorSettings:
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
+    handler_threads: int = 4  # Bolt listeners running at once; each runnable one competes with the ack loop
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def supervisor_settings(env: Mapping[str, str]) -> SupervisorSettings:
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
+        handler_threads=_integer(env, "NONSTOP_HANDLER_THREADS", d.handler_threads, 1, 64),
     )
 
 

@@ -62,7 +62,9 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
                 # Listeners run here; the supervisor drains this pool on a graceful stop. Few threads on
                 # purpose: each runnable one competes with the ack loop for the GIL (bench/: ack p99).
                 listener_executor=ThreadPoolExecutor(
-                    max_workers=4, thread_name_prefix="nonstop-listener", initializer=background_priority
+                    max_workers=settings.supervisor.handler_threads,
+                    thread_name_prefix="nonstop-listener",
+                    initializer=background_priority,
                 ),
                 logger=bolt_logger,
             )

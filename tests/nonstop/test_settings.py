@@ -32,3 +32,8 @@ def test_error_messages_never_contain_the_token() -> None:
         load_settings({"SLACK_BOT_TOKEN": secret, "SLACK_APP_TOKEN": "xapp-1-A1-2-abc"})
     assert "topsecret" not in str(info.value)
     assert "xoxp-" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "threads"), [("", 4), ("16", 16)])
+def test_handler_threads(value: str, threads: int) -> None:
+    assert load_settings(TOKENS | {"NONSTOP_HANDLER_THREADS": value}).supervisor.handler_threads == threads
