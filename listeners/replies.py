@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nonstop.humanize import human_duration
 from nonstop.telemetry import Snapshot
 
 SUBCOMMANDS = ("ping", "status", "help")
@@ -42,21 +43,6 @@ def parse_subcommand(text: str | None) -> tuple[str, str]:
 def escape_mrkdwn(text: str) -> str:
     """Escape the three characters Slack treats as control sequences (`<!here>`, links, entities)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def human_duration(seconds: float) -> str:
-    """A short human duration: "41 s", "12m 5s", "3h 12m", "2d 4h"."""
-    total = max(0, int(seconds))
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
 
 
 def _clock(at: float) -> str:

@@ -22,6 +22,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from nonstop.dispatch import Dispatcher
+from nonstop.humanize import human_duration
 from nonstop.link import Link, LinkEnd, LinkFailed
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.settings import EX_CONFIG, SupervisorSettings
@@ -31,18 +32,6 @@ from nonstop.tickets import TicketRefused, open_ticket
 log = logging.getLogger("nonstop.supervisor")
 _QUIET = logging.getLogger("nonstop.supervisor.tickets")
 _QUIET.setLevel(logging.CRITICAL)
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
 class Supervisor:
@@ -244,7 +233,7 @@ class Supervisor:
 
     def _healthy(self, link: Link) -> None:
         if link.is_open and self._backoff.in_trouble:
-            log.info("%s: healthy for %s; backoff reset", link.name, human_duration(link.age_s))
+            log.info("%s: healthy for %s; backoff reset", link.name, human_duration(link.age_s, tenths=True))
             self._backoff.reset()
 
     def _after_drop(self, link: Link, end: LinkEnd) -> float:
@@ -261,7 +250,7 @@ class Supervisor:
         log.warning(
             "%s dropped after %s: %s; %s (%d other connection(s) still live)",
             link.name,
-            human_duration(link.age_s),
+            human_duration(link.age_s, tenths=True),
             end.explanation,
             "reconnecting now" if delay == 0 else f"reconnecting in {delay:.1f} s",
             others,
@@ -278,7 +267,7 @@ class Supervisor:
         log.info(
             "%s: old connection closed after %s (%s)",
             link.name,
-            human_duration(link.age_s),
+            human_duration(link.age_s, tenths=True),
             reason,
             extra={"connection": link.name, "cause": "refresh", "reason": reason},
         )
