@@ -177,7 +177,7 @@ class Link:
         self._on_inbound()
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
-        self._mark_inbound()
+        # No _mark_inbound() here: every byte was already counted as it arrived (_ObservedConnection).
         if isinstance(raw, bytes):
             log.warning("%s: ignored a binary frame of %d bytes", self.name, len(raw))
             return None
