@@ -34,16 +34,23 @@ from nonstop.telemetry import Telemetry
 log = logging.getLogger("nonstop.dispatch")
 
 
-def background_priority() -> None:
-    """Thread initializer: handler threads yield the CPU to the loop that reads and acks envelopes.
+def lower_priority(niceness: int) -> Callable[[], None] | None:
+    """A thread initializer that makes handler threads yield the CPU to the loop that reads and acks
+    envelopes, or None for `niceness` 0 (the default: a drop-in handler changes no thread of its host).
 
     Python threads share one GIL; when a burst of handlers is running, whichever runnable thread the
     kernel schedules first takes it next. A higher nice value on the handler threads (never on the
-    loop) makes that the ack loop more often. Best effort: platforms without per-thread priorities
-    simply keep the default.
+    loop) makes that the ack loop more often. Best effort: where per-thread priorities are missing or
+    refused (a seccomp filter without @resources answers EPERM), threads keep the default.
     """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    if niceness <= 0:
+        return None
+
+    def initializer() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+    return initializer
 
 
 SORRY = {"text": "Sorry, something went wrong on my side. It has been logged; please try again."}
@@ -72,6 +79,17 @@ class _Pending:
     waiters: list[object] | None = None
 
 
+def parse_request(message: dict[str, Any]) -> SocketModeRequest | None:
+    """The envelope as slack_sdk's request type, or None when it cannot be handled: no type, or a
+    payload that is not a JSON object (slack_sdk would raise on some of those, or invent a dict)."""
+    if not isinstance(message.get("type"), str) or not isinstance(message.get("payload"), dict):
+        return None
+    try:
+        return SocketModeRequest.from_dict(message)
+    except (TypeError, ValueError):
+        return None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -82,6 +100,7 @@ class Dispatcher:
         telemetry: Telemetry,
         dedup_ttl_s: float,
         workers: int = 4,  # Bolt's dispatch of an event is short; more threads only fight the ack loop
+        handler_nice: int = 0,
     ) -> None:
         self._app = app
         self._send_ack = send_ack
@@ -89,7 +108,7 @@ class Dispatcher:
         self._telemetry = telemetry
         self._seen: TTLCache[_Pending | None] = TTLCache(dedup_ttl_s)
         self._pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="nonstop-dispatch", initializer=background_priority
+            max_workers=workers, thread_name_prefix="nonstop-dispatch", initializer=lower_priority(handler_nice)
         )
         self._in_flight = 0
         self._handover: list[tuple[SocketModeRequest, Callable[[dict[str, Any] | None], None] | None]] = []
@@ -114,12 +133,14 @@ class Dispatcher:
             log.info("stopping: left envelope %s unacked for Slack to redeliver", envelope_id)
             self._telemetry.envelope(kind, "refused_stopping")
             return
-        request = SocketModeRequest.from_dict(message)
-        if request is None or not isinstance(request.payload, dict):
+        request = parse_request(message)
+        if request is None:
+            payload = message.get("payload")
             log.error(
-                "acked malformed envelope %s (type=%r): it cannot be handled",
+                "acked malformed envelope %s (type=%r, payload: %s): it cannot be handled",
                 envelope_id,
                 message.get("type"),
+                "missing" if payload is None else type(payload).__name__,
                 extra={"envelope_id": envelope_id},
             )
             self._telemetry.envelope(kind, "malformed")

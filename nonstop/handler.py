@@ -71,13 +71,22 @@ class SupervisedSocketModeHandler:
 
     async def _main(self, install_signals: bool) -> int:
         # The loop thread reads and acks every envelope; Bolt's listener threads compete with it for the
-        # GIL. A shorter switch interval (default 5 ms) keeps a burst of handlers from delaying acks.
-        sys.setswitchinterval(0.0005)
-        if install_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
-        return await self.supervisor.run()
+        # GIL. A shorter switch interval (Python's default is 5 ms) keeps a burst of handlers from
+        # delaying acks; it is process-wide, so only when asked for, and only while running.
+        switch = self.supervisor.settings.gil_switch_interval_s
+        previous = sys.getswitchinterval()
+        if switch is not None:
+            sys.setswitchinterval(switch)
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            return await self.supervisor.run()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            sys.setswitchinterval(previous)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

@@ -2,10 +2,14 @@
 
 A `Link` never reconnects by itself; the supervisor decides what happens next. It knows exactly one
 thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Every inbound
-byte (hello, envelope, disconnect, ping, pong) refreshes `last_inbound`; a ping goes out every
-`ping_interval_s`; when nothing has come in for `stale_after_s` the link is declared half-open and
-aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
+frame (hello, envelope, disconnect, the pong to our ping) refreshes `last_inbound`; a ping goes out
+every `ping_interval_s`; when nothing has come in for `stale_after_s` the link is declared half-open
+and aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
 there is no polling loop and no spinning on a dead socket.
+
+Only the public API of `websockets` is used (`connect`, `recv`, `send`, `ping`, `close`, and the
+`ConnectionClosed` exceptions), with the library's own frame-size cap: a frame larger than
+`max_frame_bytes` ends the link with close code 1009 and one line that names the cap.
 """
 
 from __future__ import annotations
@@ -23,21 +27,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.protocol import State
+from websockets.frames import Close, CloseCode
 
 from nonstop.closecodes import describe_close
 from nonstop.redact import redact
 
 log = logging.getLogger("nonstop.link")
 
-_BACKED_UP = 64 * 1024  # bytes waiting in the transport: the peer is not reading
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""Far above any envelope Slack sends (a message's text is capped at 40,000 characters, a view at 250
+KB of JSON); a frame this large is a broken peer, and memory must stay bounded."""
 
 
 @dataclass(frozen=True)
 class LinkEnd:
     """Why a link ended, in a bounded `cause` label and in words."""
 
-    cause: str  # reset | half_open | server_close | refresh | too_many_websockets | link_disabled | shutdown | error
+    cause: str  # reset | half_open | server_close | refresh | too_many_websockets | link_disabled | frame_too_big
+    #             | shutdown | error
     explanation: str
     code: int | None = None
 
@@ -69,16 +76,6 @@ def socket_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme="ws")) if loopback else url
 
 
-class _ObservedConnection(ClientConnection):
-    """Treats every byte from Slack (pings, pongs, any frame) as a sign of life, not just answered pings."""
-
-    def data_received(self, data: bytes) -> None:
-        observer = getattr(self, "on_data", None)
-        if observer is not None:
-            observer()
-        super().data_received(data)
-
-
 class Link:
     def __init__(
         self,
@@ -90,6 +87,7 @@ class Link:
         stale_after_s: float,
         on_inbound: Callable[[], None] | None = None,
         on_rtt: Callable[[float], None] | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.name = name
         self._url = socket_url(url)
@@ -98,10 +96,13 @@ class Link:
         self._stale_after_s = stale_after_s
         self._on_inbound = on_inbound or (lambda: None)
         self._on_rtt = on_rtt or (lambda _ms: None)
+        self._max_frame_bytes = max_frame_bytes
         self._ws: ClientConnection | None = None
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: list[tuple[str, Callable[[], None]]] = []
+        self._close_sent: Close | None = None
+        self._close_rcvd: Close | None = None
         self.hello: dict[str, Any] = {}
         self.opened_at = time.monotonic()
         self.live_at: float | None = None
@@ -124,12 +125,11 @@ class Link:
                     ping_timeout=None,
                     close_timeout=1,
                     compression=None,
-                    max_size=None,
+                    max_size=self._max_frame_bytes,
                     open_timeout=None,
                     user_agent_header="nonstop (websockets)",
-                    create_connection=_ObservedConnection,
                 )
-                self._ws.on_data = self._mark_inbound  # type: ignore[attr-defined]
+                self._mark_inbound()  # the handshake's answer came from Slack
                 await self._await_hello()
         except TimeoutError:
             stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
@@ -147,7 +147,9 @@ class Link:
     async def _await_hello(self) -> None:
         assert self._ws is not None
         while True:
-            message = self._parse(await self._ws.recv())
+            raw = await self._ws.recv()
+            self._mark_inbound()
+            message = self._parse(raw)
             if message is None:
                 continue
             kind = message.get("type")
@@ -177,17 +179,22 @@ class Link:
         self._on_inbound()
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
-        # No _mark_inbound() here: every byte was already counted as it arrived (_ObservedConnection).
+        # A bad frame is described by its size and type, never by its content (it may carry user text).
         if isinstance(raw, bytes):
             log.warning("%s: ignored a binary frame of %d bytes", self.name, len(raw))
             return None
         try:
             message = json.loads(raw)
         except ValueError:
-            log.warning("%s: ignored a frame that is not JSON: %s", self.name, redact(raw[:200]))
+            log.warning("%s: ignored a text frame of %d characters that is not JSON", self.name, len(raw))
             return None
         if not isinstance(message, dict):
-            log.warning("%s: ignored a JSON frame that is not an object: %s", self.name, redact(raw[:200]))
+            log.warning(
+                "%s: ignored a JSON frame of %d characters that is a %s, not an object",
+                self.name,
+                len(raw),
+                type(message).__name__,
+            )
             return None
         return message
 
@@ -195,7 +202,9 @@ class Link:
         assert self._ws is not None
         end: LinkEnd
         try:
-            async for raw in self._ws:
+            while True:
+                raw = await self._ws.recv()
+                self._mark_inbound()
                 message = self._parse(raw)
                 if message is None:
                     continue
@@ -203,8 +212,8 @@ class Link:
                     self._on_disconnect(str(message.get("reason", "")))
                 elif "envelope_id" in message:
                     self._deliver(message)
-            end = self._closed_end()
-        except ConnectionClosed:
+        except ConnectionClosed as closed:
+            self._close_sent, self._close_rcvd = closed.sent, closed.rcvd
             end = self._closed_end()
         except Exception as e:  # the reader must never die silently: the supervisor replaces the link
             log.exception("%s: reader failed", self.name, extra={"connection": self.name})
@@ -256,6 +265,7 @@ class Link:
             with contextlib.suppress(ConnectionClosed, RuntimeError):
                 pong = await self._ws.ping()
                 await pong
+                self._mark_inbound()
                 self._on_rtt((time.monotonic() - sent) * 1000)
 
         task = asyncio.create_task(ping(), name=f"{self.name}-ping")
@@ -265,8 +275,16 @@ class Link:
     def _closed_end(self) -> LinkEnd:
         if self._end_cause is not None:
             return self._end_cause
-        assert self._ws is not None
-        rcvd = self._ws.protocol.close_rcvd
+        rcvd, sent = self._close_rcvd, self._close_sent
+        if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:  # we closed it: the frame was too big
+            log.error(
+                "%s: Slack sent a frame larger than the cap of %d bytes; closed the link with 1009 (message too "
+                "big). Raise NONSTOP_MAX_FRAME_BYTES if such envelopes are expected",
+                self.name,
+                self._max_frame_bytes,
+                extra={"connection": self.name, "cause": "frame_too_big"},
+            )
+            return LinkEnd("frame_too_big", describe_close(1009, "frame above the size cap"), 1009)
         if self.refresh_requested.is_set():
             # Slack drops the TCP connection itself shortly after a disconnect message.
             how = describe_close(rcvd.code, rcvd.reason) if rcvd else "no close frame"
@@ -295,32 +313,30 @@ class Link:
         return time.monotonic() - (self.live_at or self.opened_at)
 
     def send_soon(self, text: str, on_failure: Callable[[], None]) -> bool:
-        """Queue one text frame to leave at the end of this loop turn, together with the others queued
-        in the same turn (one write, one system call: acks for a burst are not held up by the GIL
-        hand-offs that every system call costs). False, with nothing queued, if the link cannot take
-        it; `on_failure` runs if the write fails later.
+        """Queue one text frame; the frames queued in one loop turn leave together, in order, from one
+        task (acks for a burst never wait for the handlers that the same turn hands to Bolt). False,
+        with nothing queued, if the link is gone; `on_failure` runs for every frame that could not be
+        written in time (the peer is not reading: a dead path, most likely).
         """
-        ws = self._ws
-        if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN:
+        if not self.is_open:
             return False
-        if ws.send_in_progress is not None or ws.transport.get_write_buffer_size() > _BACKED_UP:
-            return False  # the peer is not reading: a dead path, most likely
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
+            task = asyncio.get_running_loop().create_task(self._flush(), name=f"{self.name}-send")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
         self._outbox.append((text, on_failure))
         return True
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
         batch, self._outbox = self._outbox, []
-        ws = self._ws
+        sent = 0
         try:
-            if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN:
-                raise ConnectionError("link closed")
             for text, _ in batch:
-                ws.protocol.send_text(text.encode())
-            ws.transport.write(b"".join(ws.protocol.data_to_send()))
-        except Exception:
-            for _, on_failure in batch:
+                if not await self.send(text):
+                    break
+                sent += 1
+        finally:  # also when the link ends (and cancels this task) half-way through
+            for _, on_failure in batch[sent:]:
                 on_failure()
 
     async def send(self, text: str, timeout_s: float = 1.0) -> bool:
@@ -354,7 +370,7 @@ class Link:
             await asyncio.wait_for(asyncio.shield(self.ended), timeout_s)
 
     def _abort_transport(self) -> None:
-        if self._ws is not None and self._ws.transport is not None:
+        if self._ws is not None:
             self._ws.transport.abort()
 
     async def _discard(self) -> None:

@@ -8,10 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from nonstop.redact import RedactingFilter
-
-# LogRecord attributes that are not user-supplied `extra=` fields.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+from nonstop.redact import STANDARD_RECORD_FIELDS, RedactingFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,7 +22,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in STANDARD_RECORD_FIELDS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
         if record.exc_text:
             entry["exception"] = record.exc_text

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import re
 
+# LogRecord attributes that are not user-supplied `extra=` fields.
+STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
 _TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9][A-Za-z0-9-]*")
 _TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
 
@@ -21,7 +24,7 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A handler filter that redacts the final message and any traceback of every record."""
+    """A handler filter that redacts the final message, every `extra=` field and any traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -36,4 +39,11 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key in STANDARD_RECORD_FIELDS or key.startswith("_"):
+                continue
+            if isinstance(value, str):
+                setattr(record, key, redact(value))
+            elif not isinstance(value, (int, float, bool, type(None))):
+                setattr(record, key, redact(str(value)))  # a formatter would print str(value) anyway
         return True

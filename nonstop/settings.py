@@ -49,6 +49,15 @@ class SupervisorSettings:
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
     handler_threads: int = 4  # Bolt listeners running at once; each runnable one competes with the ack loop
+    max_frame_bytes: int = 16 * 1024 * 1024  # a larger frame from Slack ends its link (1009), memory stays bounded
+    # Process-wide tuning, off unless asked for: a drop-in handler leaves its host process as it found it.
+    # `app.py` owns its process and opts in (see `load_settings`); both are measured in bench/.
+    handler_nice: int = 0  # niceness added to handler threads, so the ack loop wins the CPU (Linux; best effort)
+    gil_switch_interval_s: float | None = None  # sys.setswitchinterval while running; restored on stop
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.handler_nice <= 19:
+            raise ValueError("handler_nice must be 0-19")
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,16 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def supervisor_settings(env: Mapping[str, str]) -> SupervisorSettings:
+APP_PROCESS_TUNING = {"handler_nice": 10, "gil_switch_interval_s": 0.0005}
+"""What `python app.py`, which owns its whole process, opts into (NONSTOP_HANDLER_NICE and
+NONSTOP_GIL_SWITCH_INTERVAL override it; 0 turns either off): a burst of listeners then delays the
+ack loop less (bench/: burst ack p99)."""
+
+
+def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) -> SupervisorSettings:
     d = SupervisorSettings()
+    tuning = APP_PROCESS_TUNING if own_process else {"handler_nice": 0, "gil_switch_interval_s": 0.0}
+    switch = _number(env, "NONSTOP_GIL_SWITCH_INTERVAL", tuning["gil_switch_interval_s"], 0, 0.1)
     return SupervisorSettings(
         connections=_integer(env, "NONSTOP_CONNECTIONS", d.connections, 1, 10),
         backoff_base_s=_number(env, "NONSTOP_BACKOFF_BASE", d.backoff_base_s, 0.01, 60),
@@ -129,13 +146,16 @@ def supervisor_settings(env: Mapping[str, str]) -> SupervisorSettings:
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
         handler_threads=_integer(env, "NONSTOP_HANDLER_THREADS", d.handler_threads, 1, 64),
+        max_frame_bytes=_integer(env, "NONSTOP_MAX_FRAME_BYTES", d.max_frame_bytes, 65536, 256 * 1024 * 1024),
+        handler_nice=_integer(env, "NONSTOP_HANDLER_NICE", int(tuning["handler_nice"]), 0, 19),
+        gil_switch_interval_s=switch or None,
     )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting. Raises `ConfigError` with a one-line, token-free message."""
     env = os.environ if env is None else env
-    sup = supervisor_settings(env)
+    sup = supervisor_settings(env, own_process=True)
     if sup.stale_after_s <= sup.ping_interval_s:
         raise ConfigError(
             f"NONSTOP_STALE_AFTER ({sup.stale_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "

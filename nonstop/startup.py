@@ -17,7 +17,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from nonstop.dispatch import background_priority
+from nonstop.dispatch import lower_priority
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import ConfigError, Settings
@@ -64,7 +64,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
                 listener_executor=ThreadPoolExecutor(
                     max_workers=settings.supervisor.handler_threads,
                     thread_name_prefix="nonstop-listener",
-                    initializer=background_priority,
+                    initializer=lower_priority(settings.supervisor.handler_nice),
                 ),
                 logger=bolt_logger,
             )

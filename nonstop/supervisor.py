@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -69,13 +70,17 @@ class Supervisor:
         self._gate: asyncio.Lock | None = None
         self._dispatcher: Dispatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_asked: str | None = None  # request_stop() before run(): honoured as soon as it starts
+        self._loop_lock = threading.Lock()  # request_stop() from another thread vs run() taking the loop
         self.drained = True
 
     # -- public ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Run until `request_stop()` or a fatal error; return the process exit code (0 or 78)."""
-        self._loop = asyncio.get_running_loop()
+        with self._loop_lock:
+            self._loop = asyncio.get_running_loop()
+            stop_asked = self._stop_asked
         self._stop_event = asyncio.Event()
         self._gate = asyncio.Lock()
         loop = self._loop
@@ -85,10 +90,13 @@ class Supervisor:
             call_soon=loop.call_soon_threadsafe,
             telemetry=self._telemetry,
             dedup_ttl_s=self._settings.dedup_ttl_s,
+            handler_nice=self._settings.handler_nice,
         )
         # A bot that can no longer post is as deaf as one that cannot connect: say so and stop.
         unwatch = self._telemetry.watch_bot_token(lambda code: loop.call_soon_threadsafe(self._fatal, code, "bot"))
         self._update_state()
+        if stop_asked is not None:
+            self._begin_stop(stop_asked)
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
         heartbeat = asyncio.create_task(self._pulse(), name="pulse")
         await self._stop_event.wait()
@@ -98,15 +106,20 @@ class Supervisor:
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Thread-safe: begin a graceful stop (drain, close, exit 0)."""
-        if self._loop is None or self._loop.is_closed():
-            self._stopping = True
-            return
+        with self._loop_lock:
+            if self._loop is None:
+                self._stop_asked = why
+                return
         with contextlib.suppress(RuntimeError):  # the loop closed in between: already stopped
             self._loop.call_soon_threadsafe(self._begin_stop, why)
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self._stopping or self._stop_asked is not None
+
+    @property
+    def settings(self) -> SupervisorSettings:
+        return self._settings
 
     # -- slots -------------------------------------------------------------------------------------
 
@@ -215,6 +228,7 @@ class Supervisor:
             stale_after_s=self._settings.stale_after_s,
             on_inbound=self._telemetry.inbound,
             on_rtt=self._telemetry.rtt,
+            max_frame_bytes=self._settings.max_frame_bytes,
         )
         await link.open(remaining)
         self._links.add(link)

@@ -324,11 +324,23 @@ def test_malformed_frames_are_logged_and_lose_nothing(sandbox: Sandbox) -> None:
             "[1, 2, 3]",
             b"\x00\x01binary",
             '{"type": "events_api", "envelope_id": "E-bad"}',
+            '{"type": "events_api", "envelope_id": "E-str", "payload": "text"}',
+            '{"type": "events_api", "envelope_id": "E-list", "payload": [1]}',
+            '{"type": "slash_commands", "envelope_id": "E-num", "payload": 7}',
         ):
             sandbox.send_raw(garbage, only)
-        bot.wait_for_log(r"acked malformed envelope E-bad")
-        bot.wait_for_log(r"ignored a frame that is not JSON")
-        bot.wait_for_log(r"ignored a binary frame")
+        for envelope_id in ("E-bad", "E-str", "E-list", "E-num"):
+            bot.wait_for_log(rf"acked malformed envelope {envelope_id} ")
+            sandbox.wait_until(
+                lambda e=envelope_id: any(
+                    f"ack for unknown envelope {e}" in m for c in sandbox.connections() for m in c.other_messages
+                ),
+                what=f"the ack of {envelope_id} at the sandbox",
+            )
+        bot.wait_for_log(r"ignored a text frame of 15 characters that is not JSON")
+        bot.wait_for_log(r"ignored a JSON frame of 9 characters that is a list")
+        bot.wait_for_log(r"ignored a binary frame of 8 bytes")
+        assert "not json at all" not in bot.log, "a bad frame is described, never quoted"
         answered_once(sandbox, sandbox.mention("ping"))
         assert live(sandbox) == [only], "garbage must not cost the connection"
         assert "Traceback" not in bot.log
@@ -388,3 +400,16 @@ def test_debug_logging_never_shows_a_token_or_ticket(sandbox: Sandbox) -> None:
         assert tickets
         for secret in (sandbox.bot_token, sandbox.app_token, *tickets):
             assert secret not in bot.log
+
+
+def test_a_frame_above_the_size_cap_ends_its_link_with_one_clear_line(sandbox: Sandbox) -> None:
+    with run_bot(bot_env(sandbox, NONSTOP_CONNECTIONS="1", NONSTOP_MAX_FRAME_BYTES="65536")) as bot:
+        (only,) = wait_live(sandbox, 1)
+        sandbox.send_raw(
+            '{"type": "events_api", "envelope_id": "E-big", "payload": {"x": "' + "a" * 70000 + '"}}', only
+        )
+        line = bot.wait_for_log(r"larger than the cap of 65536 bytes")[0]
+        assert "NONSTOP_MAX_FRAME_BYTES" in line
+        wait_live(sandbox, 1, excluding=(only,))
+        answered_once(sandbox, sandbox.mention("ping"))
+        assert "Traceback" not in bot.log

@@ -76,6 +76,10 @@ def test_error_handler_survives_a_broken_logger(say, respond):
 
     error_callback(error=ValueError("boom"), body=command_payload("ping"), logger=broken, say=say, respond=respond)
 
+    broken.error.assert_called_once()  # it did try to log, and that failed
+    respond.assert_called_once()  # the user is still told, politely
+    assert respond.call_args.kwargs["text"].startswith(SORRY)
+
 
 def test_failures_on_bot_events_are_logged_but_not_answered(say, respond, caplog):
     body = event_callback(mention_event("<@U0BOT0001> ping", bot_id="B0OTHER01"))

@@ -68,14 +68,39 @@ def test_tokens_are_redacted_in_messages_arguments_and_fields(json_logs):
     log = logging.getLogger("nonstop.test")
     log.warning("token %s in an argument; ticket wss://x/link/?ticket=abc123&app_id=A1", BOT)
     log.warning(f"token {APP} in the message itself")
-    (first, second) = json_logs()
-    text = json.dumps([first, second])
+    log.warning(
+        "token in extra= fields",
+        extra={"url": "wss://x/link/?ticket=abc123&app_id=A1", "header": f"Bearer {BOT}", "detail": ValueError(APP)},
+    )
+    (first, second, third) = json_logs()
+    text = json.dumps([first, second, third])
     assert BOT not in text
     assert APP not in text
     assert "abcdefghijklmnop" not in text
     assert "abc123" not in text
     assert "xoxb-…redacted" in first["message"]
     assert "xapp-…redacted" in second["message"]
+    assert third["url"] == "wss://x/link/?ticket=…redacted&app_id=A1"
+    assert third["header"] == "Bearer xoxb-…redacted"
+    assert third["detail"] == "xapp-…redacted"
+
+
+def test_text_logs_redact_extra_fields_that_a_formatter_prints():
+    from nonstop.redact import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(message)s conn=%(connection)s"))
+    log = logging.getLogger("nonstop.test.text")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("dropped", extra={"connection": f"{BOT}"})
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    assert stream.getvalue() == "dropped conn=xoxb-…redacted\n"
 
 
 def test_slack_sdk_exception_text_is_redacted(json_logs):

@@ -1,0 +1,38 @@
+"""`nonstop.link` uses the public API of `websockets`, at exactly the pinned version.
+
+An upgrade must be a deliberate change: this fails loudly when the installed version differs from
+the pin in requirements.txt, and names each piece of the library the link relies on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, CloseCode
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+
+
+def test_installed_websockets_is_the_pinned_one() -> None:
+    pin = re.search(r"^websockets==(\S+)$", REQUIREMENTS.read_text(), re.MULTILINE)
+    assert pin is not None, "websockets must be pinned exactly in requirements.txt"
+    assert websockets.__version__ == pin.group(1), (
+        f"websockets {websockets.__version__} is installed but {pin.group(1)} is pinned: re-run the link's tests "
+        "and bench/ before changing the pin"
+    )
+
+
+def test_the_api_the_link_relies_on_is_there() -> None:
+    params = inspect.signature(connect).parameters
+    for name in ("ping_interval", "ping_timeout", "close_timeout", "compression", "max_size", "open_timeout"):
+        assert name in params, name
+    for method in ("recv", "send", "ping", "close"):
+        assert callable(getattr(ClientConnection, method)), method
+    assert {"sent", "rcvd"} <= set(inspect.signature(ConnectionClosed).parameters)
+    assert CloseCode.MESSAGE_TOO_BIG == 1009
+    assert Close(1009, "").code == 1009
