@@ -11,6 +11,7 @@ import sys
 from dotenv import load_dotenv
 
 from listeners import register_listeners
+from listeners.replies import sorry_reply
 from nonstop.handler import SupervisedSocketModeHandler
 from nonstop.health import start_health_server
 from nonstop.logs import configure_logging
@@ -36,7 +37,10 @@ def main(argv: list[str]) -> int:
         print("nonstop: interrupted before connecting", file=sys.stderr)
         return 130
     register_listeners(app)
-    return SupervisedSocketModeHandler(app, settings.app_token, settings=settings.supervisor).start()
+    handler = SupervisedSocketModeHandler(
+        app, settings.app_token, settings=settings.supervisor, failure_reply=lambda ref: sorry_reply(ref).text
+    )
+    return handler.start()
 
 
 if __name__ == "__main__":

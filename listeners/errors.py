@@ -30,10 +30,14 @@ def request_ids(body: dict[str, Any]) -> dict[str, str]:
     return ids
 
 
-def log_failure(logger: Logger, error: BaseException, body: dict[str, Any], ref: str) -> None:
-    """Log a failed request with its ids, the ref shown to the user, and the traceback."""
-    ids = " ".join(f"{key}={value}" for key, value in request_ids(body).items())
-    logger.error("Listener failed (ref %s) %s: %r", ref, ids, error, exc_info=error)
+def log_failure(logger: Logger, error: BaseException, body: dict[str, Any]) -> str:
+    """Log a failed request with its ids and the traceback; return the ref to show the user. Never
+    raises: a broken logger must not cost the user their answer."""
+    ref = error_ref(body)
+    with contextlib.suppress(Exception):
+        ids = " ".join(f"{key}={value}" for key, value in request_ids(body).items())
+        logger.error("Listener failed (ref %s) %s: %r", ref, ids, error, exc_info=error)
+    return ref
 
 
 def error_callback(
@@ -47,9 +51,7 @@ def error_callback(
         with contextlib.suppress(Exception):
             logger.debug("No listener for this request; nothing to tell anyone")
         return
-    ref = error_ref(body)
-    with contextlib.suppress(Exception):  # a broken logger must not cost the user their answer
-        log_failure(logger, error, body, ref)
+    ref = log_failure(logger, error, body)
     try:
         reply = sorry_reply(ref)
         event = body.get("event")

@@ -139,10 +139,10 @@ def _status_lines(snapshot: Snapshot) -> StatusLines:
         ("Envelopes handled", str(snapshot.envelopes_handled)),
         ("Duplicates suppressed", str(snapshot.duplicates_suppressed)),
         ("WebSocket ping", _rtt(snapshot.last_rtt_ms)),
-        ("State", snapshot.state),
+        ("State", snapshot.state_text),
     ]
     return StatusLines(
-        heading=f"Nonstop status: {snapshot.state}",
+        heading=f"Nonstop status: {snapshot.state_text}",
         facts=facts,
         last_drop=last_drop,
         footer=f"as of {_clock(now)}",

@@ -53,7 +53,8 @@ def lower_priority(niceness: int) -> Callable[[], None] | None:
     return initializer
 
 
-SORRY = {"text": "Sorry, something went wrong on my side. It has been logged; please try again."}
+FailureReply = Callable[[str], str]
+"""failure_reply(ref) → the text to ack a command or interaction with when Bolt itself failed on it."""
 
 AckSender = Callable[[object, str, dict[str, Any] | None, str, float], None]
 """send_ack(link_it_came_on, envelope_id, payload_or_None, kind, received_at), on the event-loop thread."""
@@ -72,11 +73,10 @@ class _AckCapture:
 
 @dataclass
 class _Pending:
-    """A non-event envelope being handled; duplicates wait for its ack payload."""
+    """A non-event envelope being handled, and then the payload it was acked with."""
 
     payload: dict[str, Any] | None = None
     done: bool = False
-    waiters: list[object] | None = None
 
 
 def parse_request(message: dict[str, Any]) -> SocketModeRequest | None:
@@ -101,10 +101,12 @@ class Dispatcher:
         dedup_ttl_s: float,
         workers: int = 4,  # Bolt's dispatch of an event is short; more threads only fight the ack loop
         handler_nice: int = 0,
+        failure_reply: FailureReply | None = None,
     ) -> None:
         self._app = app
         self._send_ack = send_ack
         self._call_soon = call_soon  # runs a callback on the event-loop thread
+        self._failure_reply = failure_reply
         self._telemetry = telemetry
         self._seen: TTLCache[_Pending | None] = TTLCache(dedup_ttl_s)
         self._pool = ThreadPoolExecutor(
@@ -185,18 +187,17 @@ class Dispatcher:
                 request.type,
                 extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
             )
+            # Slack does not redeliver commands or interactions (it retries Events API envelopes only); a
+            # copy that arrives anyway is acked like the first, or left to the first's ack while in flight.
             if pending.done:
                 self._send_ack(link, request.envelope_id, pending.payload, kind, received_at)
-            else:
-                pending.waiters = [*(pending.waiters or []), link]
             return
         pending = _Pending()
         self._seen.put(key, pending)
 
         def acked(payload: dict[str, Any] | None) -> None:
             pending.payload, pending.done = payload, True
-            for waiting_link in [link, *(pending.waiters or [])]:
-                self._send_ack(waiting_link, request.envelope_id, payload, kind, received_at)
+            self._send_ack(link, request.envelope_id, payload, kind, received_at)
 
         self._submit(request, on_done=acked)
 
@@ -241,8 +242,8 @@ class Dispatcher:
             )
             self._telemetry.handler_done(request.type, time.time() - started, ok=False)
             self._telemetry.envelope(request.type, "failed")
-            if request.type == "slash_commands":
-                payload = dict(SORRY)
+            if request.type == "slash_commands" and self._failure_reply is not None:
+                payload = {"text": self._failure_reply(request.envelope_id)}
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -18,6 +18,7 @@ import threading
 
 from slack_bolt import App
 
+from nonstop.dispatch import FailureReply
 from nonstop.settings import SupervisorSettings
 from nonstop.supervisor import Supervisor
 from nonstop.telemetry import TELEMETRY, Telemetry
@@ -33,11 +34,18 @@ class SupervisedSocketModeHandler:
         *,
         settings: SupervisorSettings | None = None,
         telemetry: Telemetry = TELEMETRY,
+        failure_reply: FailureReply | None = None,
     ) -> None:
+        """`failure_reply(ref)`: what a user is told when Bolt itself fails on their slash command
+        (listener errors go to the App's own error handler); without it the ack carries no text."""
         self.app = app
         self.app_token = app_token or os.environ["SLACK_APP_TOKEN"]
         self.supervisor = Supervisor(
-            app, self.app_token, settings=settings or SupervisorSettings(), telemetry=telemetry
+            app,
+            self.app_token,
+            settings=settings or SupervisorSettings(),
+            telemetry=telemetry,
+            failure_reply=failure_reply,
         )
         self.thread: threading.Thread | None = None
         self.exit_code: int | None = None

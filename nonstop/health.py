@@ -50,17 +50,17 @@ class Verdict:
 
 def liveness(snap: Snapshot, wedged_after_s: float = WEDGED_AFTER_S) -> Verdict:
     if snap.last_beat_at is None:
-        return Verdict(True, {"status": "starting", "state": snap.state, "uptime_s": round(snap.uptime_s, 1)})
+        return Verdict(True, {"status": "starting", "state": snap.state_text, "uptime_s": round(snap.uptime_s, 1)})
     silent = snap.now - snap.last_beat_at
     if silent > wedged_after_s:
         reason = f"supervisor loop has not run for {silent:.1f}s (limit {wedged_after_s:g}s)"
-        return Verdict(False, {"status": "wedged", "reason": reason, "state": snap.state})
-    return Verdict(True, {"status": "alive", "state": snap.state, "uptime_s": round(snap.uptime_s, 1)})
+        return Verdict(False, {"status": "wedged", "reason": reason, "state": snap.state_text})
+    return Verdict(True, {"status": "alive", "state": snap.state_text, "uptime_s": round(snap.uptime_s, 1)})
 
 
 def readiness(snap: Snapshot) -> Verdict:
     facts: dict[str, Any] = {
-        "state": snap.state,
+        "state": snap.state_text,
         "live_connections": snap.live_connections,
         "target_connections": snap.target_connections,
     }

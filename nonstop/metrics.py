@@ -21,22 +21,20 @@ from prometheus_client import (
     Counter,
     Histogram,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
+from nonstop.state import State
+
 if TYPE_CHECKING:
     from nonstop.telemetry import Snapshot
-
-# The `*_created` series double the exposition and no alert uses them (process-wide switch).
-disable_created_metrics()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 ENVELOPE_TYPES = frozenset({"events_api", "slash_commands", "interactive"})
-STATES = ("starting", "connecting", "backing_off", "connected", "degraded", "fatal", "stopping")
+STATES = tuple(State)
 
 _LABEL = re.compile(r"^[A-Za-z0-9_.]{1,48}$")
 
@@ -58,12 +56,6 @@ def envelope_type(kind: object) -> str:
 def close_code(code: int | None) -> str:
     """A WebSocket close code as a label: 1000-4999, or "none"."""
     return str(code) if isinstance(code, int) and 1000 <= code <= 4999 else "none"
-
-
-def state_class(state: str) -> str:
-    """ "backing_off 4.2s" → "backing_off", "fatal: token_revoked" → "fatal", "degraded (1 of 2 …)" → "degraded"."""
-    head = re.split(r"[\s:(]", state.strip(), maxsplit=1)[0] if state.strip() else ""
-    return head if head in STATES else "starting"
 
 
 class Metrics:
@@ -175,7 +167,8 @@ class _SnapshotCollector(Collector):
         )
         yield GaugeMetricFamily(
             "nonstop_supervisor_beat_age_seconds",
-            "Seconds since the supervisor loop last proved it runs (it beats every second); NaN before it starts.",
+            "Seconds since the supervisor loop last proved it runs (it beats every ping interval, 4 s by default); "
+            "NaN before it starts.",
             value=_age(snap.now, snap.last_beat_at),
         )
         if snap.last_rtt_ms is not None:
@@ -188,11 +181,11 @@ class _SnapshotCollector(Collector):
             value=1 if snap.not_ready_reason is None else 0,
         )
         yield GaugeMetricFamily("nonstop_uptime_seconds", "Seconds since the process started.", value=snap.uptime_s)
-        current = state_class(snap.state)
+        current = str(snap.state)
         yield StateSetMetricFamily(
             "nonstop_state",
             "The supervisor's state (one of a fixed set; the details are in /readyz).",
-            value={state: state == current for state in STATES},
+            value={str(state): state == current for state in STATES},
         )
 
 

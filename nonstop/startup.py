@@ -75,7 +75,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
             continue
         finally:
             bolt_logger.setLevel(level)
-        app.use(CountListenerCalls(client.telemetry))  # listeners' per-request clients are counted too
+        app.use(CountListenerCalls(client.telemetry, client.calls))  # listeners' per-request clients too
         log.info(
             "signed in as %s (bot user %s) in workspace %s via %s",
             identity.get("user", "?"),

@@ -16,19 +16,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from nonstop.dispatch import Dispatcher
+from nonstop.dispatch import Dispatcher, FailureReply
 from nonstop.humanize import human_duration
 from nonstop.link import Link, LinkEnd, LinkFailed
-from nonstop.policy import Backoff, fatal_message, is_fatal
+from nonstop.policy import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
 from nonstop.settings import EX_CONFIG, SupervisorSettings
+from nonstop.state import State
 from nonstop.telemetry import Drop, Telemetry
 from nonstop.tickets import TicketRefused, open_ticket
+from nonstop.webclient import InstrumentedWebClient
 
 log = logging.getLogger("nonstop.supervisor")
 _QUIET = logging.getLogger("nonstop.supervisor.tickets")
@@ -45,10 +47,12 @@ class Supervisor:
         telemetry: Telemetry,
         ticket_client: WebClient | None = None,
         rng: random.Random | None = None,
+        failure_reply: FailureReply | None = None,
     ) -> None:
         self._app = app
         self._app_token = app_token
         self._settings = settings
+        self._failure_reply = failure_reply
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
@@ -91,9 +95,9 @@ class Supervisor:
             telemetry=self._telemetry,
             dedup_ttl_s=self._settings.dedup_ttl_s,
             handler_nice=self._settings.handler_nice,
+            failure_reply=self._failure_reply,
         )
-        # A bot that can no longer post is as deaf as one that cannot connect: say so and stop.
-        unwatch = self._telemetry.watch_bot_token(lambda code: loop.call_soon_threadsafe(self._fatal, code, "bot"))
+        unwatch = self._watch_bot_calls(loop)
         self._update_state()
         if stop_asked is not None:
             self._begin_stop(stop_asked)
@@ -103,6 +107,21 @@ class Supervisor:
         unwatch()
         await self._shutdown([*slots, heartbeat])
         return self._exit_code
+
+    def _watch_bot_calls(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any
+        of its Web API calls (listeners' included) with "this token is dead", say so and stop. Needs
+        the App's client to be an `InstrumentedWebClient` (as `nonstop.startup.build_app` makes it)."""
+        client = self._app.client
+        if not isinstance(client, InstrumentedWebClient):
+            return lambda: None
+
+        def on_call(_method: str, outcome: str) -> None:  # on whichever thread made the call
+            if outcome in DEAD_TOKEN_ERRORS:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed: stopped anyway
+                    loop.call_soon_threadsafe(self._fatal, outcome, "bot")
+
+        return client.calls.watch(on_call)
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Thread-safe: begin a graceful stop (drain, close, exit 0)."""
@@ -347,7 +366,7 @@ class Supervisor:
         if self._stopping:
             return
         self._exit_code = EX_CONFIG
-        self._telemetry.set_state(f"fatal: {code}")
+        self._telemetry.set_state(State.FATAL, code)
         log.critical(fatal_message(code, token) if is_fatal(code) else code, extra={"reason": code})
         self._begin_stop("fatal", keep_state=True)
 
@@ -356,7 +375,7 @@ class Supervisor:
             return
         self._stopping = True
         if not keep_state:
-            self._telemetry.set_state("stopping")
+            self._telemetry.set_state(State.STOPPING)
         if why != "fatal":
             log.info("%s: stopping gracefully (no new envelopes; finishing in-flight work)", why)
         if self._stop_event is not None:
@@ -413,14 +432,12 @@ class Supervisor:
         if self._stopping:
             return
         live = sum(1 for link in self._links if link.is_open)
-        if live >= self._settings.connections:
-            state = "connected"
+        target = self._settings.connections
+        if live >= target:
+            self._telemetry.set_state(State.CONNECTED)
         elif live > 0:
-            state = f"degraded ({live} of {self._settings.connections} connections)"
-        elif backing_off:
-            state = f"backing_off {backing_off:.1f}s"
+            self._telemetry.set_state(State.DEGRADED, f"{live} of {target} connections")
+        elif backing_off and not connecting:
+            self._telemetry.set_state(State.BACKING_OFF, f"waiting {backing_off:.1f} s before the next attempt")
         else:
-            state = "connecting"
-        if connecting and live == 0:
-            state = "connecting"
-        self._telemetry.set_state(state)
+            self._telemetry.set_state(State.CONNECTING)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.metrics import Metrics
-from nonstop.policy import DEAD_TOKEN_ERRORS
+from nonstop.settings import SupervisorSettings
+from nonstop.state import State
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,16 @@ class Snapshot:
     last_drop: Drop | None
     envelopes_handled: int
     duplicates_suppressed: int
-    state: (
-        str  # "starting", "connected", "degraded", "connecting", "backing_off 4.2s", "fatal: token_revoked", "stopping"
-    )
+    state: State
     last_rtt_ms: float | None  # round trip of the latest WebSocket ping
     last_beat_at: float | None  # when the supervisor loop last proved it is alive
-    stale_after_s: float = 6.0  # the supervisor's staleness limit for links (readiness uses it too)
+    stale_after_s: float = SupervisorSettings.stale_after_s  # the supervisor's limit for links (readiness too)
+    state_detail: str = ""  # e.g. "1 of 2 connections", "token_revoked", "next attempt in 4.2 s"
+
+    @property
+    def state_text(self) -> str:
+        """The state in words, for people: "degraded: 1 of 2 connections", "fatal: token_revoked"."""
+        return f"{self.state}: {self.state_detail}" if self.state_detail else str(self.state)
 
     @property
     def uptime_s(self) -> float:
@@ -60,8 +64,8 @@ class Snapshot:
     @property
     def not_ready_reason(self) -> str | None:
         """Why the bot is not ready (see /readyz), or None: a live connection heard from within `stale_after_s`."""
-        if self.state == "stopping" or self.state.startswith("fatal") or self.live_connections == 0:
-            return self.state
+        if self.state in (State.STOPPING, State.FATAL) or self.live_connections == 0:
+            return self.state_text
         age = self.now - self.last_inbound_at if self.last_inbound_at is not None else float("inf")
         if age > self.stale_after_s:
             return f"stale: no frame from Slack for {age:.1f}s (limit {self.stale_after_s:g}s)"
@@ -74,7 +78,7 @@ class Telemetry:
 
     started_at: float = field(default_factory=time.time)
     target_connections: int = 1
-    stale_after_s: float = 6.0  # set by the supervisor from its settings
+    stale_after_s: float = SupervisorSettings.stale_after_s  # set by the supervisor from its settings
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _live: int = 0
@@ -84,10 +88,10 @@ class Telemetry:
     _last_drop: Drop | None = None
     _handled: int = 0
     _duplicates: int = 0
-    _state: str = "starting"
+    _state: State = State.STARTING
+    _state_detail: str = ""
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
-    _token_watchers: list[Callable[[str], None]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -150,20 +154,10 @@ class Telemetry:
     def web_api_call(self, method: str, outcome: str) -> None:
         """The bot made one Web API call: "ok", a Slack error code, "http_503", "timeout", "network", …"""
         self.metrics.web_api_call(method, outcome)
-        if outcome in DEAD_TOKEN_ERRORS:
-            for watcher in list(self._token_watchers):
-                watcher(outcome)
 
-    def watch_bot_token(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call `callback(error_code)` whenever Slack answers a bot call with "this token is dead".
-
-        Returns the function that stops watching."""
-        self._token_watchers.append(callback)
-        return lambda: self._token_watchers.remove(callback) if callback in self._token_watchers else None
-
-    def set_state(self, state: str) -> None:
+    def set_state(self, state: State, detail: str = "") -> None:
         with self._lock:
-            self._state = state
+            self._state, self._state_detail = state, detail
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -179,6 +173,7 @@ class Telemetry:
                 envelopes_handled=self._handled,
                 duplicates_suppressed=self._duplicates,
                 state=self._state,
+                state_detail=self._state_detail,
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,

@@ -8,6 +8,7 @@ runs, so the bot's replies are counted as well as its own calls (auth.test, …)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -41,15 +42,46 @@ def outcome_of(error: BaseException | None) -> str:
     return "error"
 
 
-class InstrumentedWebClient(WebClient):
-    """`WebClient` whose every `api_call` (and so every `chat_postMessage`, `auth_test`, …) is counted."""
+CallWatcher = Callable[[str, str], None]
+"""watcher(method, outcome), on the thread that made the call; it must be quick and must not raise."""
 
-    def __init__(self, *args: Any, telemetry: Telemetry = TELEMETRY, **kwargs: Any) -> None:
+
+class CallWatchers:
+    """Who wants to hear of every Web API call's outcome (telemetry counts; the supervisor decides)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watchers: tuple[CallWatcher, ...] = ()
+
+    def watch(self, watcher: CallWatcher) -> Callable[[], None]:
+        """Add `watcher`; return the function that removes it again."""
+        with self._lock:
+            self._watchers = (*self._watchers, watcher)
+
+        def unwatch() -> None:
+            with self._lock:
+                self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+        return unwatch
+
+    def __call__(self, method: str, outcome: str) -> None:
+        for watcher in self._watchers:
+            watcher(method, outcome)
+
+
+class InstrumentedWebClient(WebClient):
+    """`WebClient` whose every `api_call` (and so every `chat_postMessage`, `auth_test`, …) is counted
+    in `telemetry` and reported to `calls` (shared with the copies that `like()` makes)."""
+
+    def __init__(
+        self, *args: Any, telemetry: Telemetry = TELEMETRY, calls: CallWatchers | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.telemetry = telemetry
+        self.calls = calls or CallWatchers()
 
     @classmethod
-    def like(cls, client: WebClient, telemetry: Telemetry) -> InstrumentedWebClient:
+    def like(cls, client: WebClient, telemetry: Telemetry, calls: CallWatchers | None = None) -> InstrumentedWebClient:
         """An instrumented copy of `client` (the same settings Bolt copies into its per-request clients)."""
         return cls(
             token=client.token,
@@ -62,6 +94,7 @@ class InstrumentedWebClient(WebClient):
             logger=client.logger,
             retry_handlers=client.retry_handlers.copy() if client.retry_handlers is not None else None,
             telemetry=telemetry,
+            calls=calls,
         )
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
@@ -72,7 +105,9 @@ class InstrumentedWebClient(WebClient):
             error = e
             raise
         finally:
-            self.telemetry.web_api_call(api_method, outcome_of(error))
+            outcome = outcome_of(error)
+            self.telemetry.web_api_call(api_method, outcome)
+            self.calls(api_method, outcome)
 
 
 class CountListenerCalls(Middleware):
@@ -82,14 +117,15 @@ class CountListenerCalls(Middleware):
     bound to the plain client) before calling a function middleware.
     """
 
-    def __init__(self, telemetry: Telemetry = TELEMETRY) -> None:
+    def __init__(self, telemetry: Telemetry = TELEMETRY, calls: CallWatchers | None = None) -> None:
         self._telemetry = telemetry
+        self._calls = calls
 
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
         context = req.context
         client = context.get("client")
         if isinstance(client, WebClient) and not isinstance(client, InstrumentedWebClient):
-            counted = InstrumentedWebClient.like(client, self._telemetry)
+            counted = InstrumentedWebClient.like(client, self._telemetry, self._calls)
             context["client"] = counted
             say = context.get("say")
             if isinstance(say, Say) and say.client is client:  # built before us: point it at the counted client

@@ -15,6 +15,7 @@ from listeners.replies import (
     sorry_reply,
     status_reply,
 )
+from nonstop.state import State
 from nonstop.telemetry import Drop, Snapshot
 
 NOW = 1_700_010_000.0
@@ -37,7 +38,7 @@ def make_snapshot(**overrides) -> Snapshot:
         ),
         "envelopes_handled": 1234,
         "duplicates_suppressed": 7,
-        "state": "connected",
+        "state": State.CONNECTED,
         "last_rtt_ms": 38.4,
         "last_beat_at": NOW - 1,
     }
@@ -139,7 +140,7 @@ def test_status_before_any_drop_says_never_and_handles_no_connection():
             reconnects_by_cause={},
             connected_since=None,
             live_connections=0,
-            state="connecting",
+            state=State.CONNECTING,
             last_rtt_ms=None,
         )
     )

@@ -13,6 +13,7 @@ import pytest
 
 from nonstop.health import HealthServer, liveness, readiness, start_health_server
 from nonstop.settings import ConfigError
+from nonstop.state import State
 from nonstop.telemetry import Telemetry
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -60,7 +61,7 @@ def test_ready_when_a_connection_is_live_and_fresh(server, telemetry):
     telemetry.beat()
     telemetry.connection_up()
     telemetry.inbound()
-    telemetry.set_state("degraded (1 of 2 connections)")
+    telemetry.set_state(State.DEGRADED, "1 of 2 connections")
     status, _, body = get(server.url + "/readyz")
     assert status == 200, body
     doc = json.loads(body)
@@ -70,19 +71,30 @@ def test_ready_when_a_connection_is_live_and_fresh(server, telemetry):
     assert get(server.url + "/healthz")[0] == 200
 
 
-@pytest.mark.parametrize("state", ["connecting", "backing_off 4.2s", "fatal: token_revoked"])
-def test_not_ready_says_why(server, telemetry, state):
+@pytest.mark.parametrize(
+    ("state", "detail", "reason"),
+    [
+        (State.CONNECTING, "", "connecting"),
+        (
+            State.BACKING_OFF,
+            "waiting 4.2 s before the next attempt",
+            "backing_off: waiting 4.2 s before the next attempt",
+        ),
+        (State.FATAL, "token_revoked", "fatal: token_revoked"),
+    ],
+)
+def test_not_ready_says_why(server, telemetry, state, detail, reason):
     telemetry.beat()
-    telemetry.set_state(state)
+    telemetry.set_state(state, detail)
     status, _, body = get(server.url + "/readyz")
     assert status == 503
-    assert json.loads(body)["reason"] == state
+    assert json.loads(body)["reason"] == reason
 
 
 def test_stale_link_is_not_ready(telemetry):
     telemetry.connection_up()
     telemetry.inbound()
-    telemetry.set_state("connected")
+    telemetry.set_state(State.CONNECTED)
     snap = telemetry.snapshot()
     later = type(snap)(**{**snap.__dict__, "now": snap.now + 3.0})
     verdict = readiness(later)
@@ -117,9 +129,7 @@ def test_metrics_in_prometheus_text(server, telemetry):
 def test_a_stuck_client_does_not_block_others(server):
     with socket.create_connection(("127.0.0.1", server.port)) as stuck:
         stuck.sendall(b"GET /metr")  # and never finishes the request
-        started = time.monotonic()
-        assert get(server.url + "/healthz")[0] == 200
-        assert time.monotonic() - started < 2
+        assert get(server.url + "/healthz")[0] == 200  # a server blocked by `stuck` would time out here
 
 
 def test_port_in_use_is_a_config_error(telemetry):

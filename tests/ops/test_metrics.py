@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from nonstop.metrics import close_code, state_class
+from nonstop.metrics import close_code
+from nonstop.state import State
 from nonstop.telemetry import Drop, Telemetry
 from nonstop.webclient import InstrumentedWebClient, outcome_of
 
@@ -67,7 +68,7 @@ def test_hooks_feed_counters_and_histograms():
 def test_scrape_time_values_follow_the_snapshot():
     t = Telemetry(target_connections=2)
     t.connection_up()
-    t.set_state("backing_off 4.2s")
+    t.set_state(State.BACKING_OFF, "waiting 4.2 s before the next attempt")
     t.beat()
     assert value(t, "nonstop_connections_live") == 1
     assert value(t, "nonstop_connections_target") == 2
@@ -80,7 +81,7 @@ def test_scrape_time_values_follow_the_snapshot():
     assert math.isnan(age)
     assert value(t, "nonstop_ready") == 0
     t.inbound()
-    t.set_state("degraded (1 of 2 connections)")
+    t.set_state(State.DEGRADED, "1 of 2 connections")
     assert value(t, "nonstop_ready") == 1
 
 
@@ -100,20 +101,13 @@ def test_label_values_are_bounded():
             assert len(label) <= 48
 
 
-@pytest.mark.parametrize(
-    ("state", "expected"),
-    [
-        ("connected", "connected"),
-        ("degraded (1 of 2 connections)", "degraded"),
-        ("backing_off 4.2s", "backing_off"),
-        ("fatal: token_revoked", "fatal"),
-        ("stopping", "stopping"),
-        ("", "starting"),
-        ("something new", "starting"),
-    ],
-)
-def test_state_class(state, expected):
-    assert state_class(state) == expected
+def test_every_state_is_one_series_and_exactly_one_is_set():
+    t = Telemetry()
+    for state in State:
+        t.set_state(state, "some detail")
+        assert {label: value(t, "nonstop_state", nonstop_state=label) for label in map(str, State)} == {
+            str(other): 1.0 if other is state else 0.0 for other in State
+        }
 
 
 def test_close_code_label():

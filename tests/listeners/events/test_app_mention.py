@@ -7,6 +7,7 @@ import pytest
 from slack_bolt import Say
 
 from listeners.events.app_mention import app_mention_callback, is_from_bot
+from nonstop.state import State
 from nonstop.telemetry import Drop, Telemetry
 from tests.listeners.payloads import mention_event, slack_ts
 
@@ -68,7 +69,7 @@ def test_status_reads_the_live_telemetry(telemetry, say):
         Drop(at=time.time(), cause="half_open", explanation="no pong for 30 s", connection_age_s=9)
     )
     telemetry.handled()
-    telemetry.set_state("degraded")
+    telemetry.set_state(State.DEGRADED, "1 of 2 connections")
 
     app_mention_callback(event=mention_event("<@U0BOT0001|nonstop> Status"), say=say, logger=LOGGER)
 
