@@ -1,0 +1,53 @@
+"""The event ledger (see `base`), with one backend per storage: `memory://`, `sqlite:///PATH`.
+
+`open_ledger(url, ttl_s)` picks the backend from the URL; `default_ledger_url()` is where the bot
+keeps it when `NONSTOP_LEDGER` is not set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
+from nonstop.ledger.memory import MemoryLedger
+from nonstop.ledger.sqlite import SqliteLedger
+
+__all__ = ["MAX_RUNS", "Entry", "Ledger", "LedgerError", "Recovered", "default_ledger_url", "open_ledger"]
+
+LEDGER_FILE = "nonstop-ledger.sqlite3"
+
+
+def default_ledger_url(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """systemd's StateDirectory= (it sets $STATE_DIRECTORY) when there is one, else the working directory."""
+    env = os.environ if env is None else env
+    state = (env.get("STATE_DIRECTORY") or "").split(":")[0]
+    return f"sqlite:///{Path(state) / LEDGER_FILE}" if state else f"sqlite:///{LEDGER_FILE}"
+
+
+def parse_ledger_url(url: str) -> tuple[str, Path | None, dict[str, str]]:
+    """(scheme, path for sqlite, options). Raises ValueError with a one-line reason."""
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        return "memory", None, options
+    if parts.scheme == "sqlite":
+        if parts.netloc:
+            raise ValueError("a sqlite URL has no host: sqlite:///relative/file or sqlite:////absolute/file")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ValueError("a sqlite URL needs a file: sqlite:///nonstop-ledger.sqlite3")
+        if options.get("synchronous", "normal") not in ("normal", "full"):
+            raise ValueError("synchronous= is normal or full")
+        return "sqlite", Path(path), options
+    raise ValueError("expected memory:// or sqlite:///PATH")
+
+
+def open_ledger(url: str, ttl_s: float) -> Ledger:
+    """The ledger for `url`, not yet opened (call `open()`). Raises ValueError for an unknown URL."""
+    scheme, path, options = parse_ledger_url(url)
+    if scheme == "memory":
+        return MemoryLedger(ttl_s)
+    assert path is not None
+    return SqliteLedger(path, ttl_s, synchronous=options.get("synchronous", "normal"))

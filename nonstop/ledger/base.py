@@ -1,0 +1,81 @@
+"""The event ledger: what was acked, what finished, and what must run again after a crash.
+
+Every Events API envelope is *admitted* (recorded) before its ack leaves, and *finished* only when
+every listener it started has returned. What was admitted and never finished (a crash, a SIGKILL, a
+drain deadline) is handed back by `open()` on the next start and runs again; finished event ids are
+remembered for `ttl_s`, so a retry from Slack after a restart is still recognised as a duplicate.
+
+The guarantee, exactly: each event runs once while the process lives; at least once across a crash
+(a listener cut off mid-way runs again); never zero, as long as the ledger's storage survives. A
+replayed event that never finishes is given up after `MAX_RUNS` runs, loudly (a poison event must
+not crash-loop the bot).
+
+Commands and interactions are not recorded: Slack never redelivers them, and running one again
+minutes later (after its user saw a timeout) would surprise more than help.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+MAX_RUNS = 3
+"""Runs of one event (the first included) after which an event that never finishes is given up."""
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or written. The message is one line, safe to print."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One admitted event: its dedupe key, the envelope to run again, and how often it has started."""
+
+    key: str  # "event:<event_id>", or "envelope:<envelope_id>" for an event without an id
+    envelope: dict[str, Any]
+    runs: int = 0  # completed start-ups during which it was run and did not finish
+
+    def envelope_json(self) -> str:
+        return json.dumps(self.envelope, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What `open()` found from earlier runs of the process."""
+
+    unfinished: list[Entry]  # to run again now (their `runs` already counts this start)
+    given_up: list[Entry]  # ran MAX_RUNS times without finishing: marked done, not run again
+
+
+class Ledger(ABC):
+    """One small interface, one backend per storage (memory, SQLite; Redis for replicas)."""
+
+    url: str  # for log lines: never carries a password
+
+    @abstractmethod
+    async def open(self) -> Recovered:
+        """Prepare storage; hand back what earlier runs left unfinished. Raises `LedgerError`."""
+
+    @abstractmethod
+    async def admit(self, entries: list[Entry]) -> list[bool]:
+        """Record `entries` (one write for all); for each, True if it is new here (run it), False if the
+        key is already known (pending or done: a duplicate). Raises `LedgerError`."""
+
+    @abstractmethod
+    async def finish(self, keys: list[str]) -> None:
+        """Mark `keys` done now (one write for all); they are remembered for `ttl_s`."""
+
+    @abstractmethod
+    async def prune(self) -> int:
+        """Forget done entries older than `ttl_s`; return how many went."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release storage. Pending entries stay for the next start."""
+
+    @property
+    @abstractmethod
+    def durable(self) -> bool:
+        """Whether pending entries survive the process (memory: no)."""
