@@ -1,13 +1,16 @@
-"""From envelope to Bolt and back: ack every delivery, run the handlers once per event.
+"""From envelope to Bolt and back: record, ack, run once, and know when each event is finished.
 
-- `events_api` envelopes are acked the moment they arrive (Bolt would ack them unconditionally
-  before running the listener anyway); the ack no longer waits behind a busy thread pool, which is
-  what makes Slack retry and users see double replies under load.
+- `events_api` envelopes are admitted to the ledger and acked together, once per loop turn (one
+  ledger write, then one socket write per link): the ack leaves only once the event is on record.
+  New ones go to Bolt; duplicates (Slack's retries, the same event on another connection, an event
+  already handled before a restart) are acked and suppressed. An event is finished — marked done in
+  the ledger — when Bolt's dispatch and every listener it started have returned (see `lanes`).
 - Slash commands and interactive payloads are acked with what Bolt's listener returns (the ack can
-  carry the reply), exactly as Bolt's own `send_response` builds it.
-- Duplicates (Slack's retries, the same event on another connection) are acked and suppressed:
-  events by `event_id`, everything else by `envelope_id`. A retry whose first attempt never reached
-  this process is new here, and is handled.
+  carry the reply), exactly as Bolt's own `send_response` builds it. They run in a lane of their
+  own, never behind event listeners, and are not recorded (Slack never redelivers them).
+- Backpressure: at most `max_backlog` events are in progress (admitted, not finished). Past that,
+  new events are left unacked, so Slack retries them later (or on another replica) instead of
+  their piling up here.
 """
 
 from __future__ import annotations
@@ -25,13 +28,20 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from nonstop.dedup import TTLCache
+from nonstop.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
+from nonstop.ledger import Entry, Ledger, LedgerError
 from nonstop.telemetry import Telemetry
 
 log = logging.getLogger("nonstop.dispatch")
+
+DISPATCH_THREADS = 4
+"""Per lane, threads that run Bolt's own dispatch (middleware, matching): short work, the listeners
+themselves run in the lane's listener pool."""
 
 
 def lower_priority(niceness: int) -> Callable[[], None] | None:
@@ -60,6 +70,22 @@ AckSender = Callable[[object, str, dict[str, Any] | None, str, float], None]
 """send_ack(link_it_came_on, envelope_id, payload_or_None, kind, received_at), on the event-loop thread."""
 
 
+def parse_request(message: dict[str, Any]) -> SocketModeRequest | None:
+    """The envelope as slack_sdk's request type, or None when it cannot be handled: no type, or a
+    payload that is not a JSON object (slack_sdk would raise on some of those, or invent a dict)."""
+    if not isinstance(message.get("type"), str) or not isinstance(message.get("payload"), dict):
+        return None
+    try:
+        return SocketModeRequest.from_dict(message)
+    except (TypeError, ValueError):
+        return None
+
+
+def event_key(request: SocketModeRequest) -> str:
+    event_id = request.payload.get("event_id")
+    return f"event:{event_id}" if isinstance(event_id, str) and event_id else f"envelope:{request.envelope_id}"
+
+
 class _AckCapture:
     """Stands in for a socket-mode client so Bolt's own `send_response` decides the ack payload."""
 
@@ -79,15 +105,12 @@ class _Pending:
     done: bool = False
 
 
-def parse_request(message: dict[str, Any]) -> SocketModeRequest | None:
-    """The envelope as slack_sdk's request type, or None when it cannot be handled: no type, or a
-    payload that is not a JSON object (slack_sdk would raise on some of those, or invent a dict)."""
-    if not isinstance(message.get("type"), str) or not isinstance(message.get("payload"), dict):
-        return None
-    try:
-        return SocketModeRequest.from_dict(message)
-    except (TypeError, ValueError):
-        return None
+@dataclass(frozen=True)
+class _Arrival:
+    link: object
+    request: SocketModeRequest
+    message: dict[str, Any]
+    received_at: float
 
 
 class Dispatcher:
@@ -98,24 +121,44 @@ class Dispatcher:
         send_ack: AckSender,
         call_soon: Callable[[Callable[[], None]], None],
         telemetry: Telemetry,
+        ledger: Ledger,
         dedup_ttl_s: float,
-        workers: int = 4,  # Bolt's dispatch of an event is short; more threads only fight the ack loop
+        event_threads: int,
+        command_threads: int,
+        max_backlog: int,
         handler_nice: int = 0,
         failure_reply: FailureReply | None = None,
     ) -> None:
         self._app = app
         self._send_ack = send_ack
-        self._call_soon = call_soon  # runs a callback on the event-loop thread
-        self._failure_reply = failure_reply
+        self._call_soon = call_soon  # runs a callback on the event-loop thread, from any thread
         self._telemetry = telemetry
-        self._seen: TTLCache[_Pending | None] = TTLCache(dedup_ttl_s)
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="nonstop-dispatch", initializer=lower_priority(handler_nice)
+        self._ledger = ledger
+        self._failure_reply = failure_reply
+        self._max_backlog = max_backlog
+        self._seen: TTLCache[_Pending] = TTLCache(dedup_ttl_s)  # commands and interactions, by envelope id
+        nice = lower_priority(handler_nice)
+        self._dispatch = {
+            lane: ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix=f"nonstop-dispatch-{lane}", initializer=nice)
+            for lane in (EVENTS, COMMANDS)
+        }
+        self.lanes = LaneExecutor(
+            {
+                EVENTS: ThreadPoolExecutor(event_threads, thread_name_prefix="nonstop-listener", initializer=nice),
+                COMMANDS: ThreadPoolExecutor(command_threads, thread_name_prefix="nonstop-command", initializer=nice),
+            }
         )
-        self._in_flight = 0
-        self._handover: list[tuple[SocketModeRequest, Callable[[dict[str, Any] | None], None] | None]] = []
+        _install(app, self.lanes)
         self._lock = threading.Lock()
+        self._in_flight = 0  # envelopes handed to Bolt and not yet returned from its dispatch
+        self._running: set[str] = set()  # event keys admitted or replayed, not finished (the backlog)
+        self._turn: list[_Arrival] = []
+        self._admitting = 0  # events of earlier turns on their way to the ledger
+        self._finished: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._saturated = False
         self.accepting = True
+        telemetry.set_backlog(0, max_backlog)
 
     # -- on the event-loop thread --------------------------------------------------------------------
 
@@ -149,31 +192,108 @@ class Dispatcher:
             self._send_ack(link, envelope_id, None, kind, received_at)
             return
         if request.type == "events_api":
-            self._on_event(link, request, received_at)
+            self._on_event(_Arrival(link, request, message, received_at))
         else:
             self._on_interaction(link, request, kind, received_at)
 
-    def _on_event(self, link: object, request: SocketModeRequest, received_at: float) -> None:
-        self._send_ack(link, request.envelope_id, None, "events_api", received_at)
-        event_id = request.payload.get("event_id")
-        key = f"event:{event_id}" if isinstance(event_id, str) and event_id else f"envelope:{request.envelope_id}"
-        if key in self._seen:
+    def _on_event(self, arrival: _Arrival) -> None:
+        if len(self._running) + self._admitting + len(self._turn) >= self._max_backlog:
+            self._telemetry.envelope("events_api", "refused_saturated")
+            if not self._saturated:
+                self._saturated = True
+                log.warning(
+                    "backlog full (%d events in progress, NONSTOP_MAX_BACKLOG=%d): new events are left unacked "
+                    "for Slack to retry until it drains",
+                    len(self._running),
+                    self._max_backlog,
+                )
+            return
+        if not self._turn:
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        self._turn.append(arrival)
+
+    def _end_turn(self) -> None:
+        batch, self._turn = self._turn, []
+        if batch:
+            self._admitting += len(batch)
+            self._background(self._admit(batch))
+
+    async def _admit(self, batch: list[_Arrival]) -> None:
+        entries = [Entry(event_key(a.request), a.message) for a in batch]
+        try:
+            fresh = await self._ledger.admit(entries)
+        except LedgerError as e:
+            self._admitting -= len(batch)
+            # Not on record, so not acked: Slack retries them, and nothing is lost while the ledger is down.
+            log.error("could not record %d event(s), left unacked for Slack to retry: %s", len(batch), e)
+            for _ in batch:
+                self._telemetry.envelope("events_api", "refused_ledger")
+            return
+        self._admitting -= len(batch)
+        for arrival, entry, new in zip(batch, entries, fresh, strict=True):
+            request = arrival.request
+            self._send_ack(arrival.link, request.envelope_id, None, "events_api", arrival.received_at)
+            if new:
+                self._start_event(request, entry.key)
+                continue
             self._telemetry.duplicate()
             self._telemetry.envelope("events_api", "duplicate")
             log.info(
                 "suppressed a duplicate delivery of %s (retry_attempt=%s, retry_reason=%s)",
-                key.split(":", 1)[1],
+                entry.key.split(":", 1)[1],
                 request.retry_attempt,
                 request.retry_reason or "-",
                 extra={
                     "envelope_id": request.envelope_id,
-                    "event_id": event_id if isinstance(event_id, str) else None,
+                    "event_id": request.payload.get("event_id"),
                     "retry_attempt": request.retry_attempt,
                 },
             )
-            return
-        self._seen.put(key, None)
-        self._submit(request, on_done=None)
+
+    def replay(self, entries: list[Entry]) -> int:
+        """Run again the events an earlier run acked and never finished; return how many will run."""
+        started = 0
+        for entry in entries:
+            request = parse_request(entry.envelope)
+            if request is None:
+                self._finish(entry.key)
+                continue
+            self._start_event(request, entry.key)
+            started += 1
+        return started
+
+    def _start_event(self, request: SocketModeRequest, key: str) -> None:
+        self._running.add(key)
+        self._telemetry.set_backlog(len(self._running), self._max_backlog)
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._dispatch[EVENTS].submit(self._run_event, request, key)
+        except RuntimeError:  # pool shut down while stopping: it stays pending in the ledger
+            with self._lock:
+                self._in_flight -= 1
+            log.info("stopping: event %s not started", key.split(":", 1)[1])
+
+    def _finish(self, key: str) -> None:
+        self._running.discard(key)
+        self._telemetry.set_backlog(len(self._running), self._max_backlog)
+        if self._saturated and len(self._running) < self._max_backlog:
+            self._saturated = False
+            log.info("backlog below NONSTOP_MAX_BACKLOG again (%d events in progress)", len(self._running))
+        if not self._finished:
+            asyncio.get_running_loop().call_soon(self._flush_finished)
+        self._finished.append(key)
+
+    def _flush_finished(self) -> None:
+        keys, self._finished = self._finished, []
+        if keys:
+            self._background(self._record_finished(keys))
+
+    async def _record_finished(self, keys: list[str]) -> None:
+        try:
+            await self._ledger.finish(keys)
+        except LedgerError as e:
+            log.error("could not mark %d event(s) done; they will run again at the next start: %s", len(keys), e)
 
     def _on_interaction(self, link: object, request: SocketModeRequest, kind: str, received_at: float) -> None:
         key = f"envelope:{request.envelope_id}"
@@ -199,30 +319,36 @@ class Dispatcher:
             pending.payload, pending.done = payload, True
             self._send_ack(link, request.envelope_id, payload, kind, received_at)
 
-        self._submit(request, on_done=acked)
-
-    def _submit(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
         with self._lock:
             self._in_flight += 1
-        # Hand over at the end of this loop turn, all at once: every ack for the frames just read
-        # leaves first, and Bolt's threads do not wake (and compete for the GIL) once per envelope.
-        if not self._handover:
-            asyncio.get_running_loop().call_soon(self._hand_over)
-        self._handover.append((request, on_done))
+        try:
+            self._dispatch[COMMANDS].submit(self._run_interaction, request, acked)
+        except RuntimeError:
+            with self._lock:
+                self._in_flight -= 1
 
-    def _hand_over(self) -> None:
-        batch, self._handover = self._handover, []
-        for request, on_done in batch:
-            try:
-                self._pool.submit(self._run, request, on_done)
-            except RuntimeError:  # pool shut down while stopping
-                with self._lock:
-                    self._in_flight -= 1
-                log.info("stopping: envelope %s not handled", request.envelope_id)
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
 
     # -- on a dispatch thread ------------------------------------------------------------------------
 
-    def _run(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None] | None) -> None:
+    def _run_event(self, request: SocketModeRequest, key: str) -> None:
+        tracker = Tracker(lambda: self._call_soon(lambda: self._finish(key)))
+        try:
+            with working_on(EVENTS, tracker):
+                self._bolt(request)
+        finally:
+            tracker.release()
+
+    def _run_interaction(self, request: SocketModeRequest, on_done: Callable[[dict[str, Any] | None], None]) -> None:
+        with working_on(COMMANDS):
+            payload = self._bolt(request)
+        self._call_soon(lambda: on_done(payload))
+
+    def _bolt(self, request: SocketModeRequest) -> dict[str, Any] | None:
+        """Run Bolt's dispatch for `request`; return the ack payload (commands and interactions)."""
         started = time.time()
         payload: dict[str, Any] | None = None
         try:
@@ -247,31 +373,58 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._in_flight -= 1
-            if on_done is not None:
-                result = payload
-                self._call_soon(lambda: on_done(result))
+        return payload
 
     # -- stopping ------------------------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        """On the event-loop thread: take no new envelopes, and hand over the ones already acked."""
+        """On the event-loop thread: take no new envelopes. Events already on record but not yet
+        acked (this loop turn) are still acked and started: nothing that is on record is dropped."""
         self.accepting = False
-        self._hand_over()
+        self._end_turn()
 
-    def drain(self, timeout_s: float, listener_executor: Executor | None) -> bool:
-        """After `stop_accepting()`, wait (bounded) for in-flight handlers. True if all finished."""
+    def drain(self, timeout_s: float) -> bool:
+        """After `stop_accepting()`, wait (bounded) for in-flight dispatches and listeners. True if all
+        finished. Call from a thread other than the event loop's.
+
+        With a durable ledger, events still queued (not started) are not started now: they are on
+        record and run at the next start, so the drain deadline is spent on work already under way.
+        Commands and interactions always run: their users are waiting."""
         finished = threading.Event()
+        leave_queued = self._ledger.durable
 
         def wait_all() -> None:
-            self._pool.shutdown(wait=True)
-            if listener_executor is not None:
-                listener_executor.shutdown(wait=True)
+            self._dispatch[EVENTS].shutdown(wait=True, cancel_futures=leave_queued)
+            self._dispatch[COMMANDS].shutdown(wait=True)
+            self.lanes.pools[EVENTS].shutdown(wait=True, cancel_futures=leave_queued)
+            self.lanes.pools[COMMANDS].shutdown(wait=True)
             finished.set()
 
         threading.Thread(target=wait_all, name="nonstop-drain", daemon=True).start()
         return finished.wait(timeout_s)
 
+    async def settle(self) -> list[str]:
+        """After `drain()`: write what finished to the ledger; return the keys of events still unfinished."""
+        await asyncio.sleep(0)  # let the finish callbacks queued by the last listeners run
+        self._flush_finished()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        return sorted(self._running)
+
     @property
     def in_flight(self) -> int:
         with self._lock:
             return self._in_flight
+
+    @property
+    def backlog(self) -> int:
+        return len(self._running)
+
+
+def _install(app: App, lanes: Executor) -> None:
+    """Make `lanes` the executor of Bolt's listeners (and lazy listeners) for `app`."""
+    runner = app.listener_runner
+    runner.listener_executor = lanes
+    lazy = runner.lazy_listener_runner
+    if isinstance(lazy, ThreadLazyListenerRunner):
+        lazy.executor = lanes

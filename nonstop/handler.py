@@ -19,6 +19,7 @@ import threading
 from slack_bolt import App
 
 from nonstop.dispatch import FailureReply
+from nonstop.ledger import Ledger
 from nonstop.settings import SupervisorSettings
 from nonstop.supervisor import Supervisor
 from nonstop.telemetry import TELEMETRY, Telemetry
@@ -35,9 +36,13 @@ class SupervisedSocketModeHandler:
         settings: SupervisorSettings | None = None,
         telemetry: Telemetry = TELEMETRY,
         failure_reply: FailureReply | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """`failure_reply(ref)`: what a user is told when Bolt itself fails on their slash command
-        (listener errors go to the App's own error handler); without it the ack carries no text."""
+        (listener errors go to the App's own error handler); without it the ack carries no text.
+        `ledger`: where events are recorded (default: the one `settings.ledger_url` names).
+
+        The handler installs its lanes (`nonstop.lanes`) as the App's listener executor."""
         self.app = app
         self.app_token = app_token or os.environ["SLACK_APP_TOKEN"]
         self.supervisor = Supervisor(
@@ -46,6 +51,7 @@ class SupervisedSocketModeHandler:
             settings=settings or SupervisorSettings(),
             telemetry=telemetry,
             failure_reply=failure_reply,
+            ledger=ledger,
         )
         self.thread: threading.Thread | None = None
         self.exit_code: int | None = None

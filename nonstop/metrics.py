@@ -181,6 +181,14 @@ class _SnapshotCollector(Collector):
             value=1 if snap.not_ready_reason is None else 0,
         )
         yield GaugeMetricFamily("nonstop_uptime_seconds", "Seconds since the process started.", value=snap.uptime_s)
+        yield GaugeMetricFamily(
+            "nonstop_backlog", "Events acked (on record in the ledger) and not yet finished.", value=snap.backlog
+        )
+        yield GaugeMetricFamily(
+            "nonstop_backlog_limit",
+            "NONSTOP_MAX_BACKLOG: past it, new events are left unacked for Slack to retry.",
+            value=snap.backlog_limit,
+        )
         current = str(snap.state)
         yield StateSetMetricFamily(
             "nonstop_state",

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from nonstop.ledger import default_ledger_url, parse_ledger_url
+
 EX_CONFIG = 78
 """sysexits.h: configuration error. Service managers are told not to restart on it."""
 
@@ -48,7 +50,12 @@ class SupervisorSettings:
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
-    handler_threads: int = 4  # Bolt listeners running at once; each runnable one competes with the ack loop
+    # Listeners mostly wait on Slack's Web API; a thread parked on a socket costs memory, not CPU or
+    # the GIL, so the event lane is sized for a burst of such waits (bench/: 30 mentions, 2 s replies).
+    handler_threads: int = 32  # event listeners running at once (the event lane)
+    command_threads: int = 8  # slash command and interaction listeners (their own lane: never queued behind events)
+    max_backlog: int = 1000  # events acked and not finished; past it, new events are left for Slack to retry
+    ledger_url: str = "memory://"  # `python app.py` keeps a durable one (see load_settings)
     max_frame_bytes: int = 16 * 1024 * 1024  # a larger frame from Slack ends its link (1009), memory stays bounded
     # Process-wide tuning, off unless asked for: a drop-in handler leaves its host process as it found it.
     # `app.py` owns its process and opts in (see `load_settings`); both are measured in bench/.
@@ -117,6 +124,15 @@ def _api_url(env: Mapping[str, str]) -> str:
     return raw if raw.endswith("/") else raw + "/"
 
 
+def _ledger_url(env: Mapping[str, str]) -> str:
+    raw = env.get("NONSTOP_LEDGER", "").strip() or default_ledger_url(env)
+    try:
+        parse_ledger_url(raw)
+    except ValueError as e:
+        raise ConfigError(f"NONSTOP_LEDGER={raw!r} is not a ledger URL: {e}.") from None
+    return raw
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip() or default
     value = raw.upper() if name == "LOG_LEVEL" else raw.lower()
@@ -145,7 +161,10 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
-        handler_threads=_integer(env, "NONSTOP_HANDLER_THREADS", d.handler_threads, 1, 64),
+        handler_threads=_integer(env, "NONSTOP_HANDLER_THREADS", d.handler_threads, 1, 256),
+        command_threads=_integer(env, "NONSTOP_COMMAND_THREADS", d.command_threads, 1, 64),
+        max_backlog=_integer(env, "NONSTOP_MAX_BACKLOG", d.max_backlog, 1, 100_000),
+        ledger_url=_ledger_url(env) if own_process else d.ledger_url,
         max_frame_bytes=_integer(env, "NONSTOP_MAX_FRAME_BYTES", d.max_frame_bytes, 65536, 256 * 1024 * 1024),
         handler_nice=_integer(env, "NONSTOP_HANDLER_NICE", int(tuning["handler_nice"]), 0, 19),
         gil_switch_interval_s=switch or None,

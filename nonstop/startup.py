@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from nonstop.dispatch import lower_priority
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import ConfigError, Settings
@@ -57,17 +55,8 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
         # Bolt warns that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is not.
         bolt_logger.setLevel(logging.ERROR)
         try:
-            app = App(
-                client=client,
-                # Listeners run here; the supervisor drains this pool on a graceful stop. Few threads on
-                # purpose: each runnable one competes with the ack loop for the GIL (bench/: ack p99).
-                listener_executor=ThreadPoolExecutor(
-                    max_workers=settings.supervisor.handler_threads,
-                    thread_name_prefix="nonstop-listener",
-                    initializer=lower_priority(settings.supervisor.handler_nice),
-                ),
-                logger=bolt_logger,
-            )
+            # Listeners run in the supervisor's lanes (nonstop.lanes), which it installs as Bolt's executor.
+            app = App(client=client, logger=bolt_logger)
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more
             delay = backoff.failure()
             log.warning("Bolt could not start (%s); retrying in %.1f s", redact(str(e)), delay)

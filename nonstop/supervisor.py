@@ -24,6 +24,7 @@ from slack_sdk import WebClient
 
 from nonstop.dispatch import Dispatcher, FailureReply
 from nonstop.humanize import human_duration
+from nonstop.ledger import Ledger, LedgerError, Recovered, open_ledger
 from nonstop.link import Link, LinkEnd, LinkFailed
 from nonstop.policy import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
 from nonstop.settings import EX_CONFIG, SupervisorSettings
@@ -48,11 +49,13 @@ class Supervisor:
         ticket_client: WebClient | None = None,
         rng: random.Random | None = None,
         failure_reply: FailureReply | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._app = app
         self._app_token = app_token
         self._settings = settings
         self._failure_reply = failure_reply
+        self._ledger = ledger or open_ledger(settings.ledger_url, settings.dedup_ttl_s)
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
@@ -88,25 +91,68 @@ class Supervisor:
         self._stop_event = asyncio.Event()
         self._gate = asyncio.Lock()
         loop = self._loop
+        try:
+            recovered = await self._ledger.open()
+        except LedgerError as e:
+            log.critical("cannot use the event ledger (NONSTOP_LEDGER=%s): %s", self._ledger.url, e)
+            self._telemetry.set_state(State.FATAL, "ledger")
+            return EX_CONFIG
         self._dispatcher = Dispatcher(
             self._app,
             send_ack=self._send_ack,
             call_soon=loop.call_soon_threadsafe,
             telemetry=self._telemetry,
+            ledger=self._ledger,
             dedup_ttl_s=self._settings.dedup_ttl_s,
+            event_threads=self._settings.handler_threads,
+            command_threads=self._settings.command_threads,
+            max_backlog=self._settings.max_backlog,
             handler_nice=self._settings.handler_nice,
             failure_reply=self._failure_reply,
         )
+        self._recover(recovered)
         unwatch = self._watch_bot_calls(loop)
         self._update_state()
         if stop_asked is not None:
             self._begin_stop(stop_asked)
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
         heartbeat = asyncio.create_task(self._pulse(), name="pulse")
+        housekeeping = asyncio.create_task(self._housekeeping(), name="ledger-housekeeping")
         await self._stop_event.wait()
         unwatch()
-        await self._shutdown([*slots, heartbeat])
+        await self._shutdown([*slots, heartbeat, housekeeping])
         return self._exit_code
+
+    def _recover(self, recovered: Recovered) -> None:
+        assert self._dispatcher is not None
+        for entry in recovered.given_up:
+            log.error(
+                "gave up on event %s: it was started %d times and never finished (each time the process died or "
+                "stopped first); it will not run again",
+                entry.key.split(":", 1)[1],
+                entry.runs,
+                extra={"event_id": entry.key.split(":", 1)[1]},
+            )
+        if recovered.unfinished:
+            ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
+            more = len(recovered.unfinished) - 20
+            log.warning(
+                "running %d event(s) again that were acked but never finished before the last stop: %s%s",
+                len(recovered.unfinished),
+                ids,
+                f" and {more} more" if more > 0 else "",
+            )
+            self._dispatcher.replay(recovered.unfinished)
+
+    async def _housekeeping(self) -> None:
+        """Forget done events once Slack can no longer retry them, so the ledger stays small."""
+        interval = max(1.0, min(60.0, self._settings.dedup_ttl_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._ledger.prune()
+            except LedgerError as e:
+                log.warning("could not prune the event ledger: %s", e)
 
     def _watch_bot_calls(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any
@@ -384,18 +430,36 @@ class Supervisor:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         assert self._dispatcher is not None
         loop = asyncio.get_running_loop()
-        in_flight = self._dispatcher.in_flight
+        in_flight = self._dispatcher.in_flight + self._dispatcher.backlog
         self._dispatcher.stop_accepting()
-        drained = await loop.run_in_executor(
-            None, self._dispatcher.drain, self._settings.drain_timeout_s, self._app.listener_runner.listener_executor
-        )
+        drained = await loop.run_in_executor(None, self._dispatcher.drain, self._settings.drain_timeout_s)
         self.drained = drained
+        unfinished = await self._dispatcher.settle()
         if not drained:
             log.warning(
                 "in-flight handlers did not finish within %.1f s; exiting anyway", self._settings.drain_timeout_s
             )
         elif in_flight:
             log.info("finished %d in-flight envelope(s)", in_flight)
+        if unfinished:
+            ids = ", ".join(key.split(":", 1)[1] for key in unfinished[:20])
+            more = f" and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
+            if self._ledger.durable:
+                log.warning(
+                    "%d acked event(s) did not finish; they stay in the ledger and run again at the next start: %s%s",
+                    len(unfinished),
+                    ids,
+                    more,
+                )
+            else:
+                log.error(
+                    "%d acked event(s) did not finish and are lost (NONSTOP_LEDGER=memory:// keeps nothing): %s%s",
+                    len(unfinished),
+                    ids,
+                    more,
+                )
+        with contextlib.suppress(LedgerError):
+            await self._ledger.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

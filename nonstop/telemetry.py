@@ -47,6 +47,8 @@ class Snapshot:
     last_beat_at: float | None  # when the supervisor loop last proved it is alive
     stale_after_s: float = SupervisorSettings.stale_after_s  # the supervisor's limit for links (readiness too)
     state_detail: str = ""  # e.g. "1 of 2 connections", "token_revoked", "next attempt in 4.2 s"
+    backlog: int = 0  # events acked and not yet finished
+    backlog_limit: int = SupervisorSettings.max_backlog
 
     @property
     def state_text(self) -> str:
@@ -69,6 +71,8 @@ class Snapshot:
         age = self.now - self.last_inbound_at if self.last_inbound_at is not None else float("inf")
         if age > self.stale_after_s:
             return f"stale: no frame from Slack for {age:.1f}s (limit {self.stale_after_s:g}s)"
+        if self.backlog >= self.backlog_limit:
+            return f"saturated: {self.backlog} events in progress (NONSTOP_MAX_BACKLOG={self.backlog_limit})"
         return None
 
 
@@ -90,6 +94,8 @@ class Telemetry:
     _duplicates: int = 0
     _state: State = State.STARTING
     _state_detail: str = ""
+    _backlog: int = 0
+    _backlog_limit: int = SupervisorSettings.max_backlog
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
 
@@ -155,6 +161,10 @@ class Telemetry:
         """The bot made one Web API call: "ok", a Slack error code, "http_503", "timeout", "network", …"""
         self.metrics.web_api_call(method, outcome)
 
+    def set_backlog(self, backlog: int, limit: int) -> None:
+        with self._lock:
+            self._backlog, self._backlog_limit = backlog, limit
+
     def set_state(self, state: State, detail: str = "") -> None:
         with self._lock:
             self._state, self._state_detail = state, detail
@@ -174,6 +184,8 @@ class Telemetry:
                 duplicates_suppressed=self._duplicates,
                 state=self._state,
                 state_detail=self._state_detail,
+                backlog=self._backlog,
+                backlog_limit=self._backlog_limit,
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -80,10 +81,13 @@ def bot_env(sb: Sandbox, **overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_bot(env: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[BotProcess]:
-    """Start `python app.py` in a temporary directory (so no stray .env is read); always kill it afterwards."""
-    with tempfile.TemporaryDirectory() as workdir:
-        log_path = Path(workdir) / "bot.log"
+def run_bot(env: dict[str, str], args: tuple[str, ...] = (), workdir: Path | None = None) -> Iterator[BotProcess]:
+    """Start `python app.py` in a temporary directory (so no stray .env is read, and the ledger is its
+    own) or in `workdir` (a restart that finds the same ledger); always kill it afterwards."""
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log_path = Path(workdir) / f"bot-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, str(REPO / "app.py"), *args],

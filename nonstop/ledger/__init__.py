@@ -7,6 +7,7 @@ keeps it when `NONSTOP_LEDGER` is not set.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,12 +15,21 @@ from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.ledger.sqlite import SqliteLedger
 
-__all__ = ["MAX_RUNS", "Entry", "Ledger", "LedgerError", "Recovered", "default_ledger_url", "open_ledger"]
+__all__ = [
+    "MAX_RUNS",
+    "Entry",
+    "Ledger",
+    "LedgerError",
+    "Recovered",
+    "default_ledger_url",
+    "open_ledger",
+    "parse_ledger_url",
+]
 
 LEDGER_FILE = "nonstop-ledger.sqlite3"
 
 
-def default_ledger_url(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+def default_ledger_url(env: Mapping[str, str] | None = None) -> str:
     """systemd's StateDirectory= (it sets $STATE_DIRECTORY) when there is one, else the working directory."""
     env = os.environ if env is None else env
     state = (env.get("STATE_DIRECTORY") or "").split(":")[0]

@@ -34,6 +34,25 @@ def test_error_messages_never_contain_the_token() -> None:
     assert "xoxp-" in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "threads"), [("", 4), ("16", 16)])
+@pytest.mark.parametrize(("value", "threads"), [("", 32), ("16", 16)])
 def test_handler_threads(value: str, threads: int) -> None:
     assert load_settings(TOKENS | {"NONSTOP_HANDLER_THREADS": value}).supervisor.handler_threads == threads
+
+
+def test_every_pool_size_reaches_its_setting() -> None:
+    sup = load_settings(
+        TOKENS | {"NONSTOP_HANDLER_THREADS": "7", "NONSTOP_COMMAND_THREADS": "3", "NONSTOP_MAX_BACKLOG": "50"}
+    ).supervisor
+    assert (sup.handler_threads, sup.command_threads, sup.max_backlog) == (7, 3, 50)
+
+
+def test_the_app_keeps_a_durable_ledger_and_systemd_decides_where() -> None:
+    assert load_settings(TOKENS).supervisor.ledger_url == "sqlite:///nonstop-ledger.sqlite3"
+    under_systemd = load_settings(TOKENS | {"STATE_DIRECTORY": "/var/lib/nonstop"}).supervisor.ledger_url
+    assert under_systemd == "sqlite:////var/lib/nonstop/nonstop-ledger.sqlite3"
+    assert load_settings(TOKENS | {"NONSTOP_LEDGER": "memory://"}).supervisor.ledger_url == "memory://"
+
+
+def test_an_unknown_ledger_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="NONSTOP_LEDGER='postgres://x' is not a ledger URL"):
+        load_settings(TOKENS | {"NONSTOP_LEDGER": "postgres://x"})

@@ -1,0 +1,42 @@
+"""Backpressure (issue 9): a burst past NONSTOP_MAX_BACKLOG is left to Slack's retries, not queued.
+
+The real bot process against the sandbox, with Slack's retry schedule compressed (tests/ TEST_CONFIG).
+"""
+
+from __future__ import annotations
+
+from sandbox import Sandbox
+from sandbox.records import Delivery
+from tests.botprocess import bot_env, run_bot
+from tests.integration.test_zero_loss import every_one_answered, live
+
+
+def max_in_progress(sb: Sandbox, ds: list[Delivery]) -> int:
+    """The most events that were acked and not yet answered at any one moment."""
+    edges: list[tuple[float, int]] = []
+    for d in ds:
+        acked_at = sb.delivery(d).acked_at
+        answered = [c.answered_at for c in sb.replies_to(d) if c.answered_at is not None]
+        if acked_at is not None and answered:
+            edges += [(acked_at, 1), (min(answered), -1)]
+    level = peak = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # an answer and an ack at one instant: answer first
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_a_burst_past_the_backlog_is_left_to_slacks_retries_and_nothing_is_lost(sandbox: Sandbox) -> None:
+    bound = 700
+    with run_bot(bot_env(sandbox, NONSTOP_MAX_BACKLOG=str(bound))) as bot:
+        live(sandbox, 2)
+        sandbox.slow_api(0.1, ["chat.postMessage"])
+        ds = [sandbox.mention(f"ping {i}") for i in range(2000)]
+        counts = every_one_answered(sandbox, ds, timeout=120)
+        assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+        # Past the bound, envelopes were left unacked (and answered on a retry), not queued in memory: at no
+        # moment were more events acked-and-unanswered than the bound (seen from Slack's side).
+        assert max_in_progress(sandbox, ds) <= bound, max_in_progress(sandbox, ds)
+        assert any(sandbox.delivery(d).ack_envelope_id != sandbox.delivery(d).attempts[0].envelope_id for d in ds)
+        bot.wait_for_log(r"backlog full \(\d+ events in progress, NONSTOP_MAX_BACKLOG=700\)")
+        assert "Traceback" not in bot.log
