@@ -404,7 +404,7 @@ class Supervisor:
         elif live > 0:
             state = f"degraded ({live} of {self._settings.connections} connections)"
         elif backing_off:
-            state = f"backing_off {backing_off:.1f}s"
+            state = f"backing_off (retry delay {backing_off:.1f}s)"  # the delay chosen, not a countdown
         else:
             state = "connecting"
         if connecting and live == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import urllib.error
@@ -200,3 +201,10 @@ def get_json(url: str) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def test_a_missing_hello_is_reported_with_a_readable_deadline(sandbox: Sandbox) -> None:
+    sandbox.withhold_hello(True)
+    with run_bot(bot_env(sandbox, NONSTOP_CONNECT_TIMEOUT="1")) as bot:
+        [line, *_] = bot.wait_for_log(r"no hello from Slack within", timeout=15)
+        assert re.search(r"no hello from Slack within \d+\.\d s", line), line  # not "within 0.99849 s"
