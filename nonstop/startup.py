@@ -45,7 +45,7 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def _unreachable_hint(base_url: str) -> str:
     if base_url == DEFAULT_API_URL:
         return "is this machine online, or does it need a proxy?"
-    return f"check SLACK_API_URL (unset, it is {DEFAULT_API_URL})"
+    return f"check SLACK_API_URL (the default is {DEFAULT_API_URL})"
 
 
 def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
