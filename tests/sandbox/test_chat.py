@@ -25,6 +25,8 @@ def test_chat_mention_slash_and_faults(sandbox):
                 ":bogus",
                 ":reset",
                 ":close nope",
+                ":slow 0.5",
+                ":slow 0",
                 ":help",
                 ":quit",
                 "@nonstop never sent",
@@ -42,6 +44,8 @@ def test_chat_mention_slash_and_faults(sandbox):
     assert "unknown command ':bogus'" in out
     assert "error: which connection?" in out
     assert "error: invalid literal" in out
+    assert "the Web API answers 0.5 s late" in out
+    assert "the Web API answers on time again" in out
     assert ":lose-ack" in out
     assert out.rstrip().endswith("bye")
     assert len(sandbox.calls("chat.postMessage")) == 1  # nothing after :quit
