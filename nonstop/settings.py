@@ -182,6 +182,13 @@ def unknown_setting_warnings(env: Mapping[str, str], known: set[str]) -> tuple[s
     return tuple(lines)
 
 
+def setting_names() -> frozenset[str]:
+    """Every environment variable the settings read, taken from the code itself (for docs and checks)."""
+    source = _ReadLog({"SLACK_BOT_TOKEN": "xoxb-0-0-names", "SLACK_APP_TOKEN": "xapp-0-A0-0-names"})
+    _load(source)
+    return frozenset(source.asked)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting. Raises `ConfigError` with a one-line, token-free message."""
     source = _ReadLog(os.environ if env is None else env)
