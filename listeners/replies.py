@@ -61,7 +61,8 @@ HELP_TEXT = (
     "• `status`: connection health (uptime, reconnects and why, last drop), "
     "e.g. `@Nonstop status` or `/nonstop status`\n"
     "• `help`: this message, e.g. `@Nonstop help` or `/nonstop help`\n"
-    "Mention replies go to the thread; `/nonstop` answers only you."
+    "Mention replies go to the thread; `/nonstop` answers only you. My Home tab shows the same health, "
+    "live, with a *Check connection* button."
 )
 
 

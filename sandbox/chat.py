@@ -53,11 +53,8 @@ SETTLE_S = 10.0
 
 
 def _mrkdwn_text(text: str) -> str:
-    """Plain text of a mrkdwn line: no bold markers around a whole line, entities decoded."""
-    stripped = text.strip()
-    if len(stripped) > 2 and stripped.startswith("*") and stripped.endswith("*") and "\n" not in stripped:
-        stripped = stripped[1:-1]
-    return html.unescape(stripped)
+    """Plain text of mrkdwn: no *bold* markers, entities decoded."""
+    return html.unescape(re.sub(r"\*([^*\n]+)\*", r"\1", text.strip()))
 
 
 def _labelled(text: str) -> str:

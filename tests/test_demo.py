@@ -113,6 +113,8 @@ def test_sandbox_demo_answers_and_recovers_from_faults(tmp_path: Path) -> None:
         d.type(":click")
         d.expect(r"you clicked \[Check connection\]")
         d.expect(r"Last check: .*Web API answered in \d+ ms \(auth.test\)")
+        d.type("@Nonstop help")
+        d.expect(r"My Home tab shows the same health, live, with a Check connection button")
         d.type(":silence")
         d.expect(r"silenced 2 connection")
         assert d.quit() == 0, d.output

@@ -36,7 +36,7 @@ def test_chat_mention_slash_and_faults(sandbox):
     assert "you> " in out
     assert "    ↳ Nonstop: pong @U0HUMAN01" in out
     assert out.count("pong @U0HUMAN01") == 1  # printed once
-    assert "Nonstop (only you): *status* status: all good" in out
+    assert "Nonstop (only you): status status: all good" in out
     assert "1 connection" in out
     assert "the bot only hears mentions" in out
     assert "c1" in out
@@ -99,7 +99,7 @@ def test_render_message_blocks():
             {"type": "context", "elements": [{"type": "mrkdwn", "text": "x"}, {"type": "image"}]},
         ],
     }
-    assert render_message(body) == "Status\n  *a* 1\n  x"
+    assert render_message(body) == "Status\n  a 1\n  x"
     card = {
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": "*Nonstop status: connected*"}},
