@@ -6,7 +6,11 @@ python app.py --sandbox   # no workspace needed: a local Slack and a terminal ch
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+from types import FrameType
 
 from dotenv import load_dotenv
 
@@ -17,30 +21,68 @@ from nonstop.health import start_health_server
 from nonstop.logs import configure_logging
 from nonstop.settings import EX_CONFIG, ConfigError, load_settings
 from nonstop.startup import build_app
+from nonstop.telemetry import TELEMETRY
+
+log = logging.getLogger("nonstop.settings")
+
+
+class StoppedWhileSigningIn(BaseException):
+    """SIGTERM/SIGINT before the supervisor owns the signals: nothing is in flight, so leave cleanly.
+
+    A BaseException, so that no `except Exception` on the way (slack_sdk's retries) swallows it."""
+
+    def __init__(self, sig: int) -> None:
+        super().__init__(sig)
+        self.name = signal.Signals(sig).name
+
+
+def _stop_signing_in(sig: int, _frame: FrameType | None) -> None:
+    raise StoppedWhileSigningIn(sig)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Nonstop: a Slack bot (Bolt for Python, Socket Mode) that does not go offline.",
+        epilog="Settings come from the environment and .env: see docs/configuration.md.",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run the real bot against a local Slack with a terminal chat (no workspace, no tokens)",
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    if "--sandbox" in argv:
-        from sandbox.demo import run_demo  # noqa: PLC0415 - only the demo needs the sandbox
+    args = parse_args(argv)  # --help exits 0, an unknown flag exits 2, both with the usage
+    if args.sandbox:
+        from demo import run_demo  # noqa: PLC0415 - only the demo needs the sandbox
 
         return run_demo()
     load_dotenv(override=False)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_signing_in)  # until the supervisor's loop installs its own handlers
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        TELEMETRY.target_connections = settings.supervisor.connections  # probes see the real target at once
+        TELEMETRY.stale_after_s = settings.supervisor.stale_after_s
         start_health_server(settings.health_host, settings.health_port)  # before auth.test: probes see startup
         app = build_app(settings)
+        register_listeners(app)
+        handler = SupervisedSocketModeHandler(
+            app, settings.app_token, settings=settings.supervisor, failure_reply=lambda ref: sorry_reply(ref).text
+        )
+        return handler.start()
     except ConfigError as e:
         print(f"nonstop: configuration error: {e}", file=sys.stderr)
         return EX_CONFIG
-    except KeyboardInterrupt:  # Ctrl-C while still signing in (Slack unreachable, say): nothing to drain
-        print("nonstop: interrupted before connecting", file=sys.stderr)
-        return 130
-    register_listeners(app)
-    handler = SupervisedSocketModeHandler(
-        app, settings.app_token, settings=settings.supervisor, failure_reply=lambda ref: sorry_reply(ref).text
-    )
-    return handler.start()
+    except StoppedWhileSigningIn as e:
+        print(f"nonstop: {e.name} while signing in to Slack; stopped (nothing was connected yet)", file=sys.stderr)
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
-    python bench/run.py            # full run (~6-7 min on 2 cores)
-    python bench/run.py --quick    # fewer samples, shorter phases (~2-3 min)
+    python bench/run.py            # full run (about 6 min on 2 cores: 369 s)
+    python bench/run.py --quick    # fewer samples, shorter phases (about 2 min: 110 s on 2 cores)
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
-See the "Benchmark" section of README.md for what each row means.
+See docs/benchmark.md for what each row means.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def phase_b(profile: Profile, results: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases (~3 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases (about 2 min)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON results")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL

@@ -61,7 +61,8 @@ HELP_TEXT = (
     "• `status`: connection health (uptime, reconnects and why, last drop), "
     "e.g. `@Nonstop status` or `/nonstop status`\n"
     "• `help`: this message, e.g. `@Nonstop help` or `/nonstop help`\n"
-    "Mention replies go to the thread; `/nonstop` answers only you."
+    "Mention replies go to the thread; `/nonstop` answers only you. My Home tab shows the same health, "
+    "live, with a *Check connection* button."
 )
 
 
@@ -171,6 +172,69 @@ def status_reply(snapshot: Snapshot) -> Reply:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": lines.footer}]},
     ]
     return Reply(text=text, blocks=blocks)
+
+
+# -- App Home --------------------------------------------------------------------------------------
+
+CHECK_CONNECTION_ACTION = "check_connection"
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What one click on "Check connection" measured."""
+
+    at: float  # wall-clock time of the check
+    web_api_ms: float | None  # auth.test round trip; None when it failed
+    error: str | None  # why the Web API check failed
+    rtt_ms: float | None  # the latest WebSocket ping round trip
+    click_delay_ms: float | None  # from the click (action_ts) to the bot
+
+
+def _check_line(check: ConnectionCheck) -> str:
+    if check.error is None:
+        parts = [f"Web API answered in {check.web_api_ms:.0f} ms (auth.test)"]
+    else:
+        parts = [f"Web API check failed: {check.error}"]
+    parts.append(f"WebSocket ping round trip {_rtt(check.rtt_ms)}")
+    if check.click_delay_ms is not None:
+        parts.append(f"your click reached me in {check.click_delay_ms:.0f} ms")
+    return f"{_clock(check.at)}: " + " · ".join(parts)
+
+
+def home_view(snapshot: Snapshot, check: ConnectionCheck | None = None) -> dict[str, Any]:
+    """The Home tab: the connection's health as of `snapshot`, a "Check connection" button, the last check."""
+    lines = _status_lines(snapshot)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": lines.heading}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{label}*\n{escape_mrkdwn(value)}"} for label, value in lines.facts
+            ],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Last drop*\n{escape_mrkdwn(lines.last_drop)}"}},
+        {
+            "type": "actions",
+            "block_id": "home_actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": CHECK_CONNECTION_ACTION,
+                    "text": {"type": "plain_text", "text": "Check connection"},
+                    "value": "check",
+                }
+            ],
+        },
+    ]
+    if check is not None:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*Last check*\n{escape_mrkdwn(_check_line(check))}"},
+            }
+        )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines.footer}]})
+    return {"type": "home", "blocks": blocks}
 
 
 def reply_thread_ts(event: dict[str, Any]) -> str | None:

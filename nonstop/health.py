@@ -14,7 +14,7 @@ hold up the Socket Mode event loop; each connection gets its own thread and a so
   log).
 - `/readyz`: 200 when at least one connection is live and a frame came in within the supervisor's
   `stale_after_s`; 503 otherwise, with the supervisor's state as the reason (`connecting`,
-  `backing_off 4.2s`, `fatal: token_revoked`, `stopping`, …).
+  `backing_off (retry delay 4.2s)`, `fatal: token_revoked`, `stopping`, …).
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ class Link:
         except TimeoutError:
             stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
             await self._discard()
-            raise LinkFailed("connect_timeout", f"{stage} within {timeout_s:g} s") from None
+            raise LinkFailed("connect_timeout", f"{stage} within {timeout_s:.1f} s") from None
         except LinkFailed:
             await self._discard()
             raise

@@ -7,10 +7,11 @@ these messages.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from nonstop.ledger import default_ledger_url, parse_ledger_url
@@ -31,6 +32,12 @@ _TOKEN_HELP = {
         "(api.slack.com/apps → your app → Basic Information → App-Level Tokens)",
     ),
 }
+
+
+# The token values `.env.example` ships with: a copy that was never edited must not reach Slack.
+PLACEHOLDER_TOKENS = {"SLACK_BOT_TOKEN": "xoxb-your-bot-token", "SLACK_APP_TOKEN": "xapp-your-app-level-token"}
+
+SETTING_PREFIX = "NONSTOP_"
 
 
 class ConfigError(Exception):
@@ -77,6 +84,7 @@ class Settings:
     health_host: str
     health_port: int
     supervisor: SupervisorSettings
+    warnings: tuple[str, ...] = ()  # one line each, safe to log (e.g. a misspelled NONSTOP_ variable)
 
 
 def _token(env: Mapping[str, str], name: str) -> str:
@@ -84,6 +92,13 @@ def _token(env: Mapping[str, str], name: str) -> str:
     value = env.get(name)
     if value is None or value == "":
         raise ConfigError(f"{name} is not set: expected {where}, starting with '{prefix}'.")
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        # python-dotenv strips quotes in .env; `docker --env-file` and systemd's EnvironmentFile= may not.
+        raise ConfigError(f"{name} is wrapped in quotes: remove the quotes around the token (expected {where}).")
+    if value == PLACEHOLDER_TOKENS[name] or "your-" in value:
+        raise ConfigError(
+            f"{name} is still the example value from .env.example: replace the placeholder in .env with {where}."
+        )
     if value != value.strip() or any(ch.isspace() for ch in value):
         raise ConfigError(f"{name} contains whitespace: expected {where}, starting with '{prefix}', on one line.")
     if not value.startswith(prefix) or len(value) <= len(prefix):
@@ -171,9 +186,57 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
     )
 
 
+class _ReadLog(Mapping[str, str]):
+    """The environment, remembering which names the settings code asked for (whether set or not)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self._env[key]
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return self._env.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def unknown_setting_warnings(env: Mapping[str, str], known: set[str]) -> tuple[str, ...]:
+    """One line per `NONSTOP_*` variable that no setting reads, with the closest known name."""
+    known_settings = sorted(name for name in known if name.startswith(SETTING_PREFIX))
+    lines = []
+    for name in sorted(n for n in env if n.startswith(SETTING_PREFIX) and n not in known):
+        # Compare what follows the prefix, or every name would look alike.
+        suffixes = {known_name[len(SETTING_PREFIX) :]: known_name for known_name in known_settings}
+        close = difflib.get_close_matches(name[len(SETTING_PREFIX) :], suffixes, n=1, cutoff=0.6)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else f"known: {', '.join(known_settings)}"
+        lines.append(f"{name} is not a Nonstop setting and is ignored; {hint}")
+    return tuple(lines)
+
+
+def setting_names() -> frozenset[str]:
+    """Every environment variable the settings read, taken from the code itself (for docs and checks)."""
+    source = _ReadLog({"SLACK_BOT_TOKEN": "xoxb-0-0-names", "SLACK_APP_TOKEN": "xapp-0-A0-0-names"})
+    _load(source)
+    return frozenset(source.asked)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting. Raises `ConfigError` with a one-line, token-free message."""
-    env = os.environ if env is None else env
+    source = _ReadLog(os.environ if env is None else env)
+    settings = _load(source)
+    warnings = unknown_setting_warnings(source, source.asked)
+    return replace(settings, warnings=warnings)
+
+
+def _load(env: Mapping[str, str]) -> Settings:
     sup = supervisor_settings(env, own_process=True)
     if sup.stale_after_s <= sup.ping_interval_s:
         raise ConfigError(

@@ -7,9 +7,11 @@ backoff, forever, saying so in the log).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterator
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -18,27 +20,61 @@ from slack_sdk.errors import SlackApiError
 
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
-from nonstop.settings import ConfigError, Settings
+from nonstop.settings import DEFAULT_API_URL, ConfigError, Settings
 from nonstop.webclient import CountListenerCalls, InstrumentedWebClient
 
 log = logging.getLogger("nonstop.startup")
 
 
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """slack_sdk logs every failed try and its own retry; at start-up our one line per attempt says it all."""
+    if log.isEnabledFor(logging.DEBUG):  # debugging start-up: show everything
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _unreachable_hint(base_url: str) -> str:
+    if base_url == DEFAULT_API_URL:
+        return "is this machine online, or does it need a proxy?"
+    return f"check SLACK_API_URL (the default is {DEFAULT_API_URL})"
+
+
 def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
-    """Call auth.test until it gives a verdict; return its data. Raises `ConfigError` on fatal errors."""
+    """Call auth.test until it gives a verdict; return its data. Raises `ConfigError` on fatal errors
+    and when SLACK_API_URL answers like no Web API (404 / not_found: retrying cannot fix a wrong URL)."""
     while True:
         try:
-            return dict(client.auth_test().data)  # type: ignore[arg-type]
+            with _quiet(client.logger):
+                return dict(client.auth_test().data)  # type: ignore[arg-type]
         except SlackApiError as e:
             data = e.response.data if isinstance(e.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {e.response.status_code}")
             if is_fatal(error):
                 raise ConfigError(fatal_message(error, "bot")) from None
+            if e.response.status_code == 404 or error == "not_found":
+                raise ConfigError(
+                    f"SLACK_API_URL={client.base_url} answered auth.test with {error} (HTTP "
+                    f"{e.response.status_code}): it is not Slack's Web API; expected its base URL, "
+                    f"ending in /api/, e.g. {DEFAULT_API_URL}"
+                ) from None
             detail = f"auth.test answered {error}"
         except (OSError, ValueError) as e:
             detail = redact(f"{type(e).__name__}: {e}")
         delay = backoff.failure()
-        log.warning("cannot reach Slack's Web API at %s (%s); retrying in %.1f s", client.base_url, detail, delay)
+        log.warning(
+            "cannot reach Slack's Web API at %s (%s); retrying in %.1f s; %s",
+            client.base_url,
+            detail,
+            delay,
+            _unreachable_hint(client.base_url),
+        )
         time.sleep(delay)
 
 

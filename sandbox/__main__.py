@@ -1,9 +1,14 @@
-"""`python -m sandbox`: run the sandbox as a process; prints one JSON line with its URLs and tokens."""
+"""`python -m sandbox`: run the sandbox as a process.
+
+The first line on stdout is one JSON object with its URLs and tokens (for scripts); then, for people,
+how to point a bot at it and how to drive it (docs/sandbox.md has the whole control API).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -48,6 +53,29 @@ def parse_args(argv: list[str] | None = None) -> SandboxConfig:
     )
 
 
+def instructions(info: dict[str, object]) -> str:
+    """How to run a bot against this sandbox and drive it, ready to paste."""
+    env = (
+        f"SLACK_API_URL={shlex.quote(str(info['api_url']))} SLACK_BOT_TOKEN={shlex.quote(str(info['bot_token']))} "
+        f"SLACK_APP_TOKEN={shlex.quote(str(info['app_token']))}"
+    )
+    control = str(info["control_url"])
+    return f"""\
+A local Slack is running. Point a bot at it (in another terminal, from the repository):
+
+    {env} HEALTH_PORT=0 python app.py
+
+Any Bolt app works the same way: its WebClient's base_url is SLACK_API_URL, its tokens are the two above.
+Then act as a user, break things, and read back what the bot did:
+
+    curl -s -X POST {control}mention -d '{{"text": "ping"}}'
+    curl -s -X POST {control}reset -d '{{}}'
+    curl -s {control}bot_messages
+
+or from Python:  from sandbox.remote import RemoteSandbox; sb = RemoteSandbox({control!r})
+Every verb: docs/sandbox.md. Ctrl-C stops the sandbox."""
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     stop = threading.Event()
@@ -62,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "ws_port": sb.ws_port,
         }
         print(json.dumps(info), flush=True)
+        print(instructions(info), flush=True)
         stop.wait()
     return 0
 

@@ -31,9 +31,12 @@ VERBS = (
     "slow_api",
     "stall_handshake",
     "withhold_hello",
+    # the App Home
+    "open_app_home",
+    "click",
 )
 # Read-only views served on GET (query string values are passed as keyword arguments).
-VIEWS = ("calls", "connections", "deliveries", "handled_counts", "info")
+VIEWS = ("calls", "connections", "deliveries", "handled_counts", "info", "bot_messages", "home_view")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -61,6 +64,8 @@ def _view(sandbox: Sandbox, name: str, query: dict[str, str]) -> Any:
         return sandbox.connections(live_only=query.get("live_only", "") in ("1", "true"))
     if name == "calls":
         return sandbox.calls(query.get("method") or None)
+    if name == "home_view":
+        return sandbox.home_view(**query)
     return getattr(sandbox, name)()
 
 

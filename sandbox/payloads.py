@@ -200,3 +200,77 @@ def posted_message(params: dict[str, Any], ts: str) -> dict[str, Any]:
         if params.get(key):
             message[key] = params[key]
     return message
+
+
+# -- App Home (shapes from Slack's reference pages for app_home_opened, views.publish and block_actions) ---
+
+
+def app_home_channel(user: str) -> str:
+    """The bot's DM with `user`, where the App Home lives (the id format is an assumption: 'D' + user)."""
+    return "D" + user[1:]
+
+
+def app_home_opened_event(*, user: str, event_ts: str, view: dict[str, Any] | None) -> dict[str, Any]:
+    """A user opened the Home tab. `view` is included only once a view has been published for them."""
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": app_home_channel(user),
+        "tab": "home",
+        "event_ts": event_ts,
+    }
+    if view is not None:
+        event["view"] = view
+    return event
+
+
+def published_view(view: dict[str, Any], *, view_id: str, view_hash: str) -> dict[str, Any]:
+    """The stored Home view as views.publish answers it (and as later events carry it)."""
+    return {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": "home",
+        "blocks": view.get("blocks", []),
+        "private_metadata": view.get("private_metadata", ""),
+        "callback_id": view.get("callback_id", ""),
+        "state": {"values": {}},
+        "hash": view_hash,
+        "title": {"type": "plain_text", "text": "View Title", "emoji": True},
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "close": None,
+        "submit": None,
+        "previous_view_id": None,
+        "root_view_id": view_id,
+        "app_id": APP_ID,
+        "external_id": view.get("external_id", ""),
+        "app_installed_team_id": TEAM_ID,
+        "bot_id": BOT_ID,
+    }
+
+
+def block_actions_from_view(
+    *, view: dict[str, Any], block: dict[str, Any], element: dict[str, Any], user: str, action_ts: str
+) -> dict[str, Any]:
+    """A click on a button in a published view. Actions in views carry no response_url (Slack's docs)."""
+    action = {
+        "action_id": element.get("action_id", ""),
+        "block_id": block.get("block_id", ""),
+        "text": element.get("text", {}),
+        "type": element.get("type", "button"),
+        "action_ts": action_ts,
+    }
+    if "value" in element:
+        action["value"] = element["value"]
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": HUMAN_USER_NAME, "name": HUMAN_USER_NAME, "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": {"type": "view", "view_id": view["id"]},
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": view,
+        "actions": [action],
+    }

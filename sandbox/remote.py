@@ -23,6 +23,9 @@ _RESULTS: dict[str, Callable[[Any], Any]] = {
     "send_event": lambda d: Delivery(**d),
     "slash_command": lambda d: Delivery(**d),
     "interactive": lambda d: Delivery(**d),
+    "open_app_home": lambda d: Delivery(**d),
+    "click": lambda d: Delivery(**d),
+    "bot_messages": lambda rows: [ApiCall(**r) for r in rows],
     "calls": lambda rows: [ApiCall(**r) for r in rows],
     "connections": lambda rows: [ConnectionInfo(**r) for r in rows],
     "deliveries": lambda rows: [_delivery_record(r) for r in rows],
@@ -76,6 +79,12 @@ class RemoteSandbox:
 
     def deliveries(self) -> list[DeliveryRecord]:
         return self._request("GET", "deliveries")
+
+    def bot_messages(self) -> list[ApiCall]:
+        return self._request("GET", "bot_messages")
+
+    def home_view(self, user: str | None = None) -> dict[str, Any] | None:
+        return self._request("GET", "home_view", user=user)
 
     def handled_counts(self) -> dict[str, int]:
         return self._request("GET", "handled_counts")

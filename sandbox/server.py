@@ -239,7 +239,7 @@ class Sandbox:
             body.setdefault("user", {"id": HUMAN_USER_ID, "username": "alice", "team_id": TEAM_ID})
             body.setdefault("token", "ZZZZZZWSxiZZZ2yIvs3peJ")
             body.setdefault("trigger_id", f"{1000 + self._seq}.{2000 + self._seq}.{self._seq:032x}")
-            if body.get("type") == "block_actions":
+            if body.get("type") == "block_actions" and (body.get("container") or {}).get("type") != "view":
                 body.setdefault("response_url", f"http://{self.config.host}:{self.api_port}/actions/{APP_ID}/1/{key}")
             record = DeliveryRecord(key, "interactive", None, payloads.interactive_envelope(body, ""))
             envelope_id = self._dispatcher.start(record)
@@ -251,6 +251,40 @@ class Sandbox:
             )  # fmt: skip
 
         return self._call(run)
+
+    # --- the App Home ---------------------------------------------------------------------------
+    def open_app_home(self, user: str = HUMAN_USER_ID) -> Delivery:
+        """`user` opens the bot's Home tab: an app_home_opened event (with the view published so far)."""
+
+        def run() -> Delivery:
+            view = self._webapi.home_views.get(user)
+            event = payloads.app_home_opened_event(user=user, event_ts=self._webapi.clock.next(), view=view)
+            return self._start_event(event)
+
+        return self._call(run)
+
+    def click(self, action_id: str, user: str = HUMAN_USER_ID) -> Delivery:
+        """`user` clicks the element `action_id` in the Home view published for them: block_actions."""
+
+        def run() -> Delivery:
+            view = self._webapi.home_views.get(user)
+            if view is None:
+                raise LookupError(f"no Home view published for {user}: open_app_home first")
+            for block in view.get("blocks", []):
+                for element in block.get("elements", []) + ([block["accessory"]] if "accessory" in block else []):
+                    if isinstance(element, dict) and element.get("action_id") == action_id:
+                        return self.interactive(
+                            payloads.block_actions_from_view(
+                                view=view, block=block, element=element, user=user, action_ts=self._webapi.clock.next()
+                            )
+                        )
+            raise LookupError(f"no element with action_id {action_id!r} in the Home view of {user}")
+
+        return self._call(run)
+
+    def home_view(self, user: str = HUMAN_USER_ID) -> dict[str, Any] | None:
+        """The Home view last published for `user` (None before the first views.publish)."""
+        return self._call(lambda: self._webapi.home_views.get(user))
 
     # --- inspection ----------------------------------------------------------------------------
     def calls(self, method: str | None = None) -> list[ApiCall]:

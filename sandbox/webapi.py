@@ -114,6 +114,7 @@ class WebApi:
         self.clock = payloads.TsClock()
         self.control: ControlHandler | None = None
         self._next_call = 0
+        self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the Home view published for them
 
     async def handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -245,3 +246,23 @@ class WebApi:
         if not params.get("name"):
             return error("invalid_name")
         return HttpResponse(200, {"ok": True})
+
+    def m_views_publish(self, token: str, params: dict[str, Any]) -> HttpResponse:
+        """Modelled on Slack's views.publish reference: JSON-encoded (or inline) view, optional hash
+        checked against the stored one (hash_conflict), a new hash on every publish."""
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                return error("invalid_arguments")
+        user = params.get("user_id")
+        if not user or not isinstance(view, dict) or view.get("type") != "home":
+            return error("invalid_arguments")
+        current = self.home_views.get(str(user))
+        if params.get("hash") and (current is None or params["hash"] != current["hash"]):
+            return error("hash_conflict")
+        view_id = current["id"] if current is not None else f"V0EMUL{len(self.home_views) + 1:04d}"
+        stored = payloads.published_view(view, view_id=view_id, view_hash=self.clock.next())
+        self.home_views[str(user)] = stored
+        return HttpResponse(200, {"ok": True, "view": stored})

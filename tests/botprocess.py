@@ -105,11 +105,11 @@ def run_bot(env: dict[str, str], args: tuple[str, ...] = (), workdir: Path | Non
                 proc.wait(10)
 
 
-def run_once(env: dict[str, str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_once(env: dict[str, str], timeout: float = 20, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run the bot to completion (for start-up failures); cwd is an empty temp dir."""
     with tempfile.TemporaryDirectory() as workdir:
         return subprocess.run(
-            [sys.executable, str(REPO / "app.py")],
+            [sys.executable, str(REPO / "app.py"), *args],
             cwd=workdir,
             env=env | {"PYTHONPATH": str(REPO)},
             stdin=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ SCHEMA_PATH = REPO_ROOT / "tests" / "schemas" / "slack-manifest.schema.json"  # 
 
 # What each registered thing needs from Slack. Registering something not in these tables fails the
 # test on purpose: decide its scopes and add it here.
-SCOPES_FOR_EVENT = {"app_mention": {"app_mentions:read"}}
+SCOPES_FOR_EVENT = {"app_mention": {"app_mentions:read"}, "app_home_opened": set()}  # views.publish needs none
 SCOPES_FOR_SLASH_COMMAND = {"commands"}  # the answer travels in the ack: no further scope
 SCOPES_FOR_EVENT_REPLIES = {"chat:write"}  # event listeners and the error handler reply via say() = chat.postMessage
 
@@ -97,8 +97,9 @@ def test_socket_mode_app_without_request_urls(manifest):
 
 def test_recording_app_sees_the_registrations(registered):
     # Guards the tests below against a recorder that records nothing.
-    assert first_args(registered.event) == {"app_mention"}
+    assert first_args(registered.event) == {"app_mention", "app_home_opened"}
     assert first_args(registered.command) == {"/nonstop"}
+    assert first_args(registered.action) == {"check_connection"}
     registered.error.assert_called_once()
 
 
@@ -122,6 +123,12 @@ def test_interactivity_is_enabled_only_if_an_interactive_listener_exists(manifes
     assert manifest["settings"]["interactivity"]["is_enabled"] is bool(interactive)
 
 
+def test_home_tab_is_enabled_exactly_when_app_home_opened_is_handled(manifest, registered):
+    app_home = manifest["features"].get("app_home", {})
+    assert app_home.get("home_tab_enabled", False) is ("app_home_opened" in first_args(registered.event))
+    assert app_home.get("messages_tab_enabled") is False, "no message listener: a Messages tab would go unanswered"
+
+
 def test_bot_scopes_are_exactly_the_needed_ones(manifest, registered):
     events = first_args(registered.event)
     needed: set[str] = set()
@@ -129,7 +136,7 @@ def test_bot_scopes_are_exactly_the_needed_ones(manifest, registered):
         needed |= SCOPES_FOR_EVENT[event]
     if registered.command.called:
         needed |= SCOPES_FOR_SLASH_COMMAND
-    if events:
+    if "app_mention" in events:
         needed |= SCOPES_FOR_EVENT_REPLIES
     declared = manifest["oauth_config"]["scopes"]["bot"]
     assert len(declared) == len(set(declared)), "duplicate scope"

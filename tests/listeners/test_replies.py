@@ -161,6 +161,7 @@ def test_status_escapes_explanations_for_mrkdwn():
 
 def test_help_shows_mention_and_slash_examples():
     text = help_reply().text
+    assert "Home tab" in text
     for example in ("@Nonstop ping", "/nonstop ping", "@Nonstop status", "/nonstop status", "/nonstop help"):
         assert example in text
 

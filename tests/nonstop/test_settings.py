@@ -56,3 +56,51 @@ def test_the_app_keeps_a_durable_ledger_and_systemd_decides_where() -> None:
 def test_an_unknown_ledger_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="NONSTOP_LEDGER='postgres://x' is not a ledger URL"):
         load_settings(TOKENS | {"NONSTOP_LEDGER": "postgres://x"})
+
+
+def test_every_real_setting_passes_without_a_warning() -> None:
+    env = TOKENS | {
+        "NONSTOP_CONNECTIONS": "3",
+        "NONSTOP_PING_INTERVAL": "2",
+        "NONSTOP_STALE_AFTER": "5",
+        "NONSTOP_BACKOFF_BASE": "1",
+        "NONSTOP_BACKOFF_CAP": "5",
+        "NONSTOP_HEALTHY_AFTER": "3",
+        "NONSTOP_CONNECT_TIMEOUT": "4",
+        "NONSTOP_DRAIN_TIMEOUT": "4",
+        "NONSTOP_DEDUP_TTL": "60",
+        "NONSTOP_HANDLER_THREADS": "2",
+    }
+    assert load_settings(env).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("NONSTOP_CONECTIONS", "did you mean NONSTOP_CONNECTIONS?"),
+        ("NONSTOP_HANDLER_THREAD", "did you mean NONSTOP_HANDLER_THREADS?"),
+        ("NONSTOP_STALE", "did you mean NONSTOP_STALE_AFTER?"),
+        ("NONSTOP_BANANA", "known: NONSTOP_BACKOFF_BASE, "),
+    ],
+)
+def test_an_unknown_nonstop_variable_gets_one_warning_with_the_closest_name(name: str, hint: str) -> None:
+    settings = load_settings(TOKENS | {name: "3"})
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith(f"{name} is not a Nonstop setting and is ignored; ")
+    assert hint in settings.warnings[0]
+    assert settings.supervisor.connections == 2, "an unknown name changes nothing"
+
+
+@pytest.mark.parametrize("value", ['"xoxb-1-2-abc"', "'xoxb-1-2-abc'"])
+def test_quoted_tokens_are_told_to_lose_the_quotes(value: str) -> None:
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is wrapped in quotes: remove the quotes") as info:
+        load_settings(TOKENS | {"SLACK_BOT_TOKEN": value})
+    assert "1-2-abc" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("SLACK_BOT_TOKEN", "xoxb-your-bot-token"), ("SLACK_APP_TOKEN", "xapp-your-app-level-token")]
+)
+def test_placeholders_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} is still the example value .*replace the placeholder in .env"):
+        load_settings(TOKENS | {name: value})

@@ -164,14 +164,14 @@ def test_the_operations_doc_names_only_metrics_that_exist():
     t.rtt(1.0)
     exposed = {name for name, _labels in samples(t)}
     exposed |= {family.name for family in text_string_to_metric_families(t.metrics.render().decode())}
-    doc = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     named = set(re.findall(r"\bnonstop_[a-z_]+[a-z]", doc))
     assert named, "the doc names no metrics?"
     assert named <= exposed, named - exposed
 
 
 def test_the_operations_doc_alert_rules_are_valid_yaml():
-    doc = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     (block,) = re.findall(r"```yaml\n(.*?)```", doc, re.S)
     rules = yaml.safe_load(block)["groups"][0]["rules"]
     assert {"NonstopNotReady", "NonstopConnectionDrops", "NonstopDuplicatesSuppressed"} <= {r["alert"] for r in rules}

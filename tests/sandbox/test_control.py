@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from slack_sdk import WebClient
 from websockets.exceptions import ConnectionClosed
 
 from sandbox.remote import RemoteSandbox
@@ -38,6 +39,10 @@ def remote(no_proxy_env):
     try:
         line = proc.stdout.readline()  # blocks until the sandbox is up (or the process died)
         info = json.loads(line)
+        printed = []
+        while not printed or ("Ctrl-C stops the sandbox" not in printed[-1] and printed[-1]):
+            printed.append(proc.stdout.readline())  # "" at end of output: never waits on a dead process
+        info["printed"] = "".join(printed)
         yield RemoteSandbox(info["control_url"]), info
     finally:
         proc.terminate()
@@ -80,3 +85,29 @@ def test_remote_refused_outage_keeps_control_reachable(remote):
         rs.outage(seconds=1, mode="bogus")
     with pytest.raises(AttributeError):
         rs.not_a_verb  # noqa: B018
+
+
+def test_remote_app_home_and_reading_back_what_the_bot_posted(remote):
+    rs, info = remote
+    assert "python app.py" in info["printed"], "python -m sandbox says how to point a bot at it"
+    assert f"SLACK_API_URL={info['api_url']}" in info["printed"]
+    bot = WebClient(token=rs.bot_token, base_url=rs.api_url)
+    button = {"type": "button", "action_id": "go", "text": {"type": "plain_text", "text": "Go"}}
+    view = {"type": "home", "blocks": [{"type": "actions", "elements": [button]}]}
+    published = bot.views_publish(user_id="U0HUMAN01", view=view)["view"]
+    bot.chat_postMessage(channel="C0GENERAL", text="hello from the bot")
+
+    assert rs.home_view(user="U0HUMAN01") == published
+    assert [m.params["text"] for m in rs.bot_messages()] == ["hello from the bot"]
+    opened = rs.open_app_home()
+    clicked = rs.click(action_id="go")
+    assert (opened.kind, clicked.kind) == ("events_api", "interactive")
+    with pytest.raises(RuntimeError, match="no element with action_id 'stop'"):
+        rs.click(action_id="stop")
+
+    # The same control API from any HTTP client (what `curl -X POST … -d '{…}'` sends).
+    request = urllib.request.Request(info["control_url"] + "mention", data=b'{"text": "ping"}', method="POST")
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+        answer = json.loads(response.read())
+    assert answer["ok"] is True
+    assert answer["result"]["kind"] == "events_api"

@@ -1,7 +1,8 @@
 """`python app.py --sandbox`: the real bot, a local Slack, and a terminal chat — no workspace, no tokens.
 
 The bot runs exactly as in production (same settings code, same `App`, same listeners, same
-supervisor) in a background thread; only `SLACK_API_URL` and the tokens point at the sandbox.
+supervisor) in a background thread; only `SLACK_API_URL` and the tokens point at the sandbox. This
+wiring lives next to `app.py` because it needs both sides: the sandbox never imports the bot.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from nonstop.handler import SupervisedSocketModeHandler
 from nonstop.redact import RedactingFilter
 from nonstop.settings import load_settings
 from nonstop.startup import build_app
-from sandbox.chat import run_chat
+from sandbox.chat import Chat, ChatOutput
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox
 
-# Slack's real retry schedule is 0 s / 1 min / 5 min; a demo wants to see the retries happen.
+# Slack's real retry schedule is 0 s / 1 min / 5 min; a demo wants to see the retries happen (and end).
 DEMO_CONFIG = SandboxConfig(retry_delays_s=(0.0, 2.0, 5.0), warning_grace_s=3.0, silent_link_alive_s=10.0)
 
 
-def _demo_logging(stream: TextIO) -> None:
+def _demo_logging(output: ChatOutput) -> None:
     """Show what the supervisor does (drops, reconnects, backoff) as short lines between chat turns."""
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(output)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("  · %(message)s"))
     root = logging.getLogger()
@@ -38,23 +39,24 @@ def _demo_logging(stream: TextIO) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-def _report_exit(handler: SupervisedSocketModeHandler, stdout: TextIO) -> None:
+def _report_exit(handler: SupervisedSocketModeHandler, output: ChatOutput) -> None:
     """If the bot stops on its own (a fatal fault such as :revoke or :disable), say so in the chat."""
     thread = handler.thread
     if thread is None:
         return
     thread.join()
     if not handler.supervisor.stopping or handler.exit_code not in (None, 0):
-        print(
-            f"  · the bot has stopped (exit code {handler.exit_code}): a fault retrying cannot fix. :quit to leave.",
-            file=stdout,
-            flush=True,
+        output.line(
+            f"  · the bot has stopped (exit code {handler.exit_code}): a fault retrying cannot fix. "
+            f":quit to leave (the demo exits with the bot's code)."
         )
 
 
 def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    _demo_logging(stdout)
+    """Run the demo until the user leaves; return the bot's exit code if it stopped by itself, else 0."""
     with Sandbox(DEMO_CONFIG) as sb:
+        chat = Chat(sb, stdin=stdin, stdout=stdout)
+        _demo_logging(chat.output)
         settings = load_settings(
             {
                 "SLACK_BOT_TOKEN": sb.bot_token,
@@ -67,17 +69,17 @@ def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
         register_listeners(app)
         handler = SupervisedSocketModeHandler(app, settings.app_token, settings=settings.supervisor)
         handler.connect()
+        stopped_by_itself = False
         try:
             sb.wait_for_connections(settings.supervisor.connections, timeout=15)
-            print(
+            chat.say(
                 f"Nonstop is connected to a local Slack at {sb.api_url} "
-                f"with {settings.supervisor.connections} connections. Type :help for faults to try.",
-                file=stdout,
-                flush=True,
+                f"with {settings.supervisor.connections} connections. Type :help for faults to try."
             )
-            watcher = threading.Thread(target=_report_exit, args=(handler, stdout), daemon=True)
+            watcher = threading.Thread(target=_report_exit, args=(handler, chat.output), daemon=True)
             watcher.start()
-            run_chat(sb, stdin=stdin, stdout=stdout)
+            chat.run()
+            stopped_by_itself = handler.thread is not None and not handler.thread.is_alive()
         finally:
             handler.close(timeout_s=settings.supervisor.drain_timeout_s + 5)
-    return 0
+    return (handler.exit_code or 0) if stopped_by_itself else 0
