@@ -440,6 +440,24 @@ def test_eleventh_connection_gets_too_many_websockets(sandbox):
         assert len(sandbox.connections(live_only=True)) == 10
 
 
+@pytest.mark.parametrize("sandbox_config", [NEVER_NOTICED])
+def test_dead_connections_slack_has_not_noticed_eat_the_budget(sandbox):
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(raw_connect(sandbox)) for _ in range(10)]
+        assert [recv_json(ws)["num_connections"] for ws in clients] == list(range(1, 11))
+        ghosts = [c.id for c in sandbox.connections()[:2]]
+        sandbox.silence(ghosts)
+        for ws in clients[:2]:  # the bot gives up on them, but its FIN is lost on the dead path
+            ws.close()
+        clients[2].close()  # a clean close frees its place at once
+        sandbox.wait_until(lambda: sandbox.connections()[2].close_how == "client_close 1000", what="closed")
+        with raw_connect(sandbox) as replacement:
+            assert recv_json(replacement)["num_connections"] == 10
+            with raw_connect(sandbox) as extra:
+                assert recv_json(extra)["reason"] == "too_many_websockets"
+        assert {c.id for c in sandbox.connections() if c.state == "silent"} == set(ghosts)
+
+
 def test_withhold_hello(sandbox):
     sandbox.withhold_hello(True)
     with raw_connect(sandbox) as ws:
