@@ -139,15 +139,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             target_text[fault],
             verdict(ok),
         ])  # fmt: skip
-    cpu = results.get("recovery_cpu_percent", {})
+    cpu = results.get("recovery_cpu", {})
     for fault in ("reset", "eof"):
         s_cpu, n_cpu = cpu.get("stock", {}).get(fault), cpu.get("nonstop", {}).get(fault)
         if s_cpu and n_cpu:
             out.append([
-                f"CPU of the bot from fault to new live connection, {FAULT_TITLES[fault].split(',')[0]} "
-                "(% of one core, median)",
-                f"{median_or_none(s_cpu):.1f} %",
-                f"{median_or_none(n_cpu):.1f} %",
+                f"CPU time of the bot from fault to new live connection, {FAULT_TITLES[fault].split(',')[0]} "
+                "(median; share of one core over that time)",
+                _cpu_time(s_cpu),
+                _cpu_time(n_cpu),
                 "",
                 "(info)",
                 "",
@@ -259,6 +259,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             verdict(n["rss_after_mb"] - n["rss_before_mb"] <= RSS_SLACK_MB),
         ])  # fmt: skip
     return out
+
+
+def _cpu_time(samples: list[dict[str, float]]) -> str:
+    used = median_or_none([s["cpu_s"] for s in samples])
+    wall = median_or_none([s["wall_s"] for s in samples])
+    if used is None or wall is None:
+        return "n/a"
+    share = f" ({100 * used / wall:.0f} % of {secs(wall)})" if wall >= 1 else f" (in {secs(wall)})"
+    return secs(used) + share
 
 
 def _with_never(stat: dict[str, Any], cap: float) -> str:

@@ -102,9 +102,9 @@ def _inject(lane: Lane, fault: str, plan: FaultPlan) -> float:
 
 def fault_samples(lane: Lane, faults: list[str], plan: FaultPlan) -> dict[str, Any]:
     """One sample per entry of `faults`, in order, on one lane. Seconds to the first new live connection,
-    and the bot's CPU use meanwhile (% of one core; the stock client spins on an ended stream)."""
+    and the bot's CPU time meanwhile (the stock client spins on an ended stream)."""
     samples: dict[str, list[float | None]] = {}
-    cpu: dict[str, list[float]] = {}
+    cpu: dict[str, list[dict[str, float]]] = {}
     notes: list[str] = []
     for fault in faults:
         _ready(lane, notes)
@@ -115,14 +115,15 @@ def fault_samples(lane: Lane, faults: list[str], plan: FaultPlan) -> dict[str, A
         conn = lane.wait_new_live(known, plan.cap_s)
         with contextlib.suppress(psutil.Error):
             wall = time.monotonic() - t0
-            if fault != "outage" and wall > 0:  # an outage's own wait is not recovery
-                cpu.setdefault(fault, []).append(100 * (_cpu_seconds(proc.pid, proc)[0] - cpu_before) / wall)
+            if fault != "outage":  # an outage's own wait is not recovery
+                used = _cpu_seconds(proc.pid, proc)[0] - cpu_before
+                cpu.setdefault(fault, []).append({"cpu_s": used, "wall_s": wall})
         value = None if conn is None or conn.hello_at is None else max(0.0, conn.hello_at - t0)
         samples.setdefault(fault, []).append(value)
         if value is None:
             notes.append(f"{lane.name}: no new connection within {plan.cap_s:g} s after {fault}; restarted the bot")
             lane.respawn()
-    return {"samples": samples, "cpu_percent": cpu, "notes": notes}
+    return {"samples": samples, "recovery_cpu": cpu, "notes": notes}
 
 
 # --- mixed fault run --------------------------------------------------------------------------------

@@ -341,6 +341,7 @@ def test_retries_go_to_any_connection_at_random_dead_ones_included(sandbox):
     assert any(f == r == dead_id for f, r in zip(firsts, retries, strict=True))  # ... even the one that failed
 
 
+@pytest.mark.parametrize("sandbox_config", [TEST_CONFIG])  # a 3 s deadline: a slow acker is not a lost ack
 def test_lose_first_acks_loses_only_first_attempts(sandbox):
     with raw_connect(sandbox) as ws:
         recv_json(ws)
