@@ -299,8 +299,11 @@ def test_silence_is_a_half_open_link_slack_still_counts_and_routes_to(sandbox):
         assert not ws.ping(b"anyone?").wait(1.0)  # no pong
         with pytest.raises(TimeoutError):  # no data, no server ping, no close
             ws.recv(timeout=0.5)
+        ws.send(json.dumps({"envelope_id": d.envelope_id}))  # nor does anything reach "Slack"
         sandbox.wait_until(lambda: len(sandbox.delivery(d).attempts) >= 3, what="two retries")
         assert {a.connection_id for a in sandbox.delivery(d).attempts} == {"c1"}  # retries go there too
+        assert sandbox.delivery(d).acked_at is None
+        assert sandbox.connections()[0].acks_received == 0
         with raw_connect(sandbox) as ws2:
             assert recv_json(ws2)["num_connections"] == 2  # the dead link still counts
         assert sandbox.connections()[0].state == "silent"
