@@ -96,6 +96,8 @@ def test_remote_batch_eof_and_lost_first_acks(remote):
     assert rs.connections()[0].close_how == "eof"
     with pytest.raises(RuntimeError, match="fraction must be between 0 and 1"):
         rs.lose_first_acks(fraction=2)
+    with pytest.raises(RuntimeError, match="texts must be a list of strings"):
+        rs.mentions(texts="one")
 
 
 def test_remote_refused_outage_keeps_control_reachable(remote):
