@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S
+from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
 RSS_SLACK_MB = 5.0  # and at most this much more resident memory
@@ -106,9 +106,10 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     out: list[list[str]] = []
     cap = results["profile"]["cap_s"]
     fa = results.get("faults", {})
-    abs_target = {"reset": 1.0, "silence": 10.0, "close_1001": 1.0, "outage": 10.0}
+    abs_target = {"reset": 1.0, "eof": 1.0, "silence": 10.0, "close_1001": 1.0, "outage": 10.0}
     target_text = {
         "reset": "≤ 1 s and ≤ stock",
+        "eof": "≤ 1 s and ≤ stock",
         "silence": "≤ 10 s and ≤ stock",
         "close_1001": "≤ 1 s and ≤ stock",
         "refresh": "≤ stock (make before break)",
@@ -138,6 +139,19 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             target_text[fault],
             verdict(ok),
         ])  # fmt: skip
+    cpu = results.get("recovery_cpu", {})
+    for fault in ("reset", "eof"):
+        s_cpu, n_cpu = cpu.get("stock", {}).get(fault), cpu.get("nonstop", {}).get(fault)
+        if s_cpu and n_cpu:
+            out.append([
+                f"CPU time of the bot from fault to new live connection, {FAULT_TITLES[fault].split(',')[0]} "
+                "(median; share of one core over that time)",
+                _cpu_time(s_cpu),
+                _cpu_time(n_cpu),
+                "",
+                "(info)",
+                "",
+            ])  # fmt: skip
     mixed = results.get("mixed")
     if mixed:
         s, n = mixed["by_kind"]["stock"], mixed["by_kind"]["nonstop"]
@@ -245,6 +259,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             verdict(n["rss_after_mb"] - n["rss_before_mb"] <= RSS_SLACK_MB),
         ])  # fmt: skip
     return out
+
+
+def _cpu_time(samples: list[dict[str, float]]) -> str:
+    used = median_or_none([s["cpu_s"] for s in samples])
+    wall = median_or_none([s["wall_s"] for s in samples])
+    if used is None or wall is None:
+        return "n/a"
+    share = f" ({100 * used / wall:.0f} % of {secs(wall)})" if wall >= 1 else f" (in {secs(wall)})"
+    return secs(used) + share
 
 
 def _with_never(stat: dict[str, Any], cap: float) -> str:
