@@ -17,6 +17,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from nonstop import network
 from nonstop.dispatch import background_priority
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
@@ -27,28 +28,46 @@ log = logging.getLogger("nonstop.startup")
 
 
 def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
-    """Call auth.test until it gives a verdict; return its data. Raises `ConfigError` on fatal errors."""
+    """Call auth.test until it gives a verdict; return its data. Raises `ConfigError` on fatal errors
+    (the token, or a certificate that does not verify, or a proxy that refuses the credentials)."""
     while True:
         try:
             return dict(client.auth_test().data)  # type: ignore[arg-type]
         except SlackApiError as e:
+            _raise_if_network_problem(e, client.base_url)
             data = e.response.data if isinstance(e.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {e.response.status_code}")
             if is_fatal(error):
                 raise ConfigError(fatal_message(error, "bot")) from None
             detail = f"auth.test answered {error}"
         except (OSError, ValueError) as e:
+            _raise_if_network_problem(e, client.base_url)
             detail = redact(f"{type(e).__name__}: {e}")
         delay = backoff.failure()
         log.warning("cannot reach Slack's Web API at %s (%s); retrying in %.1f s", client.base_url, detail, delay)
         time.sleep(delay)
 
 
+def _raise_if_network_problem(error: BaseException, url: str) -> None:
+    problem = network.current().problem(error, url)
+    if problem is not None:
+        raise ConfigError(fatal_message(problem.cause, "bot", problem.detail)) from None
+
+
 def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     """A Bolt App whose every Web API call goes to `settings.api_url`, and is counted in the metrics."""
+    net = network.current()  # raises ConfigError for an unreadable SSL_CERT_FILE or a malformed proxy URL
     client = InstrumentedWebClient(
-        token=settings.bot_token, base_url=settings.api_url, logger=logging.getLogger("slack_sdk")
+        token=settings.bot_token,
+        base_url=settings.api_url,
+        ssl=net.ssl,
+        proxy=net.proxy_for(settings.api_url),
+        retry_handlers=[network.RetryConnectionErrors()],
+        logger=logging.getLogger("slack_sdk"),
     )
+    # slack_sdk falls back to the proxy variables when given None; NO_PROXY's "directly" must stay that.
+    client.proxy = net.proxy_for(settings.api_url)
+    log.info("network: %s", net.describe(settings.api_url))
     backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)

@@ -13,6 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox
+from sandbox.tls import SandboxTLS
 
 PROXY_VARS = (
     "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
@@ -50,8 +51,14 @@ def sandbox_config() -> SandboxConfig:
 
 
 @pytest.fixture
-def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
-    with Sandbox(sandbox_config) as sb:
+def sandbox_tls() -> SandboxTLS | None:
+    """Override in a test module to serve https:// and wss:// (a `SandboxTLS`; clean it up after)."""
+    return None
+
+
+@pytest.fixture
+def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig, sandbox_tls: SandboxTLS | None) -> Iterator[Sandbox]:
+    with Sandbox(sandbox_config, tls=sandbox_tls) as sb:
         yield sb
 
 
