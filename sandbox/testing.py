@@ -67,7 +67,10 @@ def ws_url(sb: Sandbox) -> str:
     req = urllib.request.Request(
         sb.api_url + "apps.connections.open", data=b"", headers={"Authorization": f"Bearer {sb.app_token}"}
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if sb.tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=sb.tls.client_context()))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(req, timeout=10) as resp:
         body = json.loads(resp.read())
     if not body.get("ok"):
@@ -77,7 +80,9 @@ def ws_url(sb: Sandbox) -> str:
 
 def raw_connect(sb: Sandbox, url: str | None = None, open_timeout: float = 5.0) -> ClientConnection:
     """A plain `websockets` sync client on a fresh ticket: no keepalive, so it never pings on its own."""
-    return connect(url or ws_url(sb), open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None)
+    url = url or ws_url(sb)
+    tls = {"ssl": sb.tls.client_context()} if sb.tls is not None and url.startswith("wss:") else {}
+    return connect(url, open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None, **tls)
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def bot_env(sb: Sandbox, **overrides: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if sb.tls is not None:  # a sandbox serving https:// and wss://: trust its throwaway CA (docs/network.md)
+        env["SSL_CERT_FILE"] = sb.tls.ca_file
     return env | overrides
 
 
