@@ -256,6 +256,6 @@ def _certificate_cause(e: ssl.SSLCertVerificationError) -> str:
 
 
 def _certificate_detail(e: ssl.SSLCertVerificationError, url: str, proxy: str | None) -> str:
-    why = e.verify_message or e.reason or str(e)
+    why = (e.verify_message or e.reason or str(e)).rstrip(".")
     via = f" (through proxy {proxy_display(proxy)})" if proxy is not None else ""
     return f"TLS certificate check failed for {_host_port(url)}{via}: {why}"

@@ -31,7 +31,7 @@ FATAL_ERRORS: dict[str, str] = {
     "tls_wrong_name": "the certificate was issued for another host name",
     "tls_expired": "the certificate has expired or is not valid yet",
     "tls_certificate": "the certificate does not verify",
-    "proxy_auth": "the proxy wants other credentials",
+    "proxy_auth": "the proxy did not accept the credentials",
 }
 
 WHAT_TO_DO: dict[str, str] = {
@@ -51,8 +51,8 @@ WHAT_TO_DO: dict[str, str] = {
         "see docs/network.md."
     ),
     "tls_wrong_name": (
-        "Check the host in SLACK_API_URL; if a TLS-inspecting proxy made this certificate, it must name the host "
-        "it stands in for. Restart after that; see docs/network.md."
+        "Check the host name in SLACK_API_URL; if a TLS-inspecting proxy made this certificate, it must name the "
+        "host it stands in for. Restart after that; see docs/network.md."
     ),
     "tls_expired": (
         "Check this machine's clock; if it is right, the server (or the TLS-inspecting proxy) must renew its "
