@@ -86,6 +86,12 @@ class Network:
             options["ssl"] = self.ssl
         return options
 
+    def through(self, url: str) -> str:
+        """A suffix for failure lines, naming the proxy when `url` goes through one (else ""): a proxy
+        that is down must not be mistaken for Slack being down."""
+        proxy = self.proxy_for(url)
+        return f" (through proxy {proxy_display(proxy)})" if proxy is not None else ""
+
     def describe(self, url: str) -> str:
         """One line for the log: the CAs trusted and the route to `url` (no credentials)."""
         proxy = self.proxy_for(url)
@@ -102,7 +108,7 @@ class Network:
         proxy = self.proxy_for(url)
         for e in _chain(error):
             if isinstance(e, ssl.SSLCertVerificationError):
-                return NetworkProblem(_certificate_cause(e), _certificate_detail(e, url, proxy))
+                return NetworkProblem(_certificate_cause(e), _certificate_detail(e, url, self.through(url)))
             if proxy is not None and _is_407(e):
                 return NetworkProblem("proxy_auth", self._proxy_auth_detail(proxy))
         return None
@@ -255,7 +261,6 @@ def _certificate_cause(e: ssl.SSLCertVerificationError) -> str:
     return "tls_certificate"
 
 
-def _certificate_detail(e: ssl.SSLCertVerificationError, url: str, proxy: str | None) -> str:
+def _certificate_detail(e: ssl.SSLCertVerificationError, url: str, via: str) -> str:
     why = (e.verify_message or e.reason or str(e)).rstrip(".")
-    via = f" (through proxy {proxy_display(proxy)})" if proxy is not None else ""
     return f"TLS certificate check failed for {_host_port(url)}{via}: {why}"

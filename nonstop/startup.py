@@ -42,7 +42,7 @@ def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
             detail = f"auth.test answered {error}"
         except (OSError, ValueError) as e:
             _raise_if_network_problem(e, client.base_url)
-            detail = redact(f"{type(e).__name__}: {e}")
+            detail = redact(f"{type(e).__name__}: {e}{network.current().through(client.base_url)}")
         delay = backoff.failure()
         log.warning("cannot reach Slack's Web API at %s (%s); retrying in %.1f s", client.base_url, detail, delay)
         time.sleep(delay)

@@ -46,7 +46,8 @@ def open_ticket(client: WebClient, app_token: str) -> str:
         raise TicketRefused(f"http_{status}", redact(f"apps.connections.open answered HTTP {status}")) from None
     except (OSError, ValueError) as e:  # URLError, refused, reset, timeouts, DNS, TLS
         _raise_if_network_problem(e, client.base_url)
-        raise TicketRefused("network", redact(f"{type(e).__name__}: {e}")) from None
+        via = network.current().through(client.base_url)
+        raise TicketRefused("network", redact(f"{type(e).__name__}: {e}{via}")) from None
     url = response.get("url")
     if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
         raise TicketRefused("bad_response", "apps.connections.open returned no WebSocket URL")
