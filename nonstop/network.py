@@ -185,11 +185,9 @@ def _cached(values: tuple[str | None, ...]) -> Network:
 
 
 def proxy_display(url: str) -> str:
-    """A proxy URL without its credentials: safe for logs and messages."""
+    """A proxy URL without its credentials: safe for logs and messages (even when malformed)."""
     parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme}://{host}{port}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _proxy_url(name: str, raw: str) -> str:
