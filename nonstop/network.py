@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, HttpRequest, HttpResponse, RetryState
-from websockets.exceptions import InvalidProxyStatus, InvalidStatus
+from websockets.exceptions import InvalidProxyStatus
 
 from nonstop.settings import ConfigError
 
@@ -238,7 +238,7 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def _is_407(e: BaseException) -> bool:
-    if isinstance(e, InvalidProxyStatus | InvalidStatus):  # the WebSocket's CONNECT
+    if isinstance(e, InvalidProxyStatus):  # the WebSocket's CONNECT
         return e.response.status_code == 407
     if isinstance(e, HTTPError):  # a plain http:// request through the proxy
         return e.code == 407

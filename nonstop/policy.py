@@ -52,11 +52,11 @@ WHAT_TO_DO: dict[str, str] = {
     ),
     "tls_wrong_name": (
         "Check the host name in SLACK_API_URL; if a TLS-inspecting proxy made this certificate, it must name the "
-        "host it stands in for. Restart after that; see docs/network.md."
+        "host it stands in for; then restart; see docs/network.md."
     ),
     "tls_expired": (
         "Check this machine's clock; if it is right, the server (or the TLS-inspecting proxy) must renew its "
-        "certificate. Restart after that; see docs/network.md."
+        "certificate; then restart; see docs/network.md."
     ),
     "tls_certificate": "Point SSL_CERT_FILE at the CA bundle (PEM) that signs it and restart; see docs/network.md.",
     "proxy_auth": (

@@ -68,8 +68,9 @@ def ws_url(sb: Sandbox) -> str:
         sb.api_url + "apps.connections.open", data=b"", headers={"Authorization": f"Bearer {sb.app_token}"}
     )
     handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if sb.tls is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=sb.tls.client_context()))
+    tls: SandboxTLS | None = getattr(sb, "tls", None)  # duck-typed stand-ins need only api_url and app_token
+    if tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls.client_context()))
     opener = urllib.request.build_opener(*handlers)
     with opener.open(req, timeout=10) as resp:
         body = json.loads(resp.read())
@@ -81,8 +82,9 @@ def ws_url(sb: Sandbox) -> str:
 def raw_connect(sb: Sandbox, url: str | None = None, open_timeout: float = 5.0) -> ClientConnection:
     """A plain `websockets` sync client on a fresh ticket: no keepalive, so it never pings on its own."""
     url = url or ws_url(sb)
-    tls = {"ssl": sb.tls.client_context()} if sb.tls is not None and url.startswith("wss:") else {}
-    return connect(url, open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None, **tls)
+    tls: SandboxTLS | None = getattr(sb, "tls", None)
+    options = {"ssl": tls.client_context()} if tls is not None and url.startswith("wss:") else {}
+    return connect(url, open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None, **options)
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

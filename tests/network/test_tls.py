@@ -137,7 +137,7 @@ def test_python_m_sandbox_tls_prints_the_ca_to_trust() -> None:
         assert proc.stdout is not None
         assert proc.stderr is not None
         info = json.loads(proc.stdout.readline())
-        hint = proc.stderr.readline()
+        hint = next(line for line in proc.stderr if "SSL_CERT_FILE=" in line)
         assert info["api_url"].startswith("https://127.0.0.1:")
         assert f"SSL_CERT_FILE={info['ca_file']}" in hint
         context = ssl.create_default_context(cafile=info["ca_file"])
