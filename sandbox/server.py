@@ -104,6 +104,7 @@ class Sandbox:
         self._servers["ws"] = ws
         self.ws_port = ws.sockets[0].getsockname()[1]
         await self._open_api_listener(cfg.api_port)
+        # Plain http even with TLS on: the control API is the harness's side door, not part of "Slack".
         control = await asyncio.start_server(
             self._webapi.handle_client, cfg.host, cfg.control_port, reuse_address=True, backlog=BACKLOG
         )

@@ -1,4 +1,5 @@
-"""The real bot through a real HTTP proxy on loopback (pproxy), over https:// and wss://.
+"""The real bot through a real HTTP proxy on loopback (pproxy), over https:// and wss:// (and, where the
+proxied requests differ, over plain http:// and ws:// as well).
 
 What the proxy forwarded is read from its own log (one line per proxied request or CONNECT tunnel),
 what reached Slack from the sandbox's records: the two must agree call for call and connection for
@@ -30,6 +31,7 @@ def matched(sb: Sandbox, proxy: HttpProxy) -> tuple[int, int, int, int] | None:
     return counts if calls == proxied_calls and links == tunnels else None
 
 
+@pytest.mark.parametrize("sandbox_tls", [True, False], ids=["tls", "plain"], indirect=True)
 def test_every_web_api_call_and_every_websocket_goes_through_the_proxy(sandbox: Sandbox, proxy: HttpProxy) -> None:
     with run_bot(bot_env(sandbox, HTTPS_PROXY=proxy.url())) as bot:
         bot.wait_for_log(r"connection #2: connected")
@@ -101,6 +103,7 @@ def login_proxy() -> Iterator[HttpProxy]:
     p.close()
 
 
+@pytest.mark.parametrize("sandbox_tls", [True, False], ids=["tls", "plain"], indirect=True)
 @pytest.mark.parametrize(("given", "says"), [(None, "asked for credentials"), ("nonstop:wrong", "refused the user")])
 def test_a_proxy_login_that_fails_is_one_clear_line(
     sandbox: Sandbox, login_proxy: HttpProxy, given: str | None, says: str
