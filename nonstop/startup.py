@@ -57,16 +57,16 @@ def _raise_if_network_problem(error: BaseException, url: str) -> None:
 def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     """A Bolt App whose every Web API call goes to `settings.api_url`, and is counted in the metrics."""
     net = network.current()  # raises ConfigError for an unreadable SSL_CERT_FILE or a malformed proxy URL
+    proxy = net.proxy_for(settings.api_url)
     client = InstrumentedWebClient(
         token=settings.bot_token,
         base_url=settings.api_url,
         ssl=net.ssl,
-        proxy=net.proxy_for(settings.api_url),
+        proxy=proxy,
         retry_handlers=[network.RetryConnectionErrors()],
         logger=logging.getLogger("slack_sdk"),
     )
-    # slack_sdk falls back to the proxy variables when given None; NO_PROXY's "directly" must stay that.
-    client.proxy = net.proxy_for(settings.api_url)
+    client.proxy = proxy  # slack_sdk reads the proxy variables when given None: NO_PROXY's "directly" stays that
     log.info("network: %s", net.describe(settings.api_url))
     backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
     while True:
