@@ -2,8 +2,9 @@
 
 The Web API (slack_sdk's `WebClient`, and the per-request copies Bolt makes of it) and every Socket
 Mode WebSocket (`websockets`) are separate code paths with separate defaults: slack_sdk reads
-`HTTPS_PROXY`, then `HTTP_PROXY`, and leaves `NO_PROXY` to urllib; websockets reads only
-`https_proxy` for `wss://`; each builds its own TLS context. Left alone, they can disagree, and one
+`HTTPS_PROXY`, then `HTTP_PROXY`, and leaves `NO_PROXY` to urllib; websockets asks urllib, where
+`https_proxy` beats `HTTPS_PROXY` and `HTTP_PROXY` does not count for `wss://`; each builds its own
+TLS context. Left alone, they can disagree, and one
 of them then works from the office network while the other does not. Here both get the same TLS
 context and the same proxy decision, made once from the conventional variables:
 
