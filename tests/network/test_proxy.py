@@ -138,6 +138,25 @@ def test_a_proxy_login_that_fails_on_the_websocket_only_is_fatal_too(sandbox: Sa
     assert login_proxy.forwarded() == 0
 
 
+def test_a_proxy_that_starts_asking_for_a_login_while_running_stops_the_bot(sandbox: Sandbox, proxy: HttpProxy) -> None:
+    # The proxy is restarted with a login the bot does not have (a rotated service password, say):
+    # the next apps.connections.open meets a 407 that no retry can answer.
+    with run_bot(bot_env(sandbox, HTTPS_PROXY=proxy.url())) as bot:
+        bot.wait_for_log(r"connection #2: connected")
+        proxy.kill()
+        proxy.credentials = f"nonstop:{SECRET}"
+        proxy.start()
+        code = bot.wait_exit(30)
+        log = bot.log
+    assert code == 78, log
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if "Retrying cannot fix this" in line]
+    assert len(lines) == 1, log
+    assert f"the HTTP proxy http://127.0.0.1:{proxy.port} (from HTTPS_PROXY) asked for credentials" in lines[0]
+    assert "CRITICAL" in lines[0]
+    assert proxy.refused_logins() >= 1
+
+
 def test_the_right_login_works_and_the_password_never_reaches_the_log(sandbox: Sandbox, login_proxy: HttpProxy) -> None:
     env = bot_env(sandbox, HTTPS_PROXY=login_proxy.url(f"nonstop:{SECRET}"), LOG_LEVEL="DEBUG")
     with run_bot(env) as bot:
