@@ -31,7 +31,7 @@ FATAL_ERRORS: dict[str, str] = {
     "tls_wrong_name": "the certificate was issued for another host name",
     "tls_expired": "the certificate has expired or is not valid yet",
     "tls_certificate": "the certificate does not verify",
-    "proxy_auth": "the proxy did not accept the credentials",
+    "proxy_auth": "the proxy wants a login the bot does not have",
 }
 
 WHAT_TO_DO: dict[str, str] = {
@@ -60,8 +60,8 @@ WHAT_TO_DO: dict[str, str] = {
     ),
     "tls_certificate": "Point SSL_CERT_FILE at the CA bundle (PEM) that signs it and restart; see docs/network.md.",
     "proxy_auth": (
-        "Put the proxy's user name and password into the proxy variable named above, as "
-        "http://user:password@host:port (percent-encode special characters), and restart; see docs/network.md."
+        "Put the proxy's user name and password into the URL in the proxy variable named above (the form and "
+        "percent-encoding are in docs/network.md) and restart."
     ),
 }
 

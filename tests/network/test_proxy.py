@@ -154,6 +154,7 @@ def test_a_proxy_that_starts_asking_for_a_login_while_running_stops_the_bot(sand
     assert len(lines) == 1, log
     assert f"the HTTP proxy http://127.0.0.1:{proxy.port} (from HTTPS_PROXY) asked for credentials" in lines[0]
     assert "CRITICAL" in lines[0]
+    assert "redacted" not in lines[0], "the remedy must survive the log's redaction intact"
     assert proxy.refused_logins() >= 1
 
 
