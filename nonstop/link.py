@@ -30,6 +30,7 @@ from websockets.frames import Close, CloseCode
 from nonstop import network
 from nonstop.closecodes import describe_close
 from nonstop.redact import redact
+from nonstop.turns import PerTurn
 
 log = logging.getLogger("nonstop.link")
 
@@ -84,7 +85,7 @@ class Link:
         self._ws: ClientConnection | None = None
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: list[tuple[str, Callable[[], None]]] = []
+        self._outbox: PerTurn[tuple[str, Callable[[], None]]] = PerTurn(self._write_soon)
         self._close_sent: Close | None = None
         self._close_rcvd: Close | None = None
         self.hello: dict[str, Any] = {}
@@ -308,15 +309,15 @@ class Link:
         """
         if not self.is_open:
             return False
-        if not self._outbox:
-            task = asyncio.get_running_loop().create_task(self._flush(), name=f"{self.name}-send")
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
-        self._outbox.append((text, on_failure))
+        self._outbox.add((text, on_failure))
         return True
 
-    async def _flush(self) -> None:
-        batch, self._outbox = self._outbox, []
+    def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(batch), name=f"{self.name}-send")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _write(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
         sent = 0
         try:
             for text, _ in batch:
