@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S
+from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
 RSS_SLACK_MB = 5.0  # and at most this much more resident memory
@@ -106,9 +106,10 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     out: list[list[str]] = []
     cap = results["profile"]["cap_s"]
     fa = results.get("faults", {})
-    abs_target = {"reset": 1.0, "silence": 10.0, "close_1001": 1.0, "outage": 10.0}
+    abs_target = {"reset": 1.0, "eof": 1.0, "silence": 10.0, "close_1001": 1.0, "outage": 10.0}
     target_text = {
         "reset": "≤ 1 s and ≤ stock",
+        "eof": "≤ 1 s and ≤ stock",
         "silence": "≤ 10 s and ≤ stock",
         "close_1001": "≤ 1 s and ≤ stock",
         "refresh": "≤ stock (make before break)",
@@ -138,6 +139,19 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             target_text[fault],
             verdict(ok),
         ])  # fmt: skip
+    cpu = results.get("recovery_cpu_percent", {})
+    for fault in ("reset", "eof"):
+        s_cpu, n_cpu = cpu.get("stock", {}).get(fault), cpu.get("nonstop", {}).get(fault)
+        if s_cpu and n_cpu:
+            out.append([
+                f"CPU of the bot from fault to new live connection, {FAULT_TITLES[fault].split(',')[0]} "
+                "(% of one core, median)",
+                f"{median_or_none(s_cpu):.1f} %",
+                f"{median_or_none(n_cpu):.1f} %",
+                "",
+                "(info)",
+                "",
+            ])  # fmt: skip
     mixed = results.get("mixed")
     if mixed:
         s, n = mixed["by_kind"]["stock"], mixed["by_kind"]["nonstop"]

@@ -53,7 +53,8 @@ class Profile:
     cycles_budget_s: float
 
 
-FAULT_ORDER = ("reset", "close_1001", "refresh", "silence", "outage")
+# "eof" last: the stock client spins a core on an ended stream, which must not slow the other samples.
+FAULT_ORDER = ("reset", "close_1001", "refresh", "silence", "outage", "eof")
 
 FULL = Profile(
     quick=False,
@@ -162,16 +163,20 @@ def phase_a(profile: Profile, results: dict[str, Any]) -> None:
                 results["errors"].append({"job": name, "traceback": traceback.format_exc()})
                 results["notes"].append(f"job {name} failed (see the JSON's errors)")
     samples: dict[str, dict[str, list[float | None]]] = {kind: {} for kind in KINDS}
+    cpu: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
     for name, value in raw.items():
         if name.startswith("faults/"):
             kind = name.split("/")[1]
             for fault, values in value["samples"].items():
                 samples[kind].setdefault(fault, []).extend(values)
+            for fault, values in value.get("cpu_percent", {}).items():
+                cpu[kind].setdefault(fault, []).extend(values)
             results["notes"].extend(value["notes"])
     results["faults"] = {
         kind: {fault: scenarios.stats(values) for fault, values in by_fault.items()}
         for kind, by_fault in samples.items()
     }
+    results["recovery_cpu_percent"] = cpu
     for name in ("mixed", "idle"):
         if name in raw:
             results[name] = raw[name]

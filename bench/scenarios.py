@@ -16,9 +16,10 @@ import psutil
 from bench.procs import FLOOR, Lane
 from sandbox import DeliveryRecord
 
-FAULTS = ("reset", "silence", "close_1001", "refresh", "outage")
+FAULTS = ("reset", "eof", "silence", "close_1001", "refresh", "outage")
 FAULT_TITLES = {
-    "reset": "TCP reset, no close frame",
+    "reset": "TCP reset (RST), no close frame",
+    "eof": "connection just ends (FIN/EOF), no close frame",
     "silence": "half-open link (silence)",
     "close_1001": "server close frame 1001",
     "refresh": "disconnect refresh_requested",
@@ -76,6 +77,9 @@ def _inject(lane: Lane, fault: str, plan: FaultPlan) -> float:
     if fault == "reset":
         t0 = time.monotonic()
         sb.reset()
+    elif fault == "eof":
+        t0 = time.monotonic()
+        sb.eof()
     elif fault == "silence":
         t0 = time.monotonic()
         sb.silence()
@@ -97,20 +101,28 @@ def _inject(lane: Lane, fault: str, plan: FaultPlan) -> float:
 
 
 def fault_samples(lane: Lane, faults: list[str], plan: FaultPlan) -> dict[str, Any]:
-    """One sample per entry of `faults`, in order, on one lane. Seconds to the first new live connection."""
+    """One sample per entry of `faults`, in order, on one lane. Seconds to the first new live connection,
+    and the bot's CPU use meanwhile (% of one core; the stock client spins on an ended stream)."""
     samples: dict[str, list[float | None]] = {}
+    cpu: dict[str, list[float]] = {}
     notes: list[str] = []
     for fault in faults:
         _ready(lane, notes)
         known = {c.id for c in lane.sb.connections()}
+        proc = lane.ps()
+        cpu_before = _cpu_seconds(proc.pid, proc)[0]
         t0 = _inject(lane, fault, plan)
         conn = lane.wait_new_live(known, plan.cap_s)
+        with contextlib.suppress(psutil.Error):
+            wall = time.monotonic() - t0
+            if fault != "outage" and wall > 0:  # an outage's own wait is not recovery
+                cpu.setdefault(fault, []).append(100 * (_cpu_seconds(proc.pid, proc)[0] - cpu_before) / wall)
         value = None if conn is None or conn.hello_at is None else max(0.0, conn.hello_at - t0)
         samples.setdefault(fault, []).append(value)
         if value is None:
             notes.append(f"{lane.name}: no new connection within {plan.cap_s:g} s after {fault}; restarted the bot")
             lane.respawn()
-    return {"samples": samples, "notes": notes}
+    return {"samples": samples, "cpu_percent": cpu, "notes": notes}
 
 
 # --- mixed fault run --------------------------------------------------------------------------------
@@ -195,7 +207,7 @@ def _mixed_outcome(lane: Lane) -> dict[str, Any]:
     for _event_id, record in records.items():
         ts = record.envelope["payload"]["event"].get("ts")
         if ts in first_reply and record.attempts:
-            delays.append(first_reply[ts] - record.attempts[0].sent_at)
+            delays.append(first_reply[ts] - record.attempts[0].started_at)  # from when Slack had it
     outcomes: dict[str, int] = {}
     for record in records.values():
         outcomes[record.outcome] = outcomes.get(record.outcome, 0) + 1
@@ -236,7 +248,7 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
     sb = lane.sb
     before = {r.key for r in sb.deliveries()}
     start = time.monotonic()
-    deliveries = [sb.mention(f"ping burst {i}") for i in range(count)]
+    deliveries = sb.mentions([f"ping burst {i}" for i in range(count)])  # all written in one loop turn
     sent_s = time.monotonic() - start
     keys = {d.key for d in deliveries} - before
 

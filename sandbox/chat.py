@@ -19,6 +19,7 @@ Talk to the bot:
 Break things (the bot should recover on its own):
   :drop                   reset every connection (abrupt TCP reset)
   :reset N                reset connection N (see :conns)
+  :eof [N]                the connection just ends: FIN, no close frame (a proxy closing quietly)
   :silence [N]            half-open link: nothing crosses it any more
   :close [CODE]           clean close frame (default 1001)
   :refresh | :warning     Slack's refresh_requested / warning disconnect
@@ -72,6 +73,7 @@ class _Chat:
         self.commands: dict[str, Callable[[list[str]], str]] = {
             ":drop": lambda a: f"reset {self._n(sb.reset())} (TCP reset, no close frame)",
             ":reset": lambda a: f"reset {self._n(sb.reset(conn=self._conn(a, required=True)))}",
+            ":eof": lambda a: f"ended {self._n(sb.eof(conn=self._conn(a)))} (FIN, no close frame)",
             ":silence": lambda a: f"silenced {self._n(sb.silence(conn=self._conn(a)))}: nothing crosses any more",
             ":close": lambda a: f"sent close {self._int(a, 1001)} to {self._n(sb.close(code=self._int(a, 1001)))}",
             ":refresh": lambda a: f"sent refresh_requested to {self._n(sb.disconnect('refresh_requested'))}",

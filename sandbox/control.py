@@ -14,10 +14,12 @@ if TYPE_CHECKING:
 # Verbs callable with POST JSON keyword arguments; the same table drives sandbox.remote.RemoteSandbox.
 VERBS = (
     "mention",
+    "mentions",
     "send_event",
     "slash_command",
     "interactive",
     "reset",
+    "eof",
     "close",
     "silence",
     "disconnect",
@@ -28,6 +30,7 @@ VERBS = (
     "disable_socket_mode",
     "enable_socket_mode",
     "lose_acks",
+    "lose_first_acks",
     "slow_api",
     "stall_handshake",
     "withhold_hello",

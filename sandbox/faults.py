@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 
 OUTAGE_MODES = ("refused", "http_503", "ratelimited", "invalid_auth", "hang")
@@ -25,7 +26,9 @@ class Outage:
 class Faults:
     outage: Outage | None = None
     revoked: set[str] = field(default_factory=set)  # tokens
-    lost_acks: int = 0
+    lost_acks: int = 0  # the next N acks, whatever they ack
+    lost_first_ack_fraction: float = 0.0  # each first attempt's ack is lost with this probability
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     slow_delay_s: float = 0.0
     slow_methods: frozenset[str] | None = None
     stall_handshake: bool = False
@@ -44,8 +47,9 @@ class Faults:
             return self.outage
         return None
 
-    def take_lost_ack(self) -> bool:
+    def take_lost_ack(self, first: bool) -> bool:
+        """Is this ack lost on the wire? `first`: it acks a delivery's first attempt, not yet acked."""
         if self.lost_acks > 0:
             self.lost_acks -= 1
             return True
-        return False
+        return first and self.lost_first_ack_fraction > 0 and self.rng.random() < self.lost_first_ack_fraction

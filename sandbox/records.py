@@ -66,9 +66,10 @@ class ConnectionInfo:
 
 class Attempt(NamedTuple):
     envelope_id: str
-    connection_id: str | None  # None: no live connection, the attempt failed at once
-    sent_at: float
+    connection_id: str | None  # None: not sent (yet): held for a routable connection, or none came in time
+    sent_at: float  # written to the connection; for an attempt never sent, when it began
     retry_attempt: int
+    started_at: float = 0.0  # when "Slack" began the attempt: sent_at - started_at is the time it was held
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Delivery:
     user: str | None
     text: str | None
     thread_ts: str | None
-    envelope_id: str | None  # of the first attempt (None if it failed for lack of a connection)
+    envelope_id: str | None  # of the first attempt (sent at once, or held until a connection is routable)
     response_url: str | None = None
     trigger_id: str | None = None
 

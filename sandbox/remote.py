@@ -20,6 +20,7 @@ def _delivery_record(d: dict[str, Any]) -> DeliveryRecord:
 # How to rebuild typed results; verbs not listed return plain JSON.
 _RESULTS: dict[str, Callable[[Any], Any]] = {
     "mention": lambda d: Delivery(**d),
+    "mentions": lambda rows: [Delivery(**d) for d in rows],
     "send_event": lambda d: Delivery(**d),
     "slash_command": lambda d: Delivery(**d),
     "interactive": lambda d: Delivery(**d),
@@ -40,6 +41,7 @@ class RemoteSandbox:
         self.api_url: str = info["api_url"]
         self.bot_token: str = info["bot_token"]
         self.app_token: str = info["app_token"]
+        self.ws_port: int = info["ws_port"]
 
     def _request(self, http_method: str, name: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
         url = self.control_url + name

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sandbox import payloads
 from sandbox.config import APP_ID, BOT_USER_ID, GENERAL_CHANNEL, HUMAN_USER_ID, TEAM_ID, SandboxConfig
 from sandbox.control import make_control_handler
-from sandbox.delivery import Dispatcher
+from sandbox.delivery import Router
 from sandbox.faults import DISCONNECT_REASONS, OUTAGE_MODES, Faults, Outage
 from sandbox.recorder import Recorder
 from sandbox.records import Ack, ApiCall, ConnectionInfo, Delivery, DeliveryRecord
@@ -34,9 +34,9 @@ class Sandbox:
         self.bot_token = f"xoxb-sandbox-{secret}"  # obviously fake: secret scanners stay quiet
         self.app_token = f"xapp-1-sandbox-{secret}{secret[:8]}"
         self._recorder = Recorder()
-        self._faults = Faults()
+        self._faults = Faults(rng=random.Random(f"lost-acks-{self.config.seed}"))
         self._hub = SocketHub(self.config, self._recorder, self._faults)
-        self._dispatcher = Dispatcher(self.config, self._recorder, self._faults, self._hub)
+        self._router = Router(self.config, self._recorder, self._faults, self._hub)
         self._webapi = WebApi(
             config=self.config,
             recorder=self._recorder,
@@ -125,7 +125,7 @@ class Sandbox:
             self._thread = None
 
     async def _shutdown(self) -> None:
-        self._dispatcher.shutdown()
+        self._router.shutdown()
         if self._faults.outage is not None:
             self._faults.outage.ended.set()
         for server in self._servers.values():
@@ -180,6 +180,24 @@ class Sandbox:
 
         return self._call(run)
 
+    def mentions(self, texts: list[str], channel: str = GENERAL_CHANNEL, user: str = HUMAN_USER_ID) -> list[Delivery]:
+        """Many users mention the bot at the same instant: every envelope is written in one turn of the
+        sandbox's loop (one control request), not one request per mention."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a list of strings")
+
+        def run() -> list[Delivery]:
+            out = []
+            for text in texts:
+                ts = self._webapi.clock.next()
+                event = payloads.mention_event(
+                    text=text, channel=channel, user=user, ts=ts, thread_ts=None, bot_id=None
+                )
+                out.append(self._start_event(event))
+            return out
+
+        return self._call(run)
+
     def send_event(self, event: dict[str, Any]) -> Delivery:
         """Deliver any Events API `event` (ts/event_ts filled in when missing)."""
 
@@ -196,7 +214,7 @@ class Sandbox:
         event_id = f"Ev0EMUL{self._seq:05d}"
         payload = payloads.event_callback(event, event_id)
         record = DeliveryRecord(event_id, "events_api", event_id, payloads.events_api_envelope(payload, 0, ""))
-        envelope_id = self._dispatcher.start(record)
+        envelope_id = self._router.start(record)
         return Delivery(
             key=event_id,
             kind="events_api",
@@ -222,7 +240,7 @@ class Sandbox:
             )
             key = f"Cmd{n:05d}"
             record = DeliveryRecord(key, "slash_commands", None, payloads.slash_envelope(payload, ""))
-            envelope_id = self._dispatcher.start(record)
+            envelope_id = self._router.start(record)
             return Delivery(
                 key, "slash_commands", None, None, channel, user, text, None, envelope_id, response_url, trigger_id
             )
@@ -242,7 +260,7 @@ class Sandbox:
             if body.get("type") == "block_actions":
                 body.setdefault("response_url", f"http://{self.config.host}:{self.api_port}/actions/{APP_ID}/1/{key}")
             record = DeliveryRecord(key, "interactive", None, payloads.interactive_envelope(body, ""))
-            envelope_id = self._dispatcher.start(record)
+            envelope_id = self._router.start(record)
             channel = (body.get("channel") or {}).get("id")
             user = (body.get("user") or {}).get("id")
             return Delivery(
@@ -386,34 +404,44 @@ class Sandbox:
         return ", ".join(f"{c.method}->{c.status}/{c.error or 'ok'}" for c in self.calls()[-8:]) or "none"
 
     # --- faults --------------------------------------------------------------------------------
-    def _targets(self, conn: str | None) -> list[WsConnection]:
+    def _targets(self, conn: str | list[str] | None) -> list[WsConnection]:
+        """Every open connection (None), one id, or a list of ids (e.g. one bot process's, see
+        sandbox.testing.connections_of)."""
         conns = self._hub.open_connections()
         if conn is None:
             return conns
-        found = [c for c in self._hub.conns.values() if c.info is not None and c.info.id == conn]
-        if not found:
-            raise KeyError(f"no connection {conn!r}; known: {self._conns_summary()}")
-        return found
+        wanted = [conn] if isinstance(conn, str) else list(conn)
+        by_id = {c.info.id: c for c in self._hub.conns.values() if c.info is not None}
+        missing = [w for w in wanted if w not in by_id]
+        if missing:
+            raise KeyError(f"no connection {', '.join(map(repr, missing))}; known: {self._conns_summary()}")
+        return [by_id[w] for w in wanted]
 
-    def reset(self, conn: str | None = None) -> list[str]:
+    def reset(self, conn: str | list[str] | None = None) -> list[str]:
         """Abrupt TCP reset (SO_LINGER 0), no close frame. Returns the ids affected."""
         return self._call(lambda: [self._each(c, c.reset) for c in self._targets(conn)])
 
-    def close(self, code: int = 1001, reason: str = "", conn: str | None = None) -> list[str]:
+    def eof(self, conn: str | list[str] | None = None) -> list[str]:
+        """The connection just ends: FIN, no close frame (a proxy or NAT closing quietly). "Slack" stops
+        routing there at once; the sandbox closes its socket only when the client does."""
+        return self._call(lambda: [self._each(c, c.end) for c in self._targets(conn)])
+
+    def close(self, code: int = 1001, reason: str = "", conn: str | list[str] | None = None) -> list[str]:
         """A clean close frame with `code`; TCP is dropped if the client has not within a grace period."""
         timeout = self.config.close_handshake_timeout_s
         return self._call(lambda: [self._each(c, lambda c=c: c.close_frame(code, reason, timeout))
                                    for c in self._targets(conn)])  # fmt: skip
 
-    def silence(self, conn: str | None = None) -> list[str]:
-        """Half-open link: nothing crosses anymore, TCP stays open, "Slack" keeps routing for a while."""
+    def silence(self, conn: str | list[str] | None = None) -> list[str]:
+        """Half-open link: nothing crosses either way, TCP stays open, and "Slack" goes on counting the
+        connection and routing envelopes and retries to it for `silent_link_alive_s`."""
         return self._call(lambda: [self._each(c, lambda c=c: self._hub.silence(c)) for c in self._targets(conn)])
 
-    def send_raw(self, data: str | bytes, conn: str | None = None) -> list[str]:
+    def send_raw(self, data: str | bytes, conn: str | list[str] | None = None) -> list[str]:
         """Send one frame as-is (text for str, binary for bytes): garbage, half-formed envelopes, …"""
         return self._call(lambda: [self._each(c, lambda c=c: c.send_raw(data)) for c in self._targets(conn)])
 
-    def disconnect(self, reason: str = "refresh_requested", conn: str | None = None) -> list[str]:
+    def disconnect(self, reason: str = "refresh_requested", conn: str | list[str] | None = None) -> list[str]:
         if reason not in DISCONNECT_REASONS:
             raise ValueError(f"reason must be one of {DISCONNECT_REASONS}")
         return self._call(lambda: [self._each(c, lambda c=c: self._hub.disconnect(c, reason))
@@ -499,10 +527,19 @@ class Sandbox:
         self._call(lambda: setattr(self._faults, "link_disabled", False))
 
     def lose_acks(self, count: int = 1) -> None:
+        """The next `count` acks (whatever they ack) are lost on the wire: Slack retries those events."""
+
         def run() -> None:
             self._faults.lost_acks += count
 
         self._call(run)
+
+    def lose_first_acks(self, fraction: float) -> None:
+        """From now on each first attempt's ack is lost on the wire with probability `fraction` (seeded);
+        0 turns it off. Slack then retries the event on any connection of the app."""
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+        self._call(lambda: setattr(self._faults, "lost_first_ack_fraction", float(fraction)))
 
     def slow_api(self, delay_s: float, methods: Iterable[str] | None = None) -> None:
         method_set = None if methods is None else frozenset(methods)

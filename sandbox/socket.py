@@ -1,9 +1,15 @@
-"""The Socket Mode WebSocket server: handshake, hello, pings, per-connection faults, lifecycle."""
+"""The Socket Mode WebSocket server: handshake, hello, pings, per-connection faults, lifecycle.
+
+Each modelled behaviour carries its source: [DOC] Slack's docs, [SDK] Slack's SDK source, [OBS] seen in
+real traffic, [EXP] checked by experiment, [INF] inference (an assumption). docs/sandbox-model.md lists
+them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket as pysocket
 import struct
 import time
@@ -13,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from sandbox import payloads
@@ -22,6 +29,7 @@ from sandbox.recorder import Recorder
 from sandbox.records import ConnectionInfo
 
 OPEN_STATES = ("open", "live", "draining", "silent")
+REFUSED = "too_many_websockets"
 
 
 class WsConnection(asyncio.Protocol):
@@ -32,7 +40,8 @@ class WsConnection(asyncio.Protocol):
         self.proto = ServerProtocol(max_size=2**24)
         self.transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
-        self.silenced = False
+        self.silenced = False  # half-open: nothing crosses either way
+        self.ended = False  # FIN sent without a close frame: nothing more goes out, what comes in is dropped
         self.stalled = False
         self.timers: list[asyncio.TimerHandle] = []
         self.app_token_id = "app"
@@ -50,17 +59,26 @@ class WsConnection(asyncio.Protocol):
             self.stalled = True
             self.hub.set_state(self, "stalled")
 
+    @property
+    def _deaf(self) -> bool:
+        """Incoming bytes are dropped unread (protocol over, far end gone, path dead or handshake stalled)."""
+        return self.silenced or self.ended or self.stalled or self.proto.state is State.CLOSED
+
+    @property
+    def _mute(self) -> bool:
+        return self.silenced or self.ended or self.transport is None or self.transport.is_closing()
+
     def data_received(self, data: bytes) -> None:
-        if self.silenced or self.stalled:
+        if self._deaf:
             return
         self.proto.receive_data(data)
         self._process_events()
 
     def eof_received(self) -> bool | None:
-        if not self.silenced and not self.stalled:
+        if not self._deaf:
             self.proto.receive_eof()
             self._process_events()
-        return False  # let asyncio close the transport
+        return False  # the client closed its side: let asyncio close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in self.timers:
@@ -84,14 +102,21 @@ class WsConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self.proto.data_to_send()
-        if self.silenced or self.transport is None:
+        if self.silenced or self.ended or self.transport is None:
             return
         for chunk in data:
             if chunk:
                 self.transport.write(chunk)
-            else:  # end of stream requested by the protocol
+            elif self._client_closed_first():
+                # After a close handshake the client started, Slack does not close TCP: the client
+                # must [OBS: @slack/socket-mode 3.1.1/3.2.0 release notes; protocol notes §3.4].
+                return
+            else:  # end of stream requested by the protocol (our close, or a protocol error)
                 self.transport.close()
                 return
+
+    def _client_closed_first(self) -> bool:
+        return self.proto.close_rcvd is not None and self.proto.close_rcvd_then_sent is True
 
     def _handshake(self, request: Request) -> None:
         url = urlsplit(request.path)
@@ -117,16 +142,19 @@ class WsConnection(asyncio.Protocol):
             self.info.pings_received += 1  # the protocol object already queued the echoing pong
         elif frame.opcode is Opcode.PONG:
             self.info.pongs_received += 1
+        elif frame.opcode is Opcode.CLOSE and self.proto.close_rcvd is not None:
+            # Slack stops routing at once; the TCP connection stays until the client drops it.
+            self.hub.mark_closing(self, f"client_close {self.proto.close_rcvd.code}")
 
     def send_json(self, message: dict[str, Any]) -> None:
-        if self.silenced or self.transport is None or self.transport.is_closing():
+        if self._mute:
             return
         self.proto.send_text(json.dumps(message).encode())
         self._flush()
 
     def send_raw(self, data: str | bytes) -> None:
         """One text (str) or binary (bytes) frame exactly as given: for malformed-input tests."""
-        if self.silenced or self.transport is None or self.transport.is_closing():
+        if self._mute:
             return
         if isinstance(data, bytes):
             self.proto.send_binary(data)
@@ -135,7 +163,7 @@ class WsConnection(asyncio.Protocol):
         self._flush()
 
     def send_ping(self) -> None:
-        if self.silenced or self.transport is None or self.transport.is_closing():
+        if self._mute:
             return
         self.proto.send_ping(SERVER_PING_PAYLOAD.encode())
         self._flush()
@@ -151,12 +179,23 @@ class WsConnection(asyncio.Protocol):
         self.hub.mark_closing(self, "reset")
         self.transport.abort()
 
+    def end(self) -> None:
+        """The connection just ends: FIN, no close frame, as when a proxy or load balancer closes an idle
+        tunnel quietly [INF]. Half-close: the sandbox keeps reading (and drops what arrives) and closes
+        only when the client does, so the client's writes never draw an RST; an RST is `reset`."""
+        if self.transport is None or self.transport.is_closing() or self.ended:
+            return
+        self.hub.mark_closing(self, "eof")
+        self.ended = True
+        self.transport.write_eof()  # shutdown(SHUT_WR) once the write buffer is flushed
+
     def drop(self, how: str) -> None:
-        """Close TCP (FIN) without a close frame."""
+        """Close TCP (FIN) without a close frame (on a dead path the FIN is lost: nothing reaches the client)."""
         if self.transport is None or self.transport.is_closing():
             return
         self.hub.mark_closing(self, how)
-        self.transport.close()
+        if not self.silenced:
+            self.transport.close()
 
     def close_frame(self, code: int, reason: str, timeout_s: float) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -223,6 +262,13 @@ class SocketHub:
     def open_connections(self) -> list[WsConnection]:
         return [c for c in self.conns.values() if c.info is not None and c.info.state in OPEN_STATES]
 
+    def believed_alive(self) -> list[WsConnection]:
+        """Connections "Slack" counts for the app: open ones, silent (dead) ones it has not noticed yet,
+        and draining ones, but not one it refused with too_many_websockets. This is `hello`'s
+        num_connections and what the 10-connection cap counts [OBS: python-slack-sdk #1940 shows ghost
+        connections counted; INF: which states count]."""
+        return [c for c in self.open_connections() if c.info is not None and c.info.disconnect_reason != REFUSED]
+
     def routable(self) -> list[WsConnection]:
         """Connections "Slack" believes can take envelopes: hello sent, no disconnect sent."""
         return [c for c in self.conns.values() if c.info is not None and c.info.live]
@@ -247,14 +293,16 @@ class SocketHub:
     # --- lifecycle -----------------------------------------------------------------------------
     def upgraded(self, conn: WsConnection, ticket: str, *, debug_reconnects: bool) -> None:
         assert conn.info is not None
-        others = len(self.open_connections())
+        others = len([c for c in self.believed_alive() if c is not conn])
         self.set_state(conn, "open", ticket=ticket, upgraded_at=time.monotonic())
         conn.later(self.config.server_ping_interval_s, lambda: self._ping_tick(conn))
         if self.faults.link_disabled:
             self.disconnect(conn, "link_disabled")
             return
         if others >= self.config.max_connections:
-            self.disconnect(conn, "too_many_websockets")
+            # Sent on the new connection instead of hello, then TCP is dropped [OBS: bolt-js #2225 (Slack
+            # staff on the cap of 10), java-slack-sdk #1223 (disconnect before hello, then 1006)].
+            self.disconnect(conn, REFUSED)
             return
         if self.faults.withhold_hello:
             return
@@ -293,13 +341,17 @@ class SocketHub:
         conn.later(self.config.refresh_grace_s, lambda: conn.drop("dropped after refresh_requested"))
 
     def silence(self, conn: WsConnection) -> None:
+        """The network path dies (half-open). Nothing crosses either way; "Slack" goes on counting the
+        connection and routing envelopes and retries to it until it notices, `silent_link_alive_s`
+        later (see SandboxConfig for why that default)."""
         assert conn.info is not None
         if conn.silenced or conn.info.state not in OPEN_STATES:
             return
         conn.silence()
         state = "silent" if conn.info.state == "live" else conn.info.state
         self.set_state(conn, state, silenced_at=time.monotonic())
-        conn.later(self.config.silent_link_alive_s, lambda: self._silent_timeout(conn))
+        if math.isfinite(self.config.silent_link_alive_s):
+            conn.later(self.config.silent_link_alive_s, lambda: self._silent_timeout(conn))
 
     def _silent_timeout(self, conn: WsConnection) -> None:
         """ "Slack" gives up on the dead link. Nothing reaches the client; the socket stays open."""

@@ -69,6 +69,35 @@ def test_remote_control_round_trip(remote):
     assert rs.connections()[0].close_how == "reset"
 
 
+def test_remote_batch_eof_and_lost_first_acks(remote):
+    rs, _ = remote
+
+    class Target:
+        api_url = rs.api_url
+        app_token = rs.app_token
+
+    with raw_connect(Target) as ws:
+        assert recv_json(ws)["type"] == "hello"
+        rs.wait_until(lambda: rs.connections(live_only=True), what="a live connection")
+        rs.lose_first_acks(fraction=1.0)
+        batch = rs.mentions(texts=["one", "two", "three"])
+        assert [d.text for d in batch] == ["<@U0BOT0001> one", "<@U0BOT0001> two", "<@U0BOT0001> three"]
+        envs = [recv_json(ws) for _ in batch]
+        assert [e["envelope_id"] for e in envs] == [d.envelope_id for d in batch]
+        for env in envs:
+            ws.send(json.dumps({"envelope_id": env["envelope_id"]}))  # each lost on the wire
+        retries = [recv_json(ws) for _ in batch]
+        assert {e["retry_attempt"] for e in retries} == {1}
+        rs.lose_first_acks(fraction=0)
+        assert rs.eof(conn=[rs.connections()[0].id]) == ["c1"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is None
+    assert rs.connections()[0].close_how == "eof"
+    with pytest.raises(RuntimeError, match="fraction must be between 0 and 1"):
+        rs.lose_first_acks(fraction=2)
+
+
 def test_remote_refused_outage_keeps_control_reachable(remote):
     rs, _ = remote
     rs.outage(seconds=30, mode="refused")

@@ -1,15 +1,16 @@
 """Socket Mode server conformance and faults, observed with a raw `websockets` client."""
 
 import contextlib
-import itertools
 import json
+import threading
 import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Opcode
 
 from sandbox import SandboxConfig
-from sandbox.testing import TEST_CONFIG, raw_connect, recv_json, ws_url
+from sandbox.testing import TEST_CONFIG, RawSocketClient, raw_connect, recv_json, ws_url
 
 FAST = SandboxConfig(
     **{
@@ -23,9 +24,35 @@ FAST = SandboxConfig(
 )
 
 
+NEVER_NOTICED = SandboxConfig(**{**FAST.__dict__, "silent_link_alive_s": float("inf")})
+
+
 @pytest.fixture
 def sandbox_config():
     return FAST
+
+
+@contextlib.contextmanager
+def acking(ws):
+    """Ack every envelope `ws` receives, from a background thread, until the block ends."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                ack(ws, recv_json(ws, timeout=0.1))
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                return
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def ack(ws, envelope, payload=None):
@@ -94,7 +121,8 @@ def test_events_api_envelope_shape_and_ack(sandbox):
         result = sandbox.wait_for_ack(d)
         assert result.payload is None
         assert result.retry_attempt == 0
-        assert result.latency_s < 1.0
+        assert result.connection_id == "c1"
+        assert result.latency_s >= 0
         assert sandbox.delivery(d).outcome == "acked"
 
 
@@ -173,7 +201,7 @@ def test_unacked_event_is_retried_three_times_then_exhausted(sandbox):
         record = sandbox.wait_for_outcome(d, ("exhausted",), timeout=10)
         assert [a.retry_attempt for a in record.attempts] == [0, 1, 2, 3]
         conns = [a.connection_id for a in record.attempts]
-        assert all(a != b for a, b in itertools.pairwise(conns))  # a retry prefers another connection
+        assert set(conns) <= {"c1", "c2"}
         # a late ack for any attempt still counts
         env_id = record.attempts[0].envelope_id
         sender = ws1 if conns[0] == "c1" else ws2
@@ -193,16 +221,42 @@ def test_slash_command_is_never_retried(sandbox):
             ws.recv(timeout=0.3)
 
 
-def test_no_live_connection_fails_attempt_then_retries(sandbox):
+def test_an_attempt_waits_for_a_connection_that_comes_within_the_deadline(sandbox):
+    """No routable connection: the attempt is held, and sent as the first attempt once a bot connects."""
+    d = sandbox.mention("while reconnecting")
+    held = sandbox.delivery(d).attempts
+    assert [(a.connection_id, a.retry_attempt) for a in held] == [(None, 0)]
+    with raw_connect(sandbox) as ws:
+        assert recv_json(ws)["type"] == "hello"  # hello always comes first
+        env = recv_json(ws)
+        assert env["envelope_id"] == d.envelope_id
+        assert env["retry_attempt"] == 0
+        ack(ws, env)
+        sandbox.wait_for_ack(d)
+    (attempt,) = sandbox.delivery(d).attempts
+    assert attempt.connection_id == "c1"
+    assert attempt.sent_at >= attempt.started_at
+
+
+def test_an_attempt_with_no_connection_in_time_fails_and_is_retried(sandbox):
     d = sandbox.mention("while offline")
-    record = sandbox.delivery(d)
-    assert record.attempts[0].connection_id is None
-    assert d.envelope_id is None
     s = sandbox.slash_command("status")
-    assert sandbox.delivery(s).outcome == "dispatch_failed"
+    assert sandbox.wait_for_outcome(s, ("dispatch_failed",)).attempts[0].connection_id is None
+    # each retry is held the same way; with nobody connecting, the event is given up
+    record = sandbox.wait_for_outcome(d, ("exhausted",), timeout=10)
+    assert [(a.connection_id, a.retry_attempt) for a in record.attempts] == [(None, n) for n in range(4)]
+
+
+def test_a_retry_waits_for_the_bot_to_come_back(sandbox):
     with raw_connect(sandbox) as ws:
         recv_json(ws)
-        env = recv_json(ws, timeout=5)  # the next retry step finds this connection
+        sandbox.wait_for_connections(1)
+        d = sandbox.mention("lost with the link")
+        recv_json(ws)  # delivered, never acked
+    sandbox.wait_until(lambda: len(sandbox.delivery(d).attempts) >= 2, what="the first retry")
+    with raw_connect(sandbox) as ws:
+        recv_json(ws)
+        env = recv_json(ws)
         assert env["payload"]["event_id"] == d.event_id
         assert env["retry_attempt"] >= 1
         ack(ws, env)
@@ -234,21 +288,108 @@ def test_close_sends_the_code(sandbox):
         assert sandbox.connections(live_only=True) == []
 
 
-def test_silence_is_a_half_open_link(sandbox):
+@pytest.mark.parametrize("sandbox_config", [NEVER_NOTICED])
+def test_silence_is_a_half_open_link_slack_still_counts_and_routes_to(sandbox):
     with raw_connect(sandbox) as ws:
         recv_json(ws)
         sandbox.wait_for_connections(1)
         sandbox.silence()
         d = sandbox.mention("into the void")  # "Slack" still routes to the silent link
         assert sandbox.delivery(d).attempts[0].connection_id == "c1"
-        assert not ws.ping(b"anyone?").wait(1.5)  # no pong
+        assert not ws.ping(b"anyone?").wait(1.0)  # no pong
         with pytest.raises(TimeoutError):  # no data, no server ping, no close
             ws.recv(timeout=0.5)
-        # after silent_link_alive_s "Slack" gives up on it, still without a word to the client
+        sandbox.wait_until(lambda: len(sandbox.delivery(d).attempts) >= 3, what="two retries")
+        assert {a.connection_id for a in sandbox.delivery(d).attempts} == {"c1"}  # retries go there too
+        with raw_connect(sandbox) as ws2:
+            assert recv_json(ws2)["num_connections"] == 2  # the dead link still counts
+        assert sandbox.connections()[0].state == "silent"
+
+
+def test_slack_gives_up_on_a_silent_link_after_silent_link_alive_s(sandbox):
+    with raw_connect(sandbox) as ws:
+        recv_json(ws)
+        sandbox.wait_for_connections(1)
+        sandbox.silence()
+        # "Slack" gives up on it, still without a word to the client
         sandbox.wait_until(lambda: sandbox.connections()[0].close_how == "silent_timeout", what="silent teardown")
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.3)
         assert sandbox.connections(live_only=True) == []
+        with raw_connect(sandbox) as ws2:
+            assert recv_json(ws2)["num_connections"] == 1
+
+
+def test_retries_go_to_any_connection_at_random_dead_ones_included(sandbox):
+    with raw_connect(sandbox) as live, raw_connect(sandbox) as dead:
+        recv_json(live), recv_json(dead)
+        sandbox.wait_for_connections(2)
+        live_id, dead_id = (c.id for c in sandbox.connections())
+        sandbox.silence(dead_id)
+        sandbox.lose_first_acks(1.0)  # every first ack is lost: each event gets at least one retry
+        with acking(live):
+            ds = [sandbox.mention(f"retry me {i}") for i in range(24)]
+            sandbox.wait_until(
+                lambda: all(len(r.attempts) > 1 and r.attempts[1].connection_id for r in map(sandbox.delivery, ds)),
+                what="every first retry sent",
+            )
+        records = [sandbox.delivery(d) for d in ds]
+    firsts = [r.attempts[0].connection_id for r in records]
+    retries = [r.attempts[1].connection_id for r in records]
+    assert firsts == [live_id, dead_id] * 12  # first deliveries rotate
+    assert set(retries) == {live_id, dead_id}  # a retry may land on the dead link ...
+    assert any(f == r == dead_id for f, r in zip(firsts, retries, strict=True))  # ... even the one that failed
+
+
+def test_lose_first_acks_loses_only_first_attempts(sandbox):
+    with raw_connect(sandbox) as ws:
+        recv_json(ws)
+        sandbox.wait_for_connections(1)
+        sandbox.lose_first_acks(0.5)
+        with acking(ws):
+            ds = [sandbox.mention(f"half {i}") for i in range(40)]
+            sandbox.wait_until(
+                lambda: all(sandbox.delivery(d).outcome == "acked" for d in ds), what="all acked in the end"
+            )
+        records = [sandbox.delivery(d) for d in ds]
+    lost = [r for r in records if r.acks_lost]
+    assert 0 < len(lost) < 40
+    assert all(r.acks_lost == 1 and [a.retry_attempt for a in r.attempts] == [0, 1] for r in lost)
+    assert all(len(r.attempts) == 1 for r in records if not r.acks_lost)
+
+
+def test_eof_ends_the_stream_without_close_frame_or_reset(sandbox):
+    with RawSocketClient(ws_url(sandbox)) as client:
+        assert client.json()["type"] == "hello"
+        sandbox.wait_for_connections(1)
+        assert sandbox.eof() == ["c1"]
+        assert sandbox.connections(live_only=True) == []  # "Slack" stops routing there at once
+        assert sandbox.connections()[0].close_how == "eof"
+        assert client.frame() is None  # FIN, with no close frame before it
+        # the far end stays quiet: what the client still writes draws neither an answer nor an RST
+        for _ in range(3):
+            client.send_ping(b"still there?")
+            assert client.frame(timeout=0.3) is None
+        assert sandbox.connections()[0].closed_at is None
+    sandbox.wait_until(lambda: sandbox.connections()[0].closed_at, what="the sandbox to close after the client")
+    assert sandbox.connections()[0].pongs_received == 0
+
+
+def test_after_the_clients_close_frame_tcp_is_left_to_the_client(sandbox):
+    with RawSocketClient(ws_url(sandbox)) as client:
+        assert client.json()["type"] == "hello"
+        sandbox.wait_for_connections(1)
+        client.send_close(1000, "bye")
+        echo = client.frame()
+        assert echo is not None
+        assert echo.opcode is Opcode.CLOSE
+        assert echo.data[:2] == (1000).to_bytes(2, "big")
+        sandbox.wait_until(lambda: sandbox.connections()[0].close_how == "client_close 1000", what="close seen")
+        assert sandbox.connections(live_only=True) == []
+        with pytest.raises(TimeoutError):  # no FIN from the server: Slack does not close TCP here
+            client.frame(timeout=0.5)
+        assert sandbox.connections()[0].closed_at is None
+    sandbox.wait_until(lambda: sandbox.connections()[0].closed_at, what="closed once the client closed")
 
 
 @pytest.mark.parametrize("reason", ["refresh_requested", "link_disabled", "too_many_websockets"])
@@ -299,6 +440,24 @@ def test_eleventh_connection_gets_too_many_websockets(sandbox):
         assert len(sandbox.connections(live_only=True)) == 10
 
 
+@pytest.mark.parametrize("sandbox_config", [NEVER_NOTICED])
+def test_dead_connections_slack_has_not_noticed_eat_the_budget(sandbox):
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(raw_connect(sandbox)) for _ in range(10)]
+        assert [recv_json(ws)["num_connections"] for ws in clients] == list(range(1, 11))
+        ghosts = [c.id for c in sandbox.connections()[:2]]
+        sandbox.silence(ghosts)
+        for ws in clients[:2]:  # the bot gives up on them, but its FIN is lost on the dead path
+            ws.close()
+        clients[2].close()  # a clean close frees its place at once
+        sandbox.wait_until(lambda: sandbox.connections()[2].close_how == "client_close 1000", what="closed")
+        with raw_connect(sandbox) as replacement:
+            assert recv_json(replacement)["num_connections"] == 10
+            with raw_connect(sandbox) as extra:
+                assert recv_json(extra)["reason"] == "too_many_websockets"
+        assert {c.id for c in sandbox.connections() if c.state == "silent"} == set(ghosts)
+
+
 def test_withhold_hello(sandbox):
     sandbox.withhold_hello(True)
     with raw_connect(sandbox) as ws:
@@ -337,14 +496,33 @@ def test_disable_socket_mode(sandbox):
             ws.recv(timeout=5)
 
 
-def test_many_mentions_have_low_sandbox_latency(sandbox):
+def test_a_batch_of_mentions_is_written_in_one_loop_turn(sandbox):
     with raw_connect(sandbox) as ws:
         recv_json(ws)
         sandbox.wait_for_connections(1)
-        ds = [sandbox.mention(f"load {i}") for i in range(300)]
-        for _ in ds:
-            ack(ws, recv_json(ws))
-        acks = [sandbox.wait_for_ack(d) for d in ds]
-        latencies = sorted(a.latency_s for a in acks)
-        assert latencies[len(latencies) // 2] < 0.5, latencies[-5:]
+        stop = threading.Event()
+
+        def singles() -> None:  # competing one-at-a-time mentions from another thread
+            while not stop.is_set():
+                sandbox.mention("single")
+
+        other = threading.Thread(target=singles)
+        other.start()
+        try:
+            sandbox.wait_until(lambda: len(sandbox.deliveries()) >= 5, what="singles flowing")
+            batch = sandbox.mentions([f"load {i}" for i in range(300)])
+        finally:
+            stop.set()
+            other.join()
+        batch_ids = [d.envelope_id for d in batch]
+        received = []
+        while len(received) < len(sandbox.deliveries()):
+            env = recv_json(ws)
+            ack(ws, env)
+            received.append(env["envelope_id"])
+        first = received.index(batch_ids[0])
+        assert received[first : first + 300] == batch_ids  # contiguous: nothing slipped in between
+        for d in batch:
+            sandbox.wait_for_ack(d)
+        assert len({d.event_id for d in batch}) == 300
         assert all(r.outcome == "acked" for r in sandbox.deliveries())

@@ -134,6 +134,32 @@ def test_builtin_client_hello_reset_and_reconnect(sandbox):
         client.close()
 
 
+def test_builtin_client_sees_eof_as_end_of_stream(sandbox):
+    """EOF is not an error to the builtin client (unlike the reset above): it keeps reading an ended
+    stream (slack_sdk 3.47.0 spins on recv() returning b"", measured in bench/) until its stale check
+    finds no pong for 4 x ping_interval, then reconnects on a new ticket."""
+    errors, closes, messages = [], [], []
+    client = builtin_client(sandbox, errors, closes, messages)
+    client.connect()
+    try:
+        first = sandbox.wait_for_connections(1)[0]
+        sandbox.wait_until(lambda: client.current_session.last_ping_pong_time, what="a first pong")
+        sandbox.eof()
+        second = sandbox.wait_until(
+            lambda: [c for c in sandbox.connections(live_only=True) if c.id != first.id], timeout=20, what="reconnect"
+        )
+        assert second
+        assert errors == []  # no OSError: the stream just ended
+        assert closes == []  # no close frame
+        old = next(c for c in sandbox.connections() if c.id == first.id)
+        assert old.close_how == "eof"
+    finally:
+        client.close()
+    sandbox.wait_until(
+        lambda: next(c for c in sandbox.connections() if c.id == first.id).closed_at, what="the client closed it"
+    )
+
+
 def test_builtin_client_sees_close_code(sandbox):
     errors, closes, messages = [], [], []
     client = builtin_client(sandbox, errors, closes, messages)
