@@ -3,8 +3,10 @@
 A `Link` never reconnects by itself; the supervisor decides what happens next. It knows exactly one
 thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Every inbound
 frame (hello, envelope, disconnect, the pong to our ping) refreshes `last_inbound`; a ping goes out
-every `ping_interval_s`; when nothing has come in for `stale_after_s` the link is declared half-open
-and aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
+every `ping_interval_s`. When nothing has come in for `suspect_after_s` (a few missed pongs) the link
+is *suspect*: the supervisor opens its replacement at once but keeps this one, since it may only be
+slow; a frame clears the suspicion. When nothing has come in for `stale_after_s` the link is declared
+half-open and aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
 there is no polling loop and no spinning on a dead socket.
 
 Only the public API of `websockets` is used (`connect`, `recv`, `send`, `ping`, `close`, and the
@@ -85,6 +87,8 @@ class Link:
         on_envelope: EnvelopeCallback,
         ping_interval_s: float,
         stale_after_s: float,
+        suspect_after_s: float | None = None,
+        on_suspect: Callable[[Link, bool], None] | None = None,
         on_inbound: Callable[[], None] | None = None,
         on_rtt: Callable[[float], None] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
@@ -94,6 +98,10 @@ class Link:
         self._on_envelope = on_envelope
         self._ping_interval_s = ping_interval_s
         self._stale_after_s = stale_after_s
+        self._suspect_after_s = stale_after_s if suspect_after_s is None else min(suspect_after_s, stale_after_s)
+        self._on_suspect = on_suspect or (lambda _link, _suspect: None)
+        self.suspect_since: float | None = None  # when it turned suspect; None while it is heard from
+        self.suspected = asyncio.Event()
         self._on_inbound = on_inbound or (lambda: None)
         self._on_rtt = on_rtt or (lambda _ms: None)
         self._max_frame_bytes = max_frame_bytes
@@ -177,6 +185,10 @@ class Link:
     def _mark_inbound(self) -> None:
         self.last_inbound = time.monotonic()
         self._on_inbound()
+        if self.suspect_since is not None:  # a false alarm: it was only slow
+            self.suspect_since = None
+            self.suspected.clear()
+            self._on_suspect(self, False)
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
         # A bad frame is described by its size and type, never by its content (it may carry user text).
@@ -235,16 +247,22 @@ class Link:
         self.refresh_reason = reason or "disconnect"
         self.refresh_requested.set()
 
-    def pulse(self, now: float, *, ping: bool) -> float | None:
-        """Abort the link if nothing at all has come in for too long; otherwise ping if asked.
+    def pulse(self, now: float, *, ping: bool, judge: bool = True) -> float | None:
+        """Abort the link if nothing at all has come in for too long, mark it suspect if nothing has
+        come in for a while; ping if asked.
 
         The supervisor calls this for every link from one timer (see `Supervisor._pulse`), so an
-        idle bot wakes once per ping interval in all. Returns when the link would turn stale, or None
-        once it has been aborted.
+        idle bot wakes once per ping interval in all. `judge` is False when that timer itself ran
+        late (a busy loop has not read what may be waiting): then silence proves nothing new and no
+        link turns suspect. Returns when the link should be looked at again, or None once aborted.
         """
         if self.ended.done() or self._ws is None:
             return None
         silent_for = now - self.last_inbound
+        if judge and self.suspect_since is None and silent_for > self._suspect_after_s:
+            self.suspect_since = now
+            self.suspected.set()
+            self._on_suspect(self, True)
         if silent_for > self._stale_after_s:
             self.abort(
                 LinkEnd(
@@ -255,7 +273,13 @@ class Link:
             return None
         if ping:
             self._ping(now)
+        if self.suspect_since is None:
+            return self.last_inbound + self._suspect_after_s + 0.01
         return self.last_inbound + self._stale_after_s + 0.01
+
+    @property
+    def suspect(self) -> bool:
+        return self.suspect_since is not None
 
     def _ping(self, sent: float) -> None:
         assert self._ws is not None

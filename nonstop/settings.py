@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from nonstop.policy import Schedule
+
 EX_CONFIG = 78
 """sysexits.h: configuration error. Service managers are told not to restart on it."""
 
@@ -40,11 +42,21 @@ class SupervisorSettings:
     """How the supervisor keeps the link alive. Defaults are the production ones."""
 
     connections: int = 2
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 10.0
+    # Waits between attempts while Slack is unreachable: see nonstop.policy.Schedule for why these numbers.
+    backoff_base_s: float = 1.0  # the wait during the first minute of trouble
+    fast_retry_for_s: float = 60.0  # how long the trouble may last before the wait starts to grow
+    backoff_cap_s: float = 30.0  # the longest wait, reached after about five minutes
     healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
-    ping_interval_s: float = 4.0
+    # Pings every second so an idle link hears a pong every second; two missed pongs and a half make it
+    # suspect (its replacement opens at once), eight seconds of silence make it dead. Measured in bench/:
+    # idle CPU stays at the stock handler's level, and a 300-mention burst makes no link suspect.
+    ping_interval_s: float = 1.0
+    suspect_after_s: float = 2.5  # no inbound frame for this long: open a replacement, keep this link
     stale_after_s: float = 8.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
+    connection_limit: int = 10  # Slack's limit of connections per app, spare links included
+    # While Slack counts connections this process no longer holds (dead sockets it has not noticed), how
+    # often to check whether it still does (one spare link replaced, its hello counted).
+    spare_check_s: float = 60.0
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
@@ -58,6 +70,10 @@ class SupervisorSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.handler_nice <= 19:
             raise ValueError("handler_nice must be 0-19")
+
+    @property
+    def retry_schedule(self) -> Schedule:
+        return Schedule(fast_s=self.backoff_base_s, fast_for_s=self.fast_retry_for_s, cap_s=self.backoff_cap_s)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,10 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+SUSPECT_PINGS = 2.5
+"""Unless NONSTOP_SUSPECT_AFTER says otherwise, a link is suspect after this many ping intervals of
+silence (capped by NONSTOP_STALE_AFTER): one pong may be late or lost, two and a half in a row is not."""
+
 APP_PROCESS_TUNING = {"handler_nice": 10, "gil_switch_interval_s": 0.0005}
 """What `python app.py`, which owns its whole process, opts into (NONSTOP_HANDLER_NICE and
 NONSTOP_GIL_SWITCH_INTERVAL override it; 0 turns either off): a burst of listeners then delays the
@@ -135,13 +155,18 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
     d = SupervisorSettings()
     tuning = APP_PROCESS_TUNING if own_process else {"handler_nice": 0, "gil_switch_interval_s": 0.0}
     switch = _number(env, "NONSTOP_GIL_SWITCH_INTERVAL", tuning["gil_switch_interval_s"], 0, 0.1)
+    ping = _number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 5)
+    stale = _number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600)
     return SupervisorSettings(
         connections=_integer(env, "NONSTOP_CONNECTIONS", d.connections, 1, 10),
         backoff_base_s=_number(env, "NONSTOP_BACKOFF_BASE", d.backoff_base_s, 0.01, 60),
         backoff_cap_s=_number(env, "NONSTOP_BACKOFF_CAP", d.backoff_cap_s, 0.05, 3600),
+        fast_retry_for_s=_number(env, "NONSTOP_FAST_RETRY_FOR", d.fast_retry_for_s, 0, 3600),
         healthy_after_s=_number(env, "NONSTOP_HEALTHY_AFTER", d.healthy_after_s, 0, 3600),
-        ping_interval_s=_number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 5),
-        stale_after_s=_number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600),
+        ping_interval_s=ping,
+        suspect_after_s=_number(env, "NONSTOP_SUSPECT_AFTER", min(stale, SUSPECT_PINGS * ping), 0.2, 600),
+        stale_after_s=stale,
+        spare_check_s=_number(env, "NONSTOP_SPARE_CHECK", d.spare_check_s, 0.5, 86400),
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
@@ -160,6 +185,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"NONSTOP_STALE_AFTER ({sup.stale_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "
             f"({sup.ping_interval_s:g}): a link is only stale after it missed at least one pong."
+        )
+    if not sup.ping_interval_s < sup.suspect_after_s <= sup.stale_after_s:
+        raise ConfigError(
+            f"NONSTOP_SUSPECT_AFTER ({sup.suspect_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "
+            f"({sup.ping_interval_s:g}) and not longer than NONSTOP_STALE_AFTER ({sup.stale_after_s:g})."
         )
     if sup.backoff_cap_s < sup.backoff_base_s:
         raise ConfigError(

@@ -49,7 +49,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     client = InstrumentedWebClient(
         token=settings.bot_token, base_url=settings.api_url, logger=logging.getLogger("slack_sdk")
     )
-    backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
+    backoff = Backoff(settings.supervisor.retry_schedule, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)
         bolt_logger = logging.getLogger("nonstop.app")

@@ -47,6 +47,9 @@ class Snapshot:
     last_beat_at: float | None  # when the supervisor loop last proved it is alive
     stale_after_s: float = SupervisorSettings.stale_after_s  # the supervisor's limit for links (readiness too)
     state_detail: str = ""  # e.g. "1 of 2 connections", "token_revoked", "next attempt in 4.2 s"
+    spare_connections: int = 0  # live links held beyond the target while Slack counts dead ones
+    suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
+    slack_reported_connections: int | None = None  # num_connections in the latest hello
 
     @property
     def state_text(self) -> str:
@@ -92,6 +95,9 @@ class Telemetry:
     _state_detail: str = ""
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
+    _spare: int = 0
+    _suspect: int = 0
+    _slack_reported: int | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -155,6 +161,11 @@ class Telemetry:
         """The bot made one Web API call: "ok", a Slack error code, "http_503", "timeout", "network", …"""
         self.metrics.web_api_call(method, outcome)
 
+    def links(self, *, spare: int, suspect: int, slack_reported: int | None) -> None:
+        """What the supervisor holds beyond its target, and what Slack counted at the latest hello."""
+        with self._lock:
+            self._spare, self._suspect, self._slack_reported = spare, suspect, slack_reported
+
     def set_state(self, state: State, detail: str = "") -> None:
         with self._lock:
             self._state, self._state_detail = state, detail
@@ -177,6 +188,9 @@ class Telemetry:
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,
+                spare_connections=self._spare,
+                suspect_connections=self._suspect,
+                slack_reported_connections=self._slack_reported,
             )
 
 
