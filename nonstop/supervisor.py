@@ -396,11 +396,12 @@ class Supervisor:
                 self._unaccounted += 1  # dead path: Slack still counts it until it notices
             self._forget(link, end)
             if end.cause not in ("shutdown", "spare_released", "refresh"):
-                log.info(
-                    "%s: let go after %s: %s",
+                log.warning(
+                    "%s dropped after %s: %s; %s",
                     link.name,
                     human_duration(link.age_s, tenths=True),
                     end.explanation,
+                    "already replaced" if link.suspect_since is not None else "a spare less",
                     extra={"connection": link.name, "cause": end.cause, "close_code": end.code},
                 )
         else:

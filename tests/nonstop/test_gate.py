@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from nonstop.budget import Budget
@@ -25,7 +26,7 @@ def test_a_hold_off_spaces_every_callers_attempts_not_each_ones() -> None:
 
     attempts = asyncio.run(main())
     assert len(attempts) == 9
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert min(gaps) >= 0.09, gaps
 
 

@@ -76,7 +76,7 @@ def test_schedule_numbers_come_from_settings() -> None:
     assert 0.18 <= b.failure() <= 0.22
     clock.now += 3600
     assert b.failure() == 2.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fast_s"):
         Schedule(fast_s=5.0, cap_s=1.0)
 
 
