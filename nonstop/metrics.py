@@ -171,12 +171,13 @@ class _SnapshotCollector(Collector):
             "Connections silent for a while: already replaced, closed once known dead, kept if heard from again.",
             value=snap.suspect_connections,
         )
-        if snap.slack_reported_connections is not None:
-            yield GaugeMetricFamily(
-                "nonstop_slack_reported_connections",
-                "Connections Slack counted for this app at the latest hello (num_connections), dead ones included.",
-                value=snap.slack_reported_connections,
-            )
+        reported = snap.slack_reported_connections
+        yield GaugeMetricFamily(
+            "nonstop_slack_reported_connections",
+            "Connections Slack counted for this app at the latest hello (num_connections), dead ones included; "
+            "NaN before the first.",
+            value=float("nan") if reported is None else reported,
+        )
         yield GaugeMetricFamily(
             "nonstop_last_inbound_age_seconds",
             "Seconds since the last frame (hello, envelope, pong, …) arrived on any connection; NaN before the first.",
@@ -184,7 +185,7 @@ class _SnapshotCollector(Collector):
         )
         yield GaugeMetricFamily(
             "nonstop_supervisor_beat_age_seconds",
-            "Seconds since the supervisor loop last proved it runs (it beats every ping interval, 1 s by default); "
+            "Seconds since the supervisor loop last proved it runs (it beats every ping interval, 2.25 s by default); "
             "NaN before it starts.",
             value=_age(snap.now, snap.last_beat_at),
         )

@@ -47,13 +47,13 @@ class SupervisorSettings:
     fast_retry_for_s: float = 60.0  # how long the trouble may last before the wait starts to grow
     backoff_cap_s: float = 30.0  # the longest wait, reached after about five minutes
     healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
-    # Every link is pinged every 2 s; a ping unanswered for 0.75 s with no other frame since makes the link
-    # suspect (so a dead path is suspected 0.75-2.75 s after it died) and its replacement opens at once;
+    # Every link is pinged every 2.25 s; a ping unanswered for 0.6 s with no other frame since makes the link
+    # suspect (so a dead path is suspected 0.6-2.85 s after it died) and its replacement opens at once;
     # 8 s without any frame makes it dead. An idle bot wakes once per ping interval in all (a healthy
     # link's pong cancels its deadline before it fires): the wake, not the ping, is what idle CPU costs
     # (bench/: idle CPU at the stock handler's level; no suspect under a 300-mention burst).
-    ping_interval_s: float = 2.0
-    pong_timeout_s: float = 0.75  # a ping unanswered this long, nothing else heard: open a replacement
+    ping_interval_s: float = 2.25
+    pong_timeout_s: float = 0.6  # a ping unanswered this long, nothing else heard: open a replacement
     stale_after_s: float = 8.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
     connection_limit: int = 10  # Slack's limit of connections per app, spare links included
     # While Slack counts connections this process no longer holds (dead sockets it has not noticed), how

@@ -1,8 +1,8 @@
 """Issue 9, items 5 and 6, on the real bot process against the sandbox: silent links are found and
 diluted with spare links, short outages end fast, and a busy bot is not mistaken for a silent peer.
 
-The bot runs with its production liveness timers (ping every 2 s, suspect when a ping is unanswered
-for 0.75 s, dead after 8 s of silence) and its production outage schedule (1 s between attempts in
+The bot runs with its production liveness timers (ping every 2.25 s, suspect when a ping is
+unanswered for 0.6 s, dead after 8 s of silence) and its production outage schedule (1 s between attempts in
 the first minute), so these tests exercise the shipped numbers; the times themselves are measured in
 bench/, not asserted here.
 """
@@ -21,8 +21,8 @@ from tests.botprocess import bot_env, run_bot
 from tests.integration.test_supervisor import answered_once, wait_live
 
 PRODUCTION_LIVENESS = {
-    "NONSTOP_PING_INTERVAL": "2",
-    "NONSTOP_PONG_TIMEOUT": "0.75",
+    "NONSTOP_PING_INTERVAL": "2.25",
+    "NONSTOP_PONG_TIMEOUT": "0.6",
     "NONSTOP_STALE_AFTER": "8",
 }
 PRODUCTION_OUTAGE_SCHEDULE = {
