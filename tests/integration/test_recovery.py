@@ -19,6 +19,7 @@ from sandbox.records import DeliveryRecord
 from sandbox.testing import TEST_CONFIG
 from tests.botprocess import bot_env, run_bot
 from tests.integration.test_supervisor import answered_once, wait_live
+from tests.ops.test_health_integration import Probe, free_port
 
 PRODUCTION_LIVENESS = {
     "NONSTOP_PING_INTERVAL": "2.25",
@@ -63,7 +64,9 @@ def _answered_on(record: DeliveryRecord) -> int | None:
 
 def test_every_link_silent_at_once_is_replaced_and_retries_land_on_live_links(dead_links_sandbox: Sandbox) -> None:
     sb = dead_links_sandbox
-    with run_bot(bot_env(sb, **PRODUCTION_LIVENESS, NONSTOP_SPARE_CHECK="600")) as bot:
+    port = free_port()
+    with run_bot(bot_env(sb, **PRODUCTION_LIVENESS, NONSTOP_SPARE_CHECK="600", HEALTH_PORT=str(port))) as bot:
+        probe = Probe(port, bot)
         dead = tuple(wait_live(sb, 2))
         sb.silence()  # the bot's network path dies: no data, no pong, no FIN, either way
         bot.wait_for_log(r"opening its replacement now", count=2, timeout=15)
@@ -71,6 +74,12 @@ def test_every_link_silent_at_once_is_replaced_and_retries_land_on_live_links(de
         # Slack still counts the two dead sockets: the bot fills the 10-connection budget with live ones.
         wait_live(sb, 8, excluding=dead, timeout=20)
         bot.wait_for_log(r"holding \d+ spare connection", timeout=10)
+        # Operators see why the bot holds ten connections: Slack counts two it cannot answer on.
+        probe.until(lambda: probe.metric("nonstop_connections_spare") == 6, "6 spare connections in /metrics")
+        assert probe.metric("nonstop_slack_reported_connections") == 10
+        status, ready = probe.ready()
+        assert status == 200, ready
+        assert "6 spare while Slack counts 10, 2 of them silent or dead" in ready["state"], ready
 
         # Mentions go round-robin over every connection Slack believes alive: keep those whose first
         # attempt went into a dead socket. The goal is stated per 20 events (at least 14 answered on
