@@ -212,26 +212,42 @@ class Dispatcher:
         self._arrivals.add(arrival)
 
     def _admit_batch(self, batch: list[_Arrival]) -> None:
-        self._admitting += len(batch)
-        self._background(self._admit(batch))
-
-    async def _admit(self, batch: list[_Arrival]) -> None:
         entries = [Entry(event_key(a.request), a.message) for a in batch]
+        try:
+            fresh = self._ledger.admit_now(entries)
+        except LedgerError as e:
+            self._not_admitted(batch, e)
+            return
+        if fresh is not None:  # a local ledger: on record now, so the acks leave in this turn too
+            self._admitted(batch, entries, fresh)
+            return
+        self._admitting += len(batch)
+        self._background(self._admit(batch, entries))
+
+    async def _admit(self, batch: list[_Arrival], entries: list[Entry]) -> None:
         try:
             fresh = await self._ledger.admit(entries)
         except LedgerError as e:
             self._admitting -= len(batch)
-            # Not on record, so not acked: Slack retries them, and nothing is lost while the ledger is down.
-            log.error("could not record %d event(s), left unacked for Slack to retry: %s", len(batch), e)
-            for _ in batch:
-                self._telemetry.envelope("events_api", "refused_ledger")
+            self._not_admitted(batch, e)
             return
         self._admitting -= len(batch)
+        self._admitted(batch, entries, fresh)
+
+    def _not_admitted(self, batch: list[_Arrival], error: LedgerError) -> None:
+        # Not on record, so not acked: Slack retries them, and nothing is lost while the ledger is down.
+        log.error("could not record %d event(s), left unacked for Slack to retry: %s", len(batch), error)
+        for _ in batch:
+            self._telemetry.envelope("events_api", "refused_ledger")
+
+    def _admitted(self, batch: list[_Arrival], entries: list[Entry], fresh: list[bool]) -> None:
+        to_start: list[tuple[SocketModeRequest, str]] = []
         for arrival, entry, new in zip(batch, entries, fresh, strict=True):
             request = arrival.request
             self._send_ack(arrival.link, request.envelope_id, None, "events_api", arrival.received_at)
             if new:
-                self._start_event(request, entry.key)
+                self._running.add(entry.key)
+                to_start.append((request, entry.key))
                 continue
             self._telemetry.duplicate()
             self._telemetry.envelope("events_api", "duplicate")
@@ -246,6 +262,15 @@ class Dispatcher:
                     "retry_attempt": request.retry_attempt,
                 },
             )
+        if to_start:
+            self._telemetry.set_backlog(len(self._running), self._max_backlog)
+            # After this turn's acks are written (their write was scheduled first): waking Bolt's threads
+            # now would have them compete with the ack loop for the GIL before a single ack had left.
+            asyncio.get_running_loop().call_soon(self._start_events, to_start)
+
+    def _start_events(self, requests: list[tuple[SocketModeRequest, str]]) -> None:
+        for request, key in requests:
+            self._start_event(request, key)
 
     def replay(self, entries: list[Entry]) -> int:
         """Run again the events an earlier run acked and never finished; return how many will run."""
