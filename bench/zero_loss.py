@@ -349,7 +349,8 @@ def _usage(proc: psutil.Process, minute: float) -> dict[str, float]:
 
 
 def soak(lane: Lane, minutes: float, seed: int) -> dict[str, Any]:
-    """The fault mix for `minutes`, sampling the bot's RSS, threads and open file descriptors every minute."""
+    """The fault mix for `minutes`, sampling the bot's RSS, threads and open file descriptors every minute
+    (first/last/max from the first minute on; the sample before any traffic is kept in `samples`)."""
     wait_links(lane)
     proc = lane.ps()
     samples: list[dict[str, float]] = []
@@ -367,7 +368,8 @@ def soak(lane: Lane, minutes: float, seed: int) -> dict[str, Any]:
         samples.append(_usage(proc, (time.monotonic() - start) / 60))
 
     def summary(key: str) -> dict[str, float]:
-        values = [s[key] for s in samples]
+        # From the first minute on: before traffic the thread pools have not started their threads yet.
+        values = [s[key] for s in samples if s["minute"] >= 1] or [s[key] for s in samples]
         return {"first": values[0], "last": values[-1], "max": max(values)} if values else {}
 
     return {
