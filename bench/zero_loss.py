@@ -252,6 +252,7 @@ def drive_mix(
             raise RuntimeError(f"{lane.name}: links not settled:\n{lane.log_tail()}")
     pending = fault_schedule(seed, duration_s)
     injected: list[dict[str, Any]] = []
+    struck: list[tuple[float, str]] = []  # (monotonic, fault)
     outages: list[tuple[float, float]] = []
     sent: dict[str, list[Delivery]] = {lane.name: [] for lane in lanes}
     start = time.monotonic()
@@ -264,6 +265,7 @@ def drive_mix(
             at = time.monotonic()
             for lane in lanes:
                 _mix_fault(lane, fault)
+            struck.append((at, fault))
             if fault == "outage":
                 outages.append((at, at + MIX_OUTAGE_S))
             injected.append({"fault": fault, "at_s": round(at - start, 2)})
@@ -287,7 +289,7 @@ def drive_mix(
         "duration_s": duration_s,
         "seed": seed,
         "faults": injected,
-        "by_kind": {lane.kind: mix_outcome(lane, sent[lane.name], outages) for lane in lanes},
+        "by_kind": {lane.kind: mix_outcome(lane, sent[lane.name], outages, struck) for lane in lanes},
     }
 
 
@@ -300,7 +302,15 @@ def deliverable_at(created: float, outages: list[tuple[float, float]]) -> float:
     return created
 
 
-def mix_outcome(lane: Lane, ds: list[Delivery], outages: list[tuple[float, float]]) -> dict[str, Any]:
+def last_fault(created: float, struck: list[tuple[float, str]]) -> str:
+    """The fault most recently injected before `created` ("none" before the first)."""
+    before = [fault for at, fault in struck if at <= created]
+    return before[-1] if before else "none"
+
+
+def mix_outcome(
+    lane: Lane, ds: list[Delivery], outages: list[tuple[float, float]], struck: list[tuple[float, str]]
+) -> dict[str, Any]:
     sb = lane.sb
     records = {r.key: r for r in sb.deliveries()}
     first: dict[str, float] = {}
@@ -312,11 +322,20 @@ def mix_outcome(lane: Lane, ds: list[Delivery], outages: list[tuple[float, float
             first[str(ts)] = min(first.get(str(ts), call.at), call.at)
     delays: list[float] = []
     outcomes: Counter[str] = Counter()
+    late_after: Counter[str] = Counter()  # not answered within 5 s (lost included), by the fault before
+    lost_after: Counter[str] = Counter()
     for d in ds:
         record = records[d.key]
         outcomes[record.outcome] += 1
-        if d.ts in first and record.attempts:
-            delays.append(first[d.ts] - deliverable_at(record.attempts[0].started_at, outages))
+        if not record.attempts:
+            continue
+        created = record.attempts[0].started_at
+        if d.ts in first:
+            delays.append(first[d.ts] - deliverable_at(created, outages))
+        if d.ts not in first or delays[-1] > WITHIN_S:
+            late_after[last_fault(created, struck)] += 1
+        if d.ts not in first:
+            lost_after[last_fault(created, struck)] += 1
     n = len(ds)
     within = sum(1 for v in delays if v <= WITHIN_S)
     return {
@@ -330,6 +349,8 @@ def mix_outcome(lane: Lane, ds: list[Delivery], outages: list[tuple[float, float
         "delay_p99_s": percentile(delays, 99),
         "delay_max_s": max(delays, default=None),
         "delivery_outcomes": dict(outcomes),
+        "late_after": dict(late_after),
+        "lost_after": dict(lost_after),
         "retried": sum(1 for d in ds if len(records[d.key].attempts) > 1),
         "bot_alive": lane.alive(),
         "restarts": lane.restarts,

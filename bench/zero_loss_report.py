@@ -123,6 +123,15 @@ def _mix_cell(m: dict[str, Any]) -> str:
     return f"{m['within_5s_pct']:.1f} % ({m['within_5s']} of {m['mentions']}; p50 {_secs(m['delay_p50_s'])})"
 
 
+def _by_fault(counts: dict[str, int]) -> str:
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{MIX_TITLES.get(k, k)} {v}" for k, v in ordered) or "none"
+
+
+def _lost_after(m: dict[str, Any]) -> str:
+    return f" ({_by_fault(m['lost_after'])})" if m.get("lost_after") else ""
+
+
 def _mix_rows(zl: dict[str, Any]) -> list[list[str]]:
     mix = zl.get("faultmix")
     if not mix:
@@ -143,9 +152,17 @@ def _mix_rows(zl: dict[str, Any]) -> list[list[str]]:
             _verdict(n["within_5s_pct"] >= MIX_TARGET_PCT),
         ],
         [
-            "Fault mix: lost / doubled",
-            f"{s['lost']} / {s['doubled']}",
-            f"{n['lost']} / {n['doubled']}",
+            "Fault mix: not answered within 5 s (lost included), by the last fault before the mention",
+            _by_fault(s.get("late_after", {})),
+            _by_fault(n.get("late_after", {})),
+            "",
+            "(info)",
+            "",
+        ],
+        [
+            "Fault mix: lost / doubled (lost: by the last fault before the mention)",
+            f"{s['lost']} / {s['doubled']}{_lost_after(s)}",
+            f"{n['lost']} / {n['doubled']}{_lost_after(n)}",
             f"lost {s['lost']} vs {n['lost']}",
             "0 / 0",
             _verdict(n["lost"] == 0 and n["doubled"] == 0),
