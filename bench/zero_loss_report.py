@@ -83,8 +83,8 @@ def _command_rows(zl: dict[str, Any]) -> list[list[str]]:
     else:
         ratio = ""
     return [[
-        f"/nonstop ping while {STUCK_LISTENERS} mention listeners wait on a {STUCK_FOR_S:g} s chat.postMessage: "
-        f"command → ack with the answer, p50 / p99 ({n['tries']} tries)",
+        f"/nonstop ping while {STUCK_LISTENERS} mention listeners wait on a chat.postMessage that takes "
+        f"{STUCK_FOR_S:g} s: command → ack with the answer, p50 / p99 ({n['tries']} tries)",
         _command_cell(s),
         _command_cell(n),
         ratio,
