@@ -1,7 +1,8 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
-    python bench/run.py            # full run (about 6 min on 2 cores: 369 s)
-    python bench/run.py --quick    # fewer samples, shorter phases (about 2 min: 110 s on 2 cores)
+    python bench/run.py            # full run: about 35 min on 2 cores (estimate), the 30-min soak alongside
+    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 3 min: 165 s on 2 cores)
+    python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
