@@ -55,9 +55,12 @@ def command(kind: str) -> list[str]:
 class Lane:
     """A sandbox and the bot process attached to it. `start()` / `stop()`; always stop in a finally."""
 
-    def __init__(self, kind: str, name: str, config: SandboxConfig = BENCH_CONFIG) -> None:
+    def __init__(
+        self, kind: str, name: str, config: SandboxConfig = BENCH_CONFIG, env: dict[str, str] | None = None
+    ) -> None:
         self.kind = kind
         self.name = name
+        self.env = dict(env or {})  # on top of the production defaults (e.g. NONSTOP_LEDGER for one row)
         self.sb = Sandbox(config)
         self.proc: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -88,6 +91,7 @@ class Lane:
             "LOG_LEVEL": "INFO",
         }
         env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}  # production defaults only
+        env |= self.env
         args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -98,6 +102,12 @@ class Lane:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    @property
+    def workdir(self) -> Path:
+        """The bot's working directory: kept across `respawn()`, so a restarted Nonstop finds its ledger."""
+        assert self._workdir is not None
+        return Path(self._workdir.name)
 
     def respawn(self) -> None:
         self.restarts += 1

@@ -1,7 +1,8 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
-    python bench/run.py            # full run (about 6 min on 2 cores: 369 s)
-    python bench/run.py --quick    # fewer samples, shorter phases (about 2 min: 110 s on 2 cores)
+    python bench/run.py            # full run: about 35 min on 2 cores (estimate), the 30-min soak alongside
+    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 3 min: 165 s on 2 cores)
+    python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
@@ -29,11 +30,27 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import report, scenarios  # noqa: E402
+from bench import report, scenarios, zero_loss  # noqa: E402
 from bench.procs import FLOOR, KINDS, Lane, stop_all  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
+# Row groups for --only (phase A runs its groups in parallel; the others run alone, one after another).
+GROUPS = (
+    "faults",
+    "cycles",
+    "mixed",
+    "idle",
+    "deadlinks",
+    "outages",
+    "crash",
+    "drain",
+    "faultmix",
+    "soak",
+    "burst",
+    "command",
+    "ledger",
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,93 @@ def cycles(kind: str, profile: Profile) -> dict[str, Any]:
     )
 
 
-def phase_a(profile: Profile, results: dict[str, Any], only: set[str] | None = None) -> None:
+# --- zero-loss rows (issue 9): one small job per row, see bench/zero_loss.py ----------------------------
+
+
+def stop_row(how: str, kind: str) -> dict[str, Any]:
+    env = {"NONSTOP_DRAIN_TIMEOUT": f"{zero_loss.DRAIN_TIMEOUT_S:g}"} if how == "term" else {}
+    lane = Lane(kind, f"{how}-{kind}", env=env)  # the stock bot reads no NONSTOP_ setting
+    try:
+        lane.start()
+        return zero_loss.stop_and_restart(lane, how)
+    finally:
+        lane.stop()
+
+
+def fault_mix(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
+    return with_lanes("faultmix", KINDS, lambda lanes: zero_loss.drive_mix(lanes, zl.mix_s, zero_loss.MIX_SEED))
+
+
+def soak(minutes: float) -> dict[str, Any]:
+    return with_lanes("soak", ("nonstop",), lambda lanes: zero_loss.soak(lanes[0], minutes, zero_loss.MIX_SEED))
+
+
+def zero_loss_jobs(zl: zero_loss.ZeroLossProfile, only: set[str]) -> dict[str, Callable[[], dict[str, Any]]]:
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {}
+    for row, how in (("crash", "kill"), ("drain", "term")):
+        if row in only:
+            for kind in KINDS:
+                jobs[f"{row}/{kind}"] = lambda how=how, kind=kind: stop_row(how, kind)
+    if "faultmix" in only:
+        jobs["faultmix"] = lambda: fault_mix(zl)
+    if "soak" in only and zl.soak_min > 0:
+        jobs["soak"] = lambda: soak(zl.soak_min)
+    return jobs
+
+
+def command_under_load(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
+    """Both bots at once (each with its own sandbox): each try spends its time waiting on the stuck listeners."""
+
+    def body(lanes: list[Lane]) -> dict[str, Any]:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            futures = {lane.kind: pool.submit(zero_loss.command_under_load, lane, zl.command_tries) for lane in lanes}
+            return {kind: future.result() for kind, future in futures.items()}
+
+    return with_lanes("command", KINDS, body)
+
+
+def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int) -> dict[str, Any]:
+    """Nonstop with its SQLite ledger and with memory://, bursts interleaved, one at a time, nothing else running."""
+    urls = {"sqlite": "sqlite:///nonstop-ledger.sqlite3", "memory": "memory://"}  # sqlite: in the bot's directory
+    started: list[Lane] = []
+    try:
+        for backend, url in urls.items():
+            lane = Lane("nonstop", f"ledger-{backend}", env={"NONSTOP_LEDGER": url})
+            started.append(lane)
+            lane.start()
+        rounds: dict[str, list[dict[str, Any]]] = {backend: [] for backend in urls}
+        for i in range(zl.ledger_rounds):
+            for backend, lane in zip(urls, started, strict=True):
+                rounds[backend].append(scenarios.burst(lane, burst_size))
+                say(f"  done: ledger/{backend} round {i + 1}")
+                time.sleep(2.0)
+        return {backend: scenarios.pool_bursts(r) for backend, r in rounds.items()}
+    finally:
+        for lane in started:
+            lane.stop()
+
+
+def phase_zero_loss_quiet(
+    profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], results: dict[str, Any]
+) -> None:
+    jobs = {
+        "command": lambda: command_under_load(zl),
+        "ledger": lambda: ledger_overhead(zl, profile.burst),
+    }
+    for name, fn in jobs.items():
+        if name not in only:
+            continue
+        say(f"phase C: {name}, nothing else running")
+        try:
+            results["zero_loss"][name] = fn()
+            say(f"  done: {name}")
+        except Exception:
+            say(f"  FAILED: {name}")
+            results["errors"].append({"job": name, "traceback": traceback.format_exc()})
+            results["notes"].append(f"job {name} failed (see the JSON's errors)")
+
+
+def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], results: dict[str, Any]) -> None:
     plan = scenarios.FaultPlan(cap_s=profile.cap_s, outage_s=profile.outage_s)
     jobs: dict[str, Callable[[], dict[str, Any]]] = {}
     for kind in KINDS:
@@ -154,9 +257,11 @@ def phase_a(profile: Profile, results: dict[str, Any], only: set[str] | None = N
         )
     jobs["mixed"] = lambda: mixed(profile)
     jobs["idle"] = lambda: with_lanes("idle", KINDS, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
-    if only is not None:
-        jobs = {name: fn for name, fn in jobs.items() if name.split("/")[0] in only}
-    bots = sum(2 if name in ("mixed", "idle") else 1 for name in jobs)
+    jobs = {name: fn for name, fn in jobs.items() if name.split("/")[0] in only}
+    jobs |= zero_loss_jobs(zl, only)
+    if not jobs:
+        return
+    bots = sum(2 if name in ("mixed", "idle", "faultmix") else 1 for name in jobs)
     say(f"phase A: {len(jobs)} jobs in parallel ({bots} bot processes, each with its own sandbox)")
     raw: dict[str, dict[str, Any]] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -180,7 +285,12 @@ def phase_a(profile: Profile, results: dict[str, Any], only: set[str] | None = N
             for fault, values in value.get("recovery_cpu", {}).items():
                 cpu[kind].setdefault(fault, []).extend(values)
             results["notes"].extend(value["notes"])
-    results["faults"] = {
+        elif name.split("/")[0] in ("crash", "drain"):
+            row, kind = name.split("/")
+            results["zero_loss"].setdefault(row, {})[kind] = value
+        elif name in ("faultmix", "soak"):
+            results["zero_loss"][name] = value
+    results["faults"] = {  # empty when --only left the fault rows out
         kind: {fault: scenarios.stats(values) for fault, values in by_fault.items()}
         for kind, by_fault in samples.items()
     }
@@ -222,18 +332,41 @@ def phase_b(profile: Profile, results: dict[str, Any]) -> None:
     with_lanes("quiet", (*KINDS, FLOOR), body)
 
 
+def row_groups(text: str | None) -> set[str]:
+    """--only's comma-separated groups (all when not given); raises ValueError with the known ones."""
+    if text is None:
+        return set(GROUPS)
+    chosen = {g.strip() for g in text.split(",") if g.strip()}
+    unknown = chosen - set(GROUPS)
+    if unknown or not chosen:
+        raise ValueError(f"--only takes a comma-separated list of: {', '.join(GROUPS)} (got {text!r})")
+    return chosen
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases (about 2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases, no soak (about 3 min)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON results")
     parser.add_argument(
-        "--only",
-        help="comma-separated rows to run, e.g. deadlinks,outages,idle (faults, cycles, mixed, idle, deadlinks, "
-        "outages, burst); default: all",
+        "--only", metavar="GROUPS", help=f"run only these row groups, comma-separated: {','.join(GROUPS)}"
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="minutes of the soak (default: 30 for the full run, none with --quick)",
     )
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else None
+    try:
+        only = row_groups(args.only)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.soak is not None and args.soak < 0:
+        parser.error("--soak takes minutes, 0 or more")
     profile = QUICK if args.quick else FULL
+    zl = zero_loss.QUICK if args.quick else zero_loss.FULL
+    if args.soak is not None:
+        zl = dataclasses.replace(zl, soak_min=args.soak)
     for name in PROXY_VARS:  # the sandboxes are on 127.0.0.1; bots get a proxy-free env too
         os.environ.pop(name, None)
 
@@ -245,15 +378,19 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "profile": asdict(profile),
+        "zero_loss_profile": asdict(zl),
+        "only": sorted(only),
         "machine": report.machine(),
         "code": report.code_state(REPO),
         "notes": [],
         "errors": [],
+        "zero_loss": {},
     }
     try:
-        phase_a(profile, results, only)
-        if only is None or "burst" in only:
+        phase_a(profile, zl, only, results)
+        if "burst" in only:
             phase_b(profile, results)
+        phase_zero_loss_quiet(profile, zl, only, results)
     except KeyboardInterrupt:
         say("interrupted: killing every bot and sandbox")
         stop_all()
