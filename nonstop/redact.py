@@ -1,6 +1,7 @@
 """Keep secrets out of every log line and error message.
 
-Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …) and the one-time `ticket=` of a Socket Mode URL are
+Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …), the one-time `ticket=` of a Socket Mode URL and the
+password in a URL (`redis://:password@host`, `http://user:password@proxy`) are
 replaced wherever they appear: in messages, in their arguments and in exception texts (slack_sdk
 puts request details into its exceptions).
 """
@@ -15,11 +16,13 @@ STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message"
 
 _TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9][A-Za-z0-9-]*")
 _TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]+@")  # redis://:password@host
 
 
 def redact(text: str) -> str:
     """Return `text` with anything that looks like a Slack token or a socket ticket masked."""
     text = _TOKEN.sub(lambda m: f"{m.group(1)}-…redacted", text)
+    text = _URL_PASSWORD.sub(r"\1…@", text)
     return _TICKET.sub(r"\1…redacted", text)
 
 

@@ -22,9 +22,10 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from nonstop.cluster import Budget, ClusterBudget, LocalBudget
 from nonstop.dispatch import Dispatcher, FailureReply
 from nonstop.humanize import human_duration
-from nonstop.ledger import Ledger, LedgerError, Recovered, open_ledger
+from nonstop.ledger import Ledger, LedgerError, Recovered, RedisLedger, open_ledger
 from nonstop.link import Link, LinkEnd, LinkFailed
 from nonstop.policy import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
 from nonstop.settings import EX_CONFIG, SupervisorSettings
@@ -55,7 +56,10 @@ class Supervisor:
         self._app_token = app_token
         self._settings = settings
         self._failure_reply = failure_reply
-        self._ledger = ledger or open_ledger(settings.ledger_url, settings.dedup_ttl_s)
+        self._ledger = ledger or open_ledger(
+            settings.ledger_url, settings.dedup_ttl_s, lease_s=settings.lease_s, replica=settings.replica_name or None
+        )
+        self._budget: Budget = LocalBudget(settings.connections)
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
@@ -111,6 +115,19 @@ class Supervisor:
             failure_reply=self._failure_reply,
         )
         self._recover(recovered)
+        if isinstance(self._ledger, RedisLedger):
+            self._budget = ClusterBudget(
+                self._ledger, name=self._ledger.replica, wish=self._settings.connections, telemetry=self._telemetry
+            )
+            self._ledger.on_reachability(lambda _reachable: self._update_state())
+            await self._budget.beat()
+            log.info(
+                "cluster mode on %s as replica %s: this replica may hold %d of Slack's %d connections now",
+                self._ledger.url,
+                self._ledger.replica,
+                self._budget.allowed,
+                self._budget.limit,
+            )
         unwatch = self._watch_bot_calls(loop)
         self._update_state()
         if stop_asked is not None:
@@ -118,12 +135,15 @@ class Supervisor:
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
         heartbeat = asyncio.create_task(self._pulse(), name="pulse")
         housekeeping = asyncio.create_task(self._housekeeping(), name="ledger-housekeeping")
+        claims = asyncio.create_task(self._keep_claims(), name="ledger-claims")
         await self._stop_event.wait()
         unwatch()
-        await self._shutdown([*slots, heartbeat, housekeeping])
+        await self._shutdown([*slots, heartbeat, housekeeping, claims])
         return self._exit_code
 
-    def _recover(self, recovered: Recovered) -> None:
+    def _recover(
+        self, recovered: Recovered, source: str = "were acked but never finished before the last stop"
+    ) -> None:
         assert self._dispatcher is not None
         for entry in recovered.given_up:
             log.error(
@@ -137,8 +157,9 @@ class Supervisor:
             ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
             more = len(recovered.unfinished) - 20
             log.warning(
-                "running %d event(s) again that were acked but never finished before the last stop: %s%s",
+                "running %d event(s) again that %s: %s%s",
                 len(recovered.unfinished),
+                source,
                 ids,
                 f" and {more} more" if more > 0 else "",
             )
@@ -153,6 +174,25 @@ class Supervisor:
                 await self._ledger.prune()
             except LedgerError as e:
                 log.warning("could not prune the event ledger: %s", e)
+
+    async def _keep_claims(self) -> None:
+        """Every third of a lease: say this replica is alive (membership and its share of Slack's budget),
+        renew the claims on the events running here, and take over those of replicas that died. A
+        ledger of one process has no claims: then this only wakes now and then."""
+        interval = self._settings.lease_s / 3
+        assert self._dispatcher is not None
+        while True:
+            await asyncio.sleep(interval)
+            if isinstance(self._budget, ClusterBudget):
+                await self._budget.beat()
+            try:
+                await self._ledger.renew(self._dispatcher.running)
+                if not self._stopping:
+                    taken = await self._ledger.takeover()
+                    if taken.unfinished or taken.given_up:
+                        self._recover(taken, "another replica acked and could not finish (it stopped or died)")
+            except LedgerError as e:
+                log.warning("could not renew or take over event claims: %s", e)
 
     def _watch_bot_calls(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any
@@ -191,47 +231,82 @@ class Supervisor:
     async def _slot(self, index: int) -> None:
         name = f"connection #{index + 1}"
         while not self._stopping:
+            if index >= self._budget.allowed:  # past this replica's share of Slack's budget: wait for more
+                await self._budget.changed.wait()
+                continue
             try:
-                await self._keep_one(name)
+                await self._keep_one(name, index)
             except Exception:  # a bug in here must not leave the bot with one link less, forever
                 delay = self._backoff.failure()
                 log.exception("%s: supervisor slot failed unexpectedly; restarting it in %.1f s", name, delay)
                 await self._sleep(delay)
 
-    async def _keep_one(self, name: str) -> None:
+    async def _keep_one(self, name: str, index: int = 0) -> None:
         link = await self._establish(name, first_delay=0.0)
         while link is not None and not self._stopping:
             refresh = asyncio.create_task(link.refresh_requested.wait())
+            budget = asyncio.create_task(self._budget.changed.wait())
             try:
-                await asyncio.wait({link.ended, refresh}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({link.ended, refresh, budget}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 refresh.cancel()
+                budget.cancel()
             if self._stopping:
                 return
             if link.ended.done():
                 delay = self._after_drop(link, link.ended.result())
                 link = await self._establish(name, first_delay=delay)
-            else:
-                log.info("%s: opening its replacement before letting it go (make before break)", name)
-                old = link
-                link = await self._establish(name, first_delay=0.0)
-                self._background(self._retire(old))
+            elif index >= self._budget.allowed:
+                log.info(
+                    "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
+                    name,
+                    self._budget.limit if isinstance(self._budget, ClusterBudget) else self._budget.allowed,
+                    self._budget.allowed,
+                )
+                end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
+                await link.close(end)
+                self._forget(link, end)
+                return
+            elif link.refresh_requested.is_set():
+                if await self._budget.acquire(extra=True):
+                    log.info("%s: opening its replacement before letting it go (make before break)", name)
+                    old = link
+                    link = await self._establish(name, first_delay=0.0, reserved=True)
+                    self._background(self._retire(old))
+                else:
+                    log.info(
+                        "%s: no room in Slack's connection budget for a replacement first: closing, then reopening",
+                        name,
+                    )
+                    await self._retire(link)
+                    link = await self._establish(name, first_delay=0.0)
 
-    async def _establish(self, name: str, first_delay: float) -> Link | None:
-        """Get one live link, retrying forever on transient failures. None when stopping or fatal."""
+    async def _establish(self, name: str, first_delay: float, reserved: bool = False) -> Link | None:
+        """Get one live link, retrying forever on transient failures. None when stopping or fatal.
+        Each attempt first reserves a connection of Slack's budget (`reserved`: already done)."""
         delay = first_delay
         while True:
             if delay > 0:
                 await self._sleep(delay)
             if self._stopping:
+                if reserved:
+                    self._budget.release()
                 return None
+            if not reserved:
+                if not await self._budget.acquire():
+                    delay = max(0.1, self._settings.lease_s / 6)  # others still hold it: ask again shortly
+                    continue
+                reserved = True
             assert self._gate is not None
             async with self._gate:
                 if self._stopping:
+                    self._budget.release()
                     return None
                 self._update_state(connecting=True)
+                opened = False
                 try:
                     link = await self._attempt(name)
+                    opened = True
                     self._telemetry.attempt("ok")
                     return link
                 except TicketRefused as e:
@@ -271,6 +346,10 @@ class Supervisor:
                         delay,
                         extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
                     )
+                finally:
+                    if not opened:  # the reservation goes back; the next attempt asks again
+                        self._budget.release()
+                        reserved = False
                 self._update_state(backing_off=delay)
 
     async def _attempt(self, name: str) -> Link:
@@ -299,6 +378,7 @@ class Supervisor:
         self._links.add(link)
         link.pulse(time.monotonic(), ping=True)  # the first round trip now, not at the next pulse
         self._telemetry.connection_up()
+        self._budget.hello(link.hello.get("num_connections"))
         loop.call_later(self._settings.healthy_after_s, self._healthy, link)
         log.info(
             "%s: connected in %.0f ms (Slack reports %s connection(s) for this app)",
@@ -354,6 +434,7 @@ class Supervisor:
     def _forget(self, link: Link, end: LinkEnd) -> None:
         if link in self._links:
             self._links.discard(link)
+            self._budget.release()
             self._telemetry.connection_down(
                 Drop(
                     at=time.time(),
@@ -444,7 +525,14 @@ class Supervisor:
         if unfinished:
             ids = ", ".join(key.split(":", 1)[1] for key in unfinished[:20])
             more = f" and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
-            if self._ledger.durable:
+            if isinstance(self._ledger, RedisLedger):
+                log.warning(
+                    "%d acked event(s) did not finish here; handed over to the other replicas through Redis: %s%s",
+                    len(unfinished),
+                    ids,
+                    more,
+                )
+            elif self._ledger.durable:
                 log.warning(
                     "%d acked event(s) did not finish; they stay in the ledger and run again at the next start: %s%s",
                     len(unfinished),
@@ -458,8 +546,6 @@ class Supervisor:
                     ids,
                     more,
                 )
-        with contextlib.suppress(LedgerError):
-            await self._ledger.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -467,6 +553,11 @@ class Supervisor:
         await asyncio.gather(*(link.close(LinkEnd("shutdown", "the bot is stopping")) for link in links))
         for link in links:
             self._forget(link, LinkEnd("shutdown", "the bot is stopping"))
+        # Only now, with its links closed, may this replica's share of Slack's budget go to the others.
+        if isinstance(self._budget, ClusterBudget):
+            await self._budget.leave()
+        with contextlib.suppress(LedgerError):
+            await self._ledger.close()
         log.info("stopped; closed %d connection(s)", len(links))
 
     async def _sleep(self, seconds: float) -> None:
@@ -496,8 +587,11 @@ class Supervisor:
         if self._stopping:
             return
         live = sum(1 for link in self._links if link.is_open)
-        target = self._settings.connections
-        if live >= target:
+        target = min(self._settings.connections, self._budget.allowed)
+        self._telemetry.target_connections = target
+        if target == 0:
+            self._telemetry.set_state(State.CONNECTING, "standby: no connection of Slack's budget is free")
+        elif live >= target:
             self._telemetry.set_state(State.CONNECTED)
         elif live > 0:
             self._telemetry.set_state(State.DEGRADED, f"{live} of {target} connections")
