@@ -1,0 +1,205 @@
+"""Cluster mode (issue 10): real bot processes sharing a real, throwaway redis-server, against the sandbox.
+
+Leases and heartbeats are short here (NONSTOP_LEASE=1.5) so that a dead replica's events move within
+seconds; the behaviour is the production one, at a faster pace. Every wait is on an observed event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import Sandbox, SandboxConfig
+from sandbox.records import Delivery
+from sandbox.testing import TEST_CONFIG, connections_of
+from tests.botprocess import BotProcess, bot_env, run_bot
+from tests.redisserver import RedisServer
+
+LEASE = "1.5"
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    # Room for a replica to start (sign in, connect) between an event's first attempt and its retry.
+    return TEST_CONFIG.__class__(**{**TEST_CONFIG.__dict__, "ack_deadline_s": 6.0})
+
+
+def replica_env(sb: Sandbox, redis: RedisServer, name: str, **overrides: str) -> dict[str, str]:
+    return bot_env(
+        sb,
+        NONSTOP_LEDGER=redis.url,
+        NONSTOP_LEASE=LEASE,
+        NONSTOP_REPLICA_NAME=name,
+        NONSTOP_HANDLER_THREADS="8",
+        **overrides,
+    )
+
+
+@contextlib.contextmanager
+def replicas(
+    sb: Sandbox, redis: RedisServer, n: int, tmp: Path, name: str = "r", **overrides: str
+) -> Iterator[list[BotProcess]]:
+    with contextlib.ExitStack() as stack:
+        bots = []
+        for i in range(n):
+            env = replica_env(sb, redis, f"{name}{i + 1}", **overrides)
+            bots.append(stack.enter_context(run_bot(env, workdir=_dir(tmp, f"{name}{i + 1}"))))
+        yield bots
+
+
+def live_links(sb: Sandbox) -> list[object]:
+    return [c for c in sb.connections(live_only=True) if c.state == "live"]
+
+
+def replies(sb: Sandbox, ds: list[Delivery]) -> dict[str, int]:
+    per_thread = Counter(c.params.get("thread_ts") for c in sb.bot_messages())
+    return {d.key: per_thread[d.ts] for d in ds}
+
+
+def every_one_answered(sb: Sandbox, ds: list[Delivery], timeout: float = 60) -> dict[str, int]:
+    sb.wait_until(lambda: all(n >= 1 for n in replies(sb, ds).values()), timeout=timeout, what="every one answered")
+    return replies(sb, ds)
+
+
+def all_settled(sb: Sandbox, ds: list[Delivery], timeout: float = 60) -> None:
+    """Every event acked by some replica: Slack sends none of them again."""
+    sb.wait_until(lambda: all(sb.delivery(d).acked_at is not None for d in ds), timeout=timeout, what="all acked")
+
+
+def test_three_replicas_answer_each_mention_once_though_slack_retries_on_any_connection(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with replicas(sandbox, redis_server, 3, tmp_path) as bots:
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="6 links")
+        sandbox.lose_first_acks(1 / 3)
+        ds = sandbox.mentions([f"ping {i}" for i in range(60)])
+        all_settled(sandbox, ds)
+        counts = every_one_answered(sandbox, ds)
+        retried = [d for d in ds if len(sandbox.delivery(d).attempts) > 1]
+        assert retried, "some first acks were lost, so Slack retried those events"
+        assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+        handled = [int(b.log.count("suppressed a duplicate delivery")) for b in bots]
+        assert sum(handled) >= len(retried)
+
+
+def test_a_killed_replicas_acked_mentions_are_answered_by_the_others(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with replicas(sandbox, redis_server, 1, tmp_path, name="doomed") as (doomed,):
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 2, timeout=30, what="the first replica's links")
+        sandbox.slow_api(2.0, ["chat.postMessage"])
+        ds = sandbox.mentions([f"ping {i}" for i in range(30)])
+        all_settled(sandbox, ds)  # all 30 acked by this replica: Slack will never send them again
+        with replicas(sandbox, redis_server, 2, tmp_path, name="other"):
+            sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="the others' links")
+            doomed.proc.kill()
+            doomed.proc.wait(10)
+            mid_way = {c.params.get("thread_ts") for c in sandbox.calls("chat.postMessage")}
+            assert len(mid_way) < 30, "some of the 30 had not started when the replica died"
+            counts = every_one_answered(sandbox, ds, timeout=30)
+    doubled = {d.ts for d in ds if counts[d.key] > 1}
+    assert all(n <= 2 for n in counts.values()), counts
+    assert doubled <= mid_way, "only a listener cut off mid-way may run twice"
+
+
+class Mentions:
+    """A mention every `every_s` seconds from a thread of the test's, until stopped."""
+
+    def __init__(self, sb: Sandbox, every_s: float) -> None:
+        self.sb = sb
+        self.every_s = every_s
+        self.sent: list[Delivery] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.every_s):
+            self.sent.append(self.sb.mention(f"ping {n}"))
+            n += 1
+
+    def __enter__(self) -> Mentions:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_a_rolling_deploy_loses_and_doubles_nothing(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        env = {name: replica_env(sandbox, redis_server, name) for name in ("old1", "old2", "old3")}
+        old = [stack.enter_context(run_bot(env[name], workdir=_dir(tmp_path, name))) for name in env]
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="3 replicas live")
+        with Mentions(sandbox, 0.5) as mentions:
+            for i, leaving in enumerate(old):
+                sent = len(mentions.sent)
+                sandbox.wait_until(lambda sent=sent: len(mentions.sent) >= sent + 2, what="mentions meanwhile")
+                name = f"new{i + 1}"
+                new = stack.enter_context(
+                    run_bot(replica_env(sandbox, redis_server, name), workdir=_dir(tmp_path, name))
+                )
+                sandbox.wait_until(
+                    lambda new=new: connections_of(sandbox, new.pid), timeout=30, what="new replica live"
+                )
+                new.wait_for_log(r"connection #1: connected")
+                leaving.signal(signal.SIGTERM)
+                assert leaving.wait_exit(timeout=30) == 0
+            sent = len(mentions.sent)
+            sandbox.wait_until(lambda: len(mentions.sent) >= sent + 4, what="mentions after the last switch")
+        ds = mentions.sent
+        all_settled(sandbox, ds)
+        counts = every_one_answered(sandbox, ds)
+    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+
+
+def _dir(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.mkdir(parents=True)
+    return path
+
+
+def test_redis_killed_and_restarted_empty_costs_no_answer(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with replicas(sandbox, redis_server, 2, tmp_path) as bots:
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 4, timeout=30, what="2 replicas live")
+        with Mentions(sandbox, 0.5) as mentions:
+            sandbox.wait_until(lambda: len(mentions.sent) >= 2, what="mentions before")
+            redis_server.kill()
+            for bot in bots:
+                bot.wait_for_log(r"Redis unreachable", timeout=20)
+            gone_at = len(mentions.sent)
+            sandbox.wait_until(lambda: len(mentions.sent) >= gone_at + 20, timeout=30, what="10 s without Redis")
+            redis_server.start()
+            for bot in bots:
+                bot.wait_for_log(r"Redis reachable again", timeout=20)
+            back_at = len(mentions.sent)
+            sandbox.wait_until(lambda: len(mentions.sent) >= back_at + 4, what="mentions after")
+        ds = mentions.sent
+        all_settled(sandbox, ds)
+        counts = every_one_answered(sandbox, ds)
+        assert all(bot.proc.poll() is None for bot in bots), "no replica exits"
+    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+
+
+def test_six_replicas_share_slacks_ten_connections(sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path) -> None:
+    with replicas(sandbox, redis_server, 6, tmp_path, NONSTOP_CONNECTIONS="2") as bots:
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 10, timeout=60, what="10 links")
+        for bot in bots:
+            bot.wait_for_log(r"connection #1: connected", timeout=30)
+        ds = sandbox.mentions([f"ping {i}" for i in range(20)])
+        counts = every_one_answered(sandbox, ds)
+        refused = [c for c in sandbox.connections() if c.disconnect_reason == "too_many_websockets"]
+        assert refused == [], "Slack never refused a connection"
+        assert len(live_links(sandbox)) == 10
+    assert all(n == 1 for n in counts.values()), counts
