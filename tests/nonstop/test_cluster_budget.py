@@ -1,0 +1,73 @@
+"""Slack's 10 connections shared by replicas: the split, and reservations against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nonstop.cluster import ClusterBudget, LocalBudget, Member, allocate
+from nonstop.ledger import RedisLedger
+from nonstop.telemetry import Telemetry
+from tests.redisserver import RedisServer
+
+
+def members(*wishes: int) -> list[Member]:
+    return [Member(f"m{i}", f"m{i}", wish, 0, float(i), 0) for i, wish in enumerate(wishes)]
+
+
+@pytest.mark.parametrize(
+    ("wishes", "split"),
+    [
+        ((2, 2, 2), [2, 2, 2]),
+        ((2,) * 6, [2, 2, 2, 2, 1, 1]),  # the oldest keep their wish, every replica keeps one
+        ((10, 10), [5, 5]),
+        ((1,) * 12, [1] * 10 + [0, 0]),  # past ten: the youngest wait as standbys
+        ((4, 1, 10), [4, 1, 5]),
+    ],
+)
+def test_allocate_gives_one_each_by_age_then_the_rest_to_wishes(wishes: tuple[int, ...], split: list[int]) -> None:
+    share = allocate(members(*wishes))
+    assert [share[f"m{i}"] for i in range(len(wishes))] == split
+    assert sum(share.values()) <= 10
+
+
+def test_a_lone_process_may_open_its_wish_and_one_replacement_more() -> None:
+    budget = LocalBudget(2)
+
+    async def scenario() -> list[bool]:
+        return [await budget.acquire(), await budget.acquire(), await budget.acquire(), await budget.acquire(True)]
+
+    assert asyncio.run(scenario()) == [True, True, False, True]
+
+
+def test_replicas_never_reserve_more_than_ten_links_together(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        ledgers = [RedisLedger(redis_server.url, ttl_s=60, lease_s=2, replica=f"r{i}") for i in range(6)]
+        budgets = []
+        for ledger in ledgers:
+            await ledger.open()
+            budgets.append(ClusterBudget(ledger, name=ledger.replica, wish=3, telemetry=Telemetry()))
+        first = budgets[0]
+        await first.beat()
+        assert first.allowed == 3, "alone, a replica gets its wish"
+        assert [await first.acquire() for _ in range(4)] == [True, True, True, False]
+        for budget in budgets[1:]:
+            await budget.beat()
+        for budget in budgets:
+            await budget.beat()  # everyone sees everyone
+        assert [b.allowed for b in budgets] == [2, 2, 2, 2, 1, 1]
+        # The first still holds 3 (it has not closed the one it gave up): the others get only 7.
+        granted = await asyncio.gather(*(b.acquire() for b in budgets[1:] for _ in range(3)))
+        assert sum(granted) == 7
+        assert sum(b.held for b in budgets) == 10
+        assert not await budgets[5].acquire(extra=True), "no make-before-break past Slack's ten"
+        first.release()  # it closed its third link
+        await first.beat()
+        assert [await b.acquire() for b in budgets[1:]].count(True) == 1
+        assert [b.held for b in budgets] == [2, 2, 2, 2, 1, 1]
+        for budget, ledger in zip(budgets, ledgers, strict=True):
+            await budget.leave()
+            await ledger.close()
+
+    asyncio.run(scenario())
