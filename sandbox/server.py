@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +53,9 @@ class Sandbox:
         self.ws_port = 0
         self.control_port = 0
         self._seq = 0
+        # Slack's event ids never repeat. A bot with a durable ledger remembers the ids it handled, so a
+        # second sandbox session must not reuse the first one's: each session gets its own id prefix.
+        self._event_prefix = "Ev" + secrets.token_hex(3).upper()
         self._reopening: asyncio.Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -211,7 +215,7 @@ class Sandbox:
 
     def _start_event(self, event: dict[str, Any]) -> Delivery:
         self._seq += 1
-        event_id = f"Ev0EMUL{self._seq:05d}"
+        event_id = f"{self._event_prefix}{self._seq:05d}"
         payload = payloads.event_callback(event, event_id)
         record = DeliveryRecord(event_id, "events_api", event_id, payloads.events_api_envelope(payload, 0, ""))
         envelope_id = self._router.start(record)
