@@ -308,8 +308,9 @@ class ClusterBudget:
             log.error(
                 "GHOST CONNECTIONS: Slack counts %d connection(s) for this app, the replicas on this Redis hold %d: "
                 "%d more belong to another process with the same app token (a forgotten laptop, an old deployment, "
-                "another Redis or prefix). They take envelopes this cluster never sees and eat Slack's budget of %d. "
-                "Find and stop it, or give it its own app.",
+                "a replica on another Redis or prefix), or are dead links Slack has not noticed yet. They take "
+                "envelopes this cluster never sees and eat Slack's budget of %d. Find and stop that process, or give "
+                "it an app of its own.",
                 num_connections,
                 ours,
                 surplus,

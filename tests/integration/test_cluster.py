@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
-from sandbox.testing import TEST_CONFIG, connections_of
+from sandbox.testing import TEST_CONFIG, connections_of, raw_connect
 from tests.botprocess import BotProcess, bot_env, run_bot
 from tests.redisserver import RedisServer
 
@@ -33,11 +34,13 @@ def sandbox_config() -> SandboxConfig:
 def replica_env(sb: Sandbox, redis: RedisServer, name: str, **overrides: str) -> dict[str, str]:
     return bot_env(
         sb,
-        NONSTOP_LEDGER=redis.url,
-        NONSTOP_LEASE=LEASE,
-        NONSTOP_REPLICA_NAME=name,
-        NONSTOP_HANDLER_THREADS="8",
-        **overrides,
+        **{
+            "NONSTOP_LEDGER": redis.url,
+            "NONSTOP_LEASE": LEASE,
+            "NONSTOP_REPLICA_NAME": name,
+            "NONSTOP_HANDLER_THREADS": "8",
+        }
+        | overrides,
     )
 
 
@@ -96,13 +99,15 @@ def test_a_killed_replicas_acked_mentions_are_answered_by_the_others(
         sandbox.slow_api(2.0, ["chat.postMessage"])
         ds = sandbox.mentions([f"ping {i}" for i in range(30)])
         all_settled(sandbox, ds)  # all 30 acked by this replica: Slack will never send them again
-        with replicas(sandbox, redis_server, 2, tmp_path, name="other"):
+        with replicas(sandbox, redis_server, 2, tmp_path, name="other") as others:
             sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="the others' links")
             doomed.proc.kill()
             doomed.proc.wait(10)
             mid_way = {c.params.get("thread_ts") for c in sandbox.calls("chat.postMessage")}
             assert len(mid_way) < 30, "some of the 30 had not started when the replica died"
             counts = every_one_answered(sandbox, ds, timeout=30)
+            taken = "".join(o.log for o in others)
+            assert "another replica acked and could not finish" in taken
     doubled = {d.ts for d in ds if counts[d.key] > 1}
     assert all(n <= 2 for n in counts.values()), counts
     assert doubled <= mid_way, "only a listener cut off mid-way may run twice"
@@ -202,4 +207,34 @@ def test_six_replicas_share_slacks_ten_connections(sandbox: Sandbox, redis_serve
         refused = [c for c in sandbox.connections() if c.disconnect_reason == "too_many_websockets"]
         assert refused == [], "Slack never refused a connection"
         assert len(live_links(sandbox)) == 10
+        # Each replica's view is as fresh as the last heartbeats (every third of a lease): ask until it settles.
+        deadline = time.monotonic() + 30
+        while True:
+            status = sandbox.mention("status")
+            text = str(sandbox.wait_for_message(thread_ts=status.ts).params.get("text", ""))
+            if "6 replica(s) hold 10 of Slack's 10 connections" in text and "envelope(s) handled" in text:
+                break
+            assert time.monotonic() < deadline, text
+        for name in ("r1", "r2", "r3", "r4", "r5", "r6"):
+            assert f"• {name}" in text
     assert all(n == 1 for n in counts.values()), counts
+
+
+def test_another_process_on_the_same_app_token_is_called_out(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        raw_connect(sandbox),  # a forgotten laptop with the same app token
+        replicas(sandbox, redis_server, 1, tmp_path, NONSTOP_LEASE="0.3") as (bot,),
+    ):
+        bot.wait_for_log(r"connection #2: connected", timeout=30)
+        # Each new link's hello carries Slack's count: reconnect until the surplus has lasted.
+        deadline = time.monotonic() + 60
+        while "GHOST CONNECTIONS" not in bot.log:
+            assert time.monotonic() < deadline, bot.log[-3000:]
+            hellos = len(bot.wait_for_log(r": connected in"))
+            sandbox.reset(conn=connections_of(sandbox, bot.pid)[:1])
+            bot.wait_for_log(r": connected in", count=hellos + 1, timeout=30)
+        line = bot.wait_for_log(r"GHOST CONNECTIONS")[0]
+        assert "Slack counts 3 connection(s) for this app, the replicas on this Redis hold 2" in line, line
+        assert bot.log.count("GHOST CONNECTIONS") == 1, "once"
