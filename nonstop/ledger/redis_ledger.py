@@ -257,8 +257,10 @@ class RedisLedger(Ledger):
             try:
                 self._client = aioredis.Redis.from_url(
                     self._raw_url,
-                    socket_timeout=2.0,
-                    socket_connect_timeout=2.0,
+                    # Redis answers in well under a millisecond; a call that takes a second means it is gone,
+                    # and an ack waiting on it must still leave within Slack's 3 s: degrade instead.
+                    socket_timeout=1.0,
+                    socket_connect_timeout=1.0,
                     retry=Retry(NoBackoff(), 0),  # no hidden retries: on failure, degrade at once
                     health_check_interval=0,
                 )
