@@ -160,6 +160,7 @@ class ClusterBudget:
         self.limit = limit
         self.held = 0
         self.allowed = 0  # nothing until the first heartbeat has seen the others
+        self._agreed = False  # whether a heartbeat (or an outage at start) has set `allowed` yet
         self.changed = asyncio.Event()  # set (and replaced) whenever `allowed` changes
         self._telemetry = telemetry
         self._clock = clock
@@ -225,8 +226,9 @@ class ClusterBudget:
         self._publish()
 
     def _set_allowed(self, allowed: int, replicas: int) -> None:
-        if allowed == self.allowed:
+        if allowed == self.allowed and self._agreed:
             return
+        self._agreed = True
         before, self.allowed = self.allowed, allowed
         if allowed == 0:
             if not self._said_standby:

@@ -7,6 +7,7 @@ seconds; the behaviour is the production one, at a faster pace. Every wait is on
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
@@ -238,3 +240,29 @@ def test_another_process_on_the_same_app_token_is_called_out(
         line = bot.wait_for_log(r"GHOST CONNECTIONS")[0]
         assert "Slack counts 3 connection(s) for this app, the replicas on this Redis hold 2" in line, line
         assert bot.log.count("GHOST CONNECTIONS") == 1, "once"
+
+
+def test_an_eleventh_replica_waits_as_a_standby_and_connects_when_one_leaves(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Ten older replicas holding one connection each, as the membership records them (their
+    # heartbeats far in the future); only the eleventh is a real process.
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    for i in range(10):
+        info = {"name": f"old{i}", "wish": 1, "started_at": time.time() - 600 + i, "handled": 0}
+        client.zadd("nonstop:members", {f"old{i}": 10**13})
+        client.hset("nonstop:member", f"old{i}", json.dumps(info))
+        client.hset("nonstop:held", f"old{i}", 1)
+    with replicas(sandbox, redis_server, 1, tmp_path) as (bot,):
+        bot.wait_for_log(r"standby: Slack's 10 connections for this app are all taken by the 10 other replica")
+        bot.wait_for_log(r"cluster mode on redis://127\.0\.0\.1:\d+/0 as replica r1: this replica may hold 0")
+        assert connections_of(sandbox, bot.pid) == []
+        client.zrem("nonstop:members", "old3")  # one leaves
+        client.hdel("nonstop:member", "old3")
+        client.hdel("nonstop:held", "old3")
+        bot.wait_for_log(r"no longer a standby")
+        bot.wait_for_log(r"connection #1: connected")
+        sandbox.wait_until(lambda: len(connections_of(sandbox, bot.pid)) == 1, what="its one connection")
+        d = sandbox.mention("ping")
+        sandbox.wait_for_message(thread_ts=d.ts)
+    client.close()
