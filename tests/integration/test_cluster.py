@@ -266,3 +266,26 @@ def test_an_eleventh_replica_waits_as_a_standby_and_connects_when_one_leaves(
         d = sandbox.mention("ping")
         sandbox.wait_for_message(thread_ts=d.ts)
     client.close()
+
+
+def test_a_stopping_replica_hands_what_it_could_not_finish_to_the_others(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with replicas(sandbox, redis_server, 1, tmp_path, name="leaving", NONSTOP_DRAIN_TIMEOUT="1") as (leaving,):
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 2, timeout=30, what="its links")
+        sandbox.slow_api(2.0, ["chat.postMessage"])
+        ds = sandbox.mentions([f"ping {i}" for i in range(20)])
+        all_settled(sandbox, ds)
+        with replicas(sandbox, redis_server, 1, tmp_path, name="staying") as (staying,):
+            sandbox.wait_until(lambda: connections_of(sandbox, staying.pid), timeout=30, what="the other live")
+            leaving.signal(signal.SIGTERM)
+            assert leaving.wait_exit(timeout=30) == 0
+            exited = sandbox.now()
+            leaving.wait_for_log(r"did not finish here; handed over to the other replicas through Redis")
+            # Calls made before it exited: its own listeners (the other takes over only once it let go).
+            mid_way = {c.params.get("thread_ts") for c in sandbox.calls("chat.postMessage") if c.at < exited}
+            sandbox.slow_api(0)
+            staying.wait_for_log(r"another replica acked and could not finish")
+            counts = every_one_answered(sandbox, ds)
+    doubled = {d.ts for d in ds if counts[d.key] > 1}
+    assert doubled <= mid_way, "only a listener cut off mid-way by the drain deadline may run twice"
