@@ -132,7 +132,7 @@ def sigkill(cluster: Cluster) -> dict[str, Any]:
     victim.wait(10)
     sb.slow_api(0)
     cluster.spawn()  # as an orchestrator would
-    settle(sb, ds, timeout=120)
+    settle(sb, ds, quiet_s=15.0, timeout=120)  # longer than Nonstop's lease (10 s): its takeover counts too
     result = outcomes(sb, ds)
     answers = [c.at for c in sb.bot_messages() if c.params.get("thread_ts") in {d.ts for d in ds}]
     result["last answer after the kill (s)"] = round(max(answers) - killed_at, 1) if answers else None
@@ -154,11 +154,12 @@ def rolling(cluster: Cluster) -> dict[str, Any]:
     thread.start()
     try:
         for old in [p for p in cluster.procs if p.poll() is None][:REPLICAS]:
+            time.sleep(12)  # ~24 mentions per step: ~100 over the deploy, so one lost or late one shows
             cluster.spawn()
             old.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 old.wait(30)
-        time.sleep(3)  # a few more mentions after the last switch
+        time.sleep(12)
     finally:
         stop.set()
         thread.join(10)
