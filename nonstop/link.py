@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.frames import Close, CloseCode
 
+from nonstop import network
 from nonstop.closecodes import describe_close
 from nonstop.redact import redact
+from nonstop.turns import PerTurn
 
 log = logging.getLogger("nonstop.link")
 
@@ -61,21 +61,6 @@ class LinkFailed(Exception):
 EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
 
 
-def socket_url(url: str) -> str:
-    """The URL to dial. Slack hands out `wss://` on the default port, and TLS it is. A local Slack
-    emulator on loopback that says `wss://` on another port speaks plain TCP: slack_sdk's builtin
-    client (what such emulators are built against) uses TLS only on port 443, so do the same there."""
-    parts = urlsplit(url)
-    if parts.scheme != "wss" or parts.port in (None, 443):
-        return url
-    host = (parts.hostname or "").lower()
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    return urlunsplit(parts._replace(scheme="ws")) if loopback else url
-
-
 class Link:
     def __init__(
         self,
@@ -90,7 +75,7 @@ class Link:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.name = name
-        self._url = socket_url(url)
+        self._url = url
         self._on_envelope = on_envelope
         self._ping_interval_s = ping_interval_s
         self._stale_after_s = stale_after_s
@@ -100,7 +85,7 @@ class Link:
         self._ws: ClientConnection | None = None
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: list[tuple[str, Callable[[], None]]] = []
+        self._outbox: PerTurn[tuple[str, Callable[[], None]]] = PerTurn(self._write_soon)
         self._close_sent: Close | None = None
         self._close_rcvd: Close | None = None
         self.hello: dict[str, Any] = {}
@@ -128,6 +113,7 @@ class Link:
                     max_size=self._max_frame_bytes,
                     open_timeout=None,
                     user_agent_header="nonstop (websockets)",
+                    **network.current().websocket_options(self._url),  # the Web API's CAs and proxy decision
                 )
                 self._mark_inbound()  # the handshake's answer came from Slack
                 await self._await_hello()
@@ -140,6 +126,9 @@ class Link:
             raise
         except (OSError, WebSocketException) as e:  # refused, reset, TLS, HTTP 403 on the upgrade, bad URL, …
             await self._discard()
+            problem = network.current().problem(e, self._url)  # a certificate or proxy login: not worth retrying
+            if problem is not None:
+                raise LinkFailed(problem.cause, problem.detail) from None
             raise LinkFailed("handshake_failed", redact(f"{type(e).__name__}: {e}")) from None
         self.live_at = time.monotonic()
         self._tasks = [asyncio.create_task(self._read(), name=f"{self.name}-reader")]
@@ -320,15 +309,15 @@ class Link:
         """
         if not self.is_open:
             return False
-        if not self._outbox:
-            task = asyncio.get_running_loop().create_task(self._flush(), name=f"{self.name}-send")
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
-        self._outbox.append((text, on_failure))
+        self._outbox.add((text, on_failure))
         return True
 
-    async def _flush(self) -> None:
-        batch, self._outbox = self._outbox, []
+    def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(batch), name=f"{self.name}-send")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _write(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
         sent = 0
         try:
             for text, _ in batch:

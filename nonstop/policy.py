@@ -26,6 +26,12 @@ FATAL_ERRORS: dict[str, str] = {
     "missing_scope": "the app-level token lacks the connections:write scope",
     "team_disabled": "the workspace has been disabled",
     "link_disabled": "Socket Mode has been turned off for this app",
+    # The network's (nonstop.network): certificates that do not verify, a proxy that refuses the credentials.
+    "tls_untrusted": "the certificate is not signed by a CA this machine trusts",
+    "tls_wrong_name": "the certificate was issued for another host name",
+    "tls_expired": "the certificate has expired or is not valid yet",
+    "tls_certificate": "the certificate does not verify",
+    "proxy_auth": "the proxy wants a login the bot does not have",
 }
 
 WHAT_TO_DO: dict[str, str] = {
@@ -40,6 +46,23 @@ WHAT_TO_DO: dict[str, str] = {
     "link_disabled": (
         "Turn Socket Mode back on (api.slack.com/apps → your app → Socket Mode → Enable Socket Mode) and restart."
     ),
+    "tls_untrusted": (
+        "If a company proxy or CA signs this traffic, point SSL_CERT_FILE at its CA bundle (PEM) and restart; "
+        "see docs/network.md."
+    ),
+    "tls_wrong_name": (
+        "Check the host name in SLACK_API_URL; if a TLS-inspecting proxy made this certificate, it must name the "
+        "host it stands in for; then restart; see docs/network.md."
+    ),
+    "tls_expired": (
+        "Check this machine's clock; if it is right, the server (or the TLS-inspecting proxy) must renew its "
+        "certificate; then restart; see docs/network.md."
+    ),
+    "tls_certificate": "Point SSL_CERT_FILE at the CA bundle (PEM) that signs it and restart; see docs/network.md.",
+    "proxy_auth": (
+        "Put the proxy's user name and password into the URL in the proxy variable named above (the form and "
+        "percent-encoding are in docs/network.md) and restart."
+    ),
 }
 
 
@@ -51,9 +74,12 @@ def is_fatal(error_code: str | None) -> bool:
     return error_code in FATAL_ERRORS
 
 
-def fatal_message(error_code: str, token: str) -> str:
-    """One line: what happened and what to do. `token` is "app" or "bot" (never the token itself)."""
+def fatal_message(error_code: str, token: str, detail: str = "") -> str:
+    """One line: what happened and what to do. `token` is "app" or "bot" (never the token itself);
+    `detail` says where a network error happened (nonstop.network), in one line without secrets."""
     what = FATAL_ERRORS.get(error_code, error_code)
+    if error_code.startswith(("tls_", "proxy_")):
+        return f"{detail or 'Network'}: {what} ({error_code}). Retrying cannot fix this. {WHAT_TO_DO[error_code]}"
     todo = WHAT_TO_DO["link_disabled" if error_code == "link_disabled" else token]
     subject = "Slack" if error_code == "link_disabled" else f"Slack rejected the {token} token"
     return f"{subject}: {error_code} ({what}). Retrying cannot fix this. {todo}"

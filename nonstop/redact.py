@@ -1,9 +1,9 @@
 """Keep secrets out of every log line and error message.
 
-Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …), the one-time `ticket=` of a Socket Mode URL and the
-password in a URL (`redis://:password@host`, `http://user:password@proxy`) are
+Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …) and the one-time `ticket=` of a Socket Mode URL are
 replaced wherever they appear: in messages, in their arguments and in exception texts (slack_sdk
-puts request details into its exceptions).
+puts request details into its exceptions). So are credentials in URLs (`http://user:password@proxy:3128`,
+as in HTTPS_PROXY, which slack_sdk logs at DEBUG).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message"
 
 _TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9][A-Za-z0-9-]*")
 _TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]+@")  # redis://:password@host
+# Up to the last "@" before a blank: a password with an unencoded "/" must not leak; rather mask too much.
+_URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"@]+@")
 
 
 def redact(text: str) -> str:
-    """Return `text` with anything that looks like a Slack token or a socket ticket masked."""
+    """Return `text` with anything that looks like a Slack token, a socket ticket or URL credentials masked."""
     text = _TOKEN.sub(lambda m: f"{m.group(1)}-…redacted", text)
-    text = _URL_PASSWORD.sub(r"\1…@", text)
+    text = _URL_CREDENTIALS.sub(r"\1…redacted@", text)
     return _TICKET.sub(r"\1…redacted", text)
 
 

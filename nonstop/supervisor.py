@@ -68,6 +68,7 @@ class Supervisor:
         self._tickets = ticket_client or WebClient(
             base_url=base.base_url,
             timeout=int(max(1, settings.connect_timeout_s)),
+            ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.network)
             proxy=base.proxy,
             retry_handlers=[],
             logger=_QUIET,  # failures are logged once, by the retry policy, with what happens next
@@ -312,7 +313,7 @@ class Supervisor:
                 except TicketRefused as e:
                     self._telemetry.attempt(e.cause)
                     if e.fatal:
-                        self._fatal(e.cause)
+                        self._fatal(e.cause, detail=e.detail)
                         return None
                     if e.retry_after_s is not None:
                         delay = self._backoff.rate_limited(e.retry_after_s)
@@ -334,8 +335,8 @@ class Supervisor:
                         )
                 except LinkFailed as e:
                     self._telemetry.attempt(e.cause)
-                    if e.cause == "link_disabled":
-                        self._fatal("link_disabled")
+                    if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.network)
+                        self._fatal(e.cause, detail=e.detail)
                         return None
                     delay = self._backoff.failure()
                     log.warning(
@@ -489,12 +490,12 @@ class Supervisor:
 
     # -- stopping ----------------------------------------------------------------------------------
 
-    def _fatal(self, code: str, token: str = "app") -> None:
+    def _fatal(self, code: str, token: str = "app", detail: str = "") -> None:
         if self._stopping:
             return
         self._exit_code = EX_CONFIG
         self._telemetry.set_state(State.FATAL, code)
-        log.critical(fatal_message(code, token) if is_fatal(code) else code, extra={"reason": code})
+        log.critical(fatal_message(code, token, detail) if is_fatal(code) else code, extra={"reason": code})
         self._begin_stop("fatal", keep_state=True)
 
     def _begin_stop(self, why: str, keep_state: bool = False) -> None:

@@ -19,6 +19,7 @@ from sandbox.faults import DISCONNECT_REASONS, OUTAGE_MODES, Faults, Outage
 from sandbox.recorder import Recorder
 from sandbox.records import Ack, ApiCall, ConnectionInfo, Delivery, DeliveryRecord
 from sandbox.socket import SocketHub, WsConnection
+from sandbox.tls import SandboxTLS
 from sandbox.webapi import WebApi
 
 T = TypeVar("T")
@@ -28,8 +29,10 @@ BACKLOG = 1024
 class Sandbox:
     """A faithful local Slack with fault injection. Every public method is thread-safe."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, tls: SandboxTLS | None = None) -> None:
         self.config = config or SandboxConfig()
+        self.tls = tls  # None: plain http:// and ws://, as before; else https:// and wss:// (see sandbox/tls.py)
+        self._ssl = tls.server_context() if tls is not None else None
         rng = random.Random(self.config.seed)
         secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(24))
         self.bot_token = f"xoxb-sandbox-{secret}"  # obviously fake: secret scanners stay quiet
@@ -44,7 +47,7 @@ class Sandbox:
             faults=self._faults,
             hub=self._hub,
             tokens={self.bot_token: "bot", self.app_token: "app"},
-            ws_url=lambda: f"ws://{self.config.host}:{self.ws_port}",
+            ws_url=lambda: f"{'wss' if tls else 'ws'}://{self.config.host}:{self.ws_port}",
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -60,8 +63,13 @@ class Sandbox:
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
+    def web_url(self) -> str:
+        """Where the Web API listener answers (also the base of response_url)."""
+        return f"{'https' if self.tls else 'http'}://{self.config.host}:{self.api_port}"
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.config.host}:{self.api_port}/api/"
+        return f"{self.web_url}/api/"
 
     @property
     def control_url(self) -> str:
@@ -95,11 +103,12 @@ class Sandbox:
         cfg = self.config
         self._webapi.control = make_control_handler(self)
         ws = await loop.create_server(
-            lambda: WsConnection(self._hub), cfg.host, cfg.ws_port, reuse_address=True, backlog=BACKLOG
+            lambda: WsConnection(self._hub), cfg.host, cfg.ws_port, reuse_address=True, backlog=BACKLOG, ssl=self._ssl
         )
         self._servers["ws"] = ws
         self.ws_port = ws.sockets[0].getsockname()[1]
         await self._open_api_listener(cfg.api_port)
+        # Plain http even with TLS on: the control API is the harness's side door, not part of "Slack".
         control = await asyncio.start_server(
             self._webapi.handle_client, cfg.host, cfg.control_port, reuse_address=True, backlog=BACKLOG
         )
@@ -108,7 +117,7 @@ class Sandbox:
 
     async def _open_api_listener(self, port: int) -> None:
         api = await asyncio.start_server(
-            self._webapi.handle_client, self.config.host, port, reuse_address=True, backlog=BACKLOG
+            self._webapi.handle_client, self.config.host, port, reuse_address=True, backlog=BACKLOG, ssl=self._ssl
         )
         self.api_port = api.sockets[0].getsockname()[1]
         outage = self._faults.outage
@@ -237,7 +246,7 @@ class Sandbox:
         def run() -> Delivery:
             self._seq += 1
             n = self._seq
-            response_url = f"http://{self.config.host}:{self.api_port}/commands/{TEAM_ID}/{1000 + n}/{n:06x}ab"
+            response_url = f"{self.web_url}/commands/{TEAM_ID}/{1000 + n}/{n:06x}ab"
             trigger_id = f"{1000 + n}.{2000 + n}.{n:032x}"
             payload = payloads.slash_command(
                 command=command, text=text, channel=channel, user=user, response_url=response_url, trigger_id=trigger_id
@@ -262,7 +271,7 @@ class Sandbox:
             body.setdefault("token", "ZZZZZZWSxiZZZ2yIvs3peJ")
             body.setdefault("trigger_id", f"{1000 + self._seq}.{2000 + self._seq}.{self._seq:032x}")
             if body.get("type") == "block_actions" and (body.get("container") or {}).get("type") != "view":
-                body.setdefault("response_url", f"http://{self.config.host}:{self.api_port}/actions/{APP_ID}/1/{key}")
+                body.setdefault("response_url", f"{self.web_url}/actions/{APP_ID}/1/{key}")
             record = DeliveryRecord(key, "interactive", None, payloads.interactive_envelope(body, ""))
             envelope_id = self._router.start(record)
             channel = (body.get("channel") or {}).get("id")
