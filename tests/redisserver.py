@@ -30,22 +30,25 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         assert REDIS_SERVER is not None
+        self.password = password
         self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        login = f":{self.password}@" if self.password else ""
+        return f"redis://{login}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
         log = (self.workdir / "redis.log").open("ab")
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--protected-mode", "yes"],
+             "--dir", str(self.workdir), "--protected-mode", "yes",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -56,7 +59,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password: it asks for it)
                         return
             except OSError:
                 pass
@@ -72,6 +75,9 @@ class RedisServer:
     def command(self, *words: str) -> bytes:
         """One raw command (for checks from the test's side), its reply's first line."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            if self.password:
+                s.sendall(f"AUTH {self.password}\r\n".encode())
+                s.recv(64)
             s.sendall((" ".join(words) + "\r\n").encode())
             return s.recv(65536)
 

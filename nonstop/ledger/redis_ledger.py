@@ -36,7 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
 
 from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 
@@ -278,6 +284,17 @@ class RedisLedger(Ledger):
         }
         try:
             await self._client.ping()
+        except (AuthenticationError, AuthorizationError, NoPermissionError) as e:
+            # Not an outage: a wrong password or user will not fix itself, and a person must act.
+            raise LedgerError(
+                f"Redis at {self.url} refused this client ({type(e).__name__}: {e}): check the "
+                "password (and user) in NONSTOP_LEDGER"
+            ) from None
+        except ResponseError as e:
+            if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
+                raise LedgerError(f"Redis at {self.url} needs a password: redis://:PASSWORD@HOST:PORT/DB") from None
+            self.lost(f"{type(e).__name__}: {e}")
+            return Recovered([], [])
         except RedisError as e:
             # Start anyway: answering does not need Redis (see the module's docstring).
             self.lost(f"{type(e).__name__}: {e}")

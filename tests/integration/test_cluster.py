@@ -21,8 +21,9 @@ import redis
 from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG, connections_of, raw_connect
-from tests.botprocess import BotProcess, bot_env, run_bot
-from tests.redisserver import RedisServer
+from tests.botprocess import BotProcess, bot_env, run_bot, run_once
+from tests.redisserver import REDIS_SERVER, RedisServer
+from tests.tools import require
 
 LEASE = "1.5"
 
@@ -289,3 +290,29 @@ def test_a_stopping_replica_hands_what_it_could_not_finish_to_the_others(
             counts = every_one_answered(sandbox, ds)
     doubled = {d.ts for d in ds if counts[d.key] > 1}
     assert doubled <= mid_way, "only a listener cut off mid-way by the drain deadline may run twice"
+
+
+def test_a_password_in_the_ledger_url_works_and_never_shows(sandbox: Sandbox, tmp_path: Path) -> None:
+    require(REDIS_SERVER is not None, "redis-server (Debian package redis-server)")
+    secret = "s3cret-Pa55word"
+    server = RedisServer(_dir(tmp_path, "redis"), password=secret)
+    server.start()
+    try:
+        with replicas(sandbox, server, 1, tmp_path) as (bot,):
+            bot.wait_for_log(r"cluster mode on redis://…(redacted)?@127\.0\.0\.1:\d+/0 ")
+            d = sandbox.mention("ping")
+            sandbox.wait_for_message(thread_ts=d.ts)
+            assert server.command("HLEN", "nonstop:member").startswith(b":1"), "it registered in Redis"
+            assert secret not in bot.log
+        wrong = replica_env(sandbox, server, "w") | {
+            "NONSTOP_LEDGER": f"redis://:wrong-{secret}@127.0.0.1:{server.port}/0"
+        }
+        result = run_once(wrong)
+        assert result.returncode == 78, result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        assert "refused this client" in output, output
+        assert "check the password" in output, output
+        assert secret not in output
+        assert "Traceback" not in output
+    finally:
+        server.kill()
