@@ -38,10 +38,30 @@ SLACK_CONNECTION_LIMIT = 10
 """Socket Mode connections Slack allows one app at once [Slack docs: "up to 10"; `too_many_websockets`]."""
 
 
-class LocalBudget:
+class _Room:
+    """Wakes whoever waits for a connection of the budget when one may have come free here."""
+
+    def __init__(self) -> None:
+        self._freed = asyncio.Event()
+
+    def freed(self) -> None:
+        self._freed.set()
+
+    def _asking(self) -> None:
+        self._freed.clear()  # a release from now on (even while asking Redis) ends the next wait at once
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """After a refused `acquire`: until a link here is released, or `timeout_s` (room made by other
+        replicas shows only through Redis)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._freed.wait(), timeout_s)
+
+
+class LocalBudget(_Room):
     """One process alone: it may hold what it wishes for."""
 
     def __init__(self, wish: int) -> None:
+        super().__init__()
         self.wish = wish
         self.held = 0
         self.changed = asyncio.Event()  # never set: the allowance of a lone process does not change
@@ -52,6 +72,7 @@ class LocalBudget:
 
     async def acquire(self, extra: bool = False) -> bool:
         """One more link? `extra`: a replacement opened before its predecessor closes (make before break)."""
+        self._asking()
         if self.held >= (min(SLACK_CONNECTION_LIMIT, self.allowed + 1) if extra else self.allowed):
             return False
         self.held += 1
@@ -59,6 +80,7 @@ class LocalBudget:
 
     def release(self) -> None:
         self.held = max(0, self.held - 1)
+        self.freed()
 
     def hello(self, num_connections: object) -> None:
         return None
@@ -141,7 +163,7 @@ return 1
 """
 
 
-class ClusterBudget:
+class ClusterBudget(_Room):
     """This replica's share of Slack's connections, agreed with the other replicas through Redis."""
 
     def __init__(
@@ -154,6 +176,7 @@ class ClusterBudget:
         limit: int = SLACK_CONNECTION_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self._ledger = ledger
         self.name = name
         self.wish = wish
@@ -256,10 +279,12 @@ class ClusterBudget:
                 log.info("this replica may hold all %d connection(s) it wishes again", allowed)
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
+        self.freed()
 
     async def acquire(self, extra: bool = False) -> bool:
         """Reserve one link of the cluster's budget; False when there is no room (yet). `extra`: a
         replacement opened before its predecessor closes, allowed only where the cluster has room."""
+        self._asking()
         share = self.allowed + 1 if extra else self.allowed
         if self.held >= share:
             return False
@@ -285,6 +310,7 @@ class ClusterBudget:
     def release(self) -> None:
         """One link is gone (closed, dropped or never opened); the next heartbeat tells Redis."""
         self.held = max(0, self.held - 1)
+        self.freed()
 
     async def leave(self) -> None:
         """A graceful stop: the budget this replica held is free for the others at once."""

@@ -184,9 +184,9 @@ class Supervisor:
         assert self._dispatcher is not None
         while True:
             await asyncio.sleep(interval)
-            if isinstance(self._budget, ClusterBudget):
-                await self._budget.beat()
             try:
+                if isinstance(self._budget, ClusterBudget):
+                    await self._budget.beat()
                 await self._ledger.renew(self._dispatcher.running)
                 if not self._stopping:
                     taken = await self._ledger.takeover()
@@ -194,6 +194,8 @@ class Supervisor:
                         self._recover(taken, "another replica acked and could not finish (it stopped or died)")
             except LedgerError as e:
                 log.warning("could not renew or take over event claims: %s", e)
+            except Exception:  # a bug here must not stop the renewals: others would run our events twice
+                log.exception("renewing this replica's claims failed unexpectedly; trying again in %.1f s", interval)
 
     def _watch_bot_calls(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any
@@ -295,7 +297,9 @@ class Supervisor:
                 return None
             if not reserved:
                 if not await self._budget.acquire():
-                    delay = max(0.1, self._settings.lease_s / 6)  # others still hold it: ask again shortly
+                    # Held elsewhere: a link of ours being retired, or another replica's (seen through Redis).
+                    delay = 0.0
+                    await self._budget.wait_for_room(max(0.1, self._settings.lease_s / 6))
                     continue
                 reserved = True
             assert self._gate is not None
