@@ -1,11 +1,12 @@
-"""Slack's connection budget, shared: how many links this process may hold, alone or among replicas.
+"""This process's share of Slack's connection budget: how many links it may hold, alone or among replicas.
 
 Slack allows 10 Socket Mode connections per app and refuses the 11th (`too_many_websockets`). The
-supervisor asks its budget before every connection it opens ("may I open one more link?") and tells
-it when a link is gone; a slot past `allowed` closes its link.
+supervisor asks its share before every connection it opens (`acquire`: "may I open one more link?")
+and tells it when a link is gone (`release`); a slot past `allowed` closes its link. `room(held)` is
+the same answer without reserving, from the latest view, for callers that only need a number.
 
-- `LocalBudget`: one process, `NONSTOP_CONNECTIONS` links.
-- `ClusterBudget`: replicas on one Redis. Each registers with a heartbeat (its name, the links it
+- `LocalShare`: one process, `NONSTOP_CONNECTIONS` links.
+- `ClusterShare`: replicas on one Redis. Each registers with a heartbeat (its name, the links it
   holds, its wish, when it started, how many events it handled); a member whose heartbeat lapses
   is gone, with its links. From the members, every replica computes the same split (`allocate`):
   each replica one link in order of age, while the 10 last; then the rest, one by one, to replicas
@@ -57,7 +58,7 @@ class _Room:
             await asyncio.wait_for(self._freed.wait(), timeout_s)
 
 
-class LocalBudget(_Room):
+class LocalShare(_Room):
     """One process alone: it may hold what it wishes for."""
 
     def __init__(self, wish: int) -> None:
@@ -69,6 +70,9 @@ class LocalBudget(_Room):
     @property
     def allowed(self) -> int:
         return self.wish
+
+    def room(self, held: int) -> int:
+        return max(0, SLACK_CONNECTION_LIMIT - held)
 
     async def acquire(self, extra: bool = False) -> bool:
         """One more link? `extra`: a replacement opened before its predecessor closes (make before break)."""
@@ -163,7 +167,7 @@ return 1
 """
 
 
-class ClusterBudget(_Room):
+class ClusterShare(_Room):
     """This replica's share of Slack's connections, agreed with the other replicas through Redis."""
 
     def __init__(
@@ -201,6 +205,11 @@ class ClusterBudget(_Room):
     @property
     def lease_s(self) -> float:
         return self._ledger.lease_s
+
+    def room(self, held: int) -> int:
+        """How many more links this replica may open now with `held` of its own (latest heartbeat's view)."""
+        others = sum(m.held for m in self._members if m.id != self._ledger.replica)
+        return max(0, min(self.allowed - held, self.limit - others - held))
 
     def _info(self) -> str:
         handled = self._telemetry.snapshot().envelopes_handled
@@ -373,4 +382,4 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-Budget = LocalBudget | ClusterBudget
+Share = LocalShare | ClusterShare

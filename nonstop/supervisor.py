@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from nonstop.cluster import Budget, ClusterBudget, LocalBudget
+from nonstop.cluster import ClusterShare, LocalShare, Share
 from nonstop.dispatch import Dispatcher, FailureReply
 from nonstop.humanize import human_duration
 from nonstop.ledger import Ledger, LedgerError, Recovered, RedisLedger, open_ledger
@@ -59,7 +59,7 @@ class Supervisor:
         self._ledger = ledger or open_ledger(
             settings.ledger_url, settings.dedup_ttl_s, lease_s=settings.lease_s, replica=settings.replica_name or None
         )
-        self._budget: Budget = LocalBudget(settings.connections)
+        self._share: Share = LocalShare(settings.connections)
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
@@ -117,17 +117,17 @@ class Supervisor:
         )
         self._recover(recovered)
         if isinstance(self._ledger, RedisLedger):
-            self._budget = ClusterBudget(
+            self._share = ClusterShare(
                 self._ledger, name=self._ledger.replica, wish=self._settings.connections, telemetry=self._telemetry
             )
             self._ledger.on_reachability(lambda _reachable: self._update_state())
-            await self._budget.beat()
+            await self._share.beat()
             log.info(
                 "cluster mode on %s as replica %s: this replica may hold %d of Slack's %d connections now",
                 self._ledger.url,
                 self._ledger.replica,
-                self._budget.allowed,
-                self._budget.limit,
+                self._share.allowed,
+                self._share.limit,
             )
         unwatch = self._watch_bot_calls(loop)
         self._update_state()
@@ -185,8 +185,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval)
             try:
-                if isinstance(self._budget, ClusterBudget):
-                    await self._budget.beat()
+                if isinstance(self._share, ClusterShare):
+                    await self._share.beat()
                 await self._ledger.renew(self._dispatcher.running)
                 if not self._stopping:
                     taken = await self._ledger.takeover()
@@ -234,8 +234,8 @@ class Supervisor:
     async def _slot(self, index: int) -> None:
         name = f"connection #{index + 1}"
         while not self._stopping:
-            if index >= self._budget.allowed:  # past this replica's share of Slack's budget: wait for more
-                await self._budget.changed.wait()
+            if index >= self._share.allowed:  # past this replica's share of Slack's budget: wait for more
+                await self._share.changed.wait()
                 continue
             try:
                 await self._keep_one(name, index)
@@ -248,30 +248,30 @@ class Supervisor:
         link = await self._establish(name, first_delay=0.0)
         while link is not None and not self._stopping:
             refresh = asyncio.create_task(link.refresh_requested.wait())
-            budget = asyncio.create_task(self._budget.changed.wait())
+            share_changed = asyncio.create_task(self._share.changed.wait())
             try:
-                await asyncio.wait({link.ended, refresh, budget}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({link.ended, refresh, share_changed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 refresh.cancel()
-                budget.cancel()
+                share_changed.cancel()
             if self._stopping:
                 return
             if link.ended.done():
                 delay = self._after_drop(link, link.ended.result())
                 link = await self._establish(name, first_delay=delay)
-            elif index >= self._budget.allowed:
+            elif index >= self._share.allowed:
                 log.info(
                     "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
                     name,
-                    self._budget.limit if isinstance(self._budget, ClusterBudget) else self._budget.allowed,
-                    self._budget.allowed,
+                    self._share.limit if isinstance(self._share, ClusterShare) else self._share.allowed,
+                    self._share.allowed,
                 )
                 end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
                 await link.close(end)
                 self._forget(link, end)
                 return
             elif link.refresh_requested.is_set():
-                if await self._budget.acquire(extra=True):
+                if await self._share.acquire(extra=True):
                     log.info("%s: opening its replacement before letting it go (make before break)", name)
                     old = link
                     link = await self._establish(name, first_delay=0.0, reserved=True)
@@ -293,19 +293,19 @@ class Supervisor:
                 await self._sleep(delay)
             if self._stopping:
                 if reserved:
-                    self._budget.release()
+                    self._share.release()
                 return None
             if not reserved:
-                if not await self._budget.acquire():
+                if not await self._share.acquire():
                     # Held elsewhere: a link of ours being retired, or another replica's (seen through Redis).
                     delay = 0.0
-                    await self._budget.wait_for_room(max(0.1, self._settings.lease_s / 6))
+                    await self._share.wait_for_room(max(0.1, self._settings.lease_s / 6))
                     continue
                 reserved = True
             assert self._gate is not None
             async with self._gate:
                 if self._stopping:
-                    self._budget.release()
+                    self._share.release()
                     return None
                 self._update_state(connecting=True)
                 opened = False
@@ -353,7 +353,7 @@ class Supervisor:
                     )
                 finally:
                     if not opened:  # the reservation goes back; the next attempt asks again
-                        self._budget.release()
+                        self._share.release()
                         reserved = False
                 self._update_state(backing_off=delay)
 
@@ -383,7 +383,7 @@ class Supervisor:
         self._links.add(link)
         link.pulse(time.monotonic(), ping=True)  # the first round trip now, not at the next pulse
         self._telemetry.connection_up()
-        self._budget.hello(link.hello.get("num_connections"))
+        self._share.hello(link.hello.get("num_connections"))
         loop.call_later(self._settings.healthy_after_s, self._healthy, link)
         log.info(
             "%s: connected in %.0f ms (Slack reports %s connection(s) for this app)",
@@ -439,7 +439,7 @@ class Supervisor:
     def _forget(self, link: Link, end: LinkEnd) -> None:
         if link in self._links:
             self._links.discard(link)
-            self._budget.release()
+            self._share.release()
             self._telemetry.connection_down(
                 Drop(
                     at=time.time(),
@@ -559,8 +559,8 @@ class Supervisor:
         for link in links:
             self._forget(link, LinkEnd("shutdown", "the bot is stopping"))
         # Only now, with its links closed, may this replica's share of Slack's budget go to the others.
-        if isinstance(self._budget, ClusterBudget):
-            await self._budget.leave()
+        if isinstance(self._share, ClusterShare):
+            await self._share.leave()
         with contextlib.suppress(LedgerError):
             await self._ledger.close()
         log.info("stopped; closed %d connection(s)", len(links))
@@ -592,7 +592,7 @@ class Supervisor:
         if self._stopping:
             return
         live = sum(1 for link in self._links if link.is_open)
-        target = min(self._settings.connections, self._budget.allowed)
+        target = min(self._settings.connections, self._share.allowed)
         self._telemetry.target_connections = target
         if target == 0:
             self._telemetry.set_state(State.CONNECTING, "standby: no connection of Slack's budget is free")
