@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -260,9 +261,19 @@ class RedisLedger(Ledger):
 
     async def open(self) -> Recovered:
         if self._client is None:
+            tls: dict[str, Any] = {}
+            if urlsplit(self._raw_url).scheme == "rediss":
+                # Verified always; extra CAs from the same variables as the Web API's and the WebSockets' TLS.
+                tls = {
+                    "ssl_cert_reqs": "required",
+                    "ssl_check_hostname": True,
+                    "ssl_ca_certs": os.environ.get("SSL_CERT_FILE", "").strip() or None,
+                    "ssl_ca_path": os.environ.get("SSL_CERT_DIR", "").strip() or None,
+                }
             try:
                 self._client = aioredis.Redis.from_url(
                     self._raw_url,
+                    **tls,
                     # Redis answers in well under a millisecond; a call that takes a second means it is gone,
                     # and an ack waiting on it must still leave within Slack's 3 s: degrade instead.
                     socket_timeout=1.0,
@@ -296,6 +307,11 @@ class RedisLedger(Ledger):
             self.lost(f"{type(e).__name__}: {e}")
             return Recovered([], [])
         except RedisError as e:
+            if _certificate_refused(e):
+                raise LedgerError(
+                    f"the TLS certificate of Redis at {self.url} does not verify ({e}): trust its CA with "
+                    "SSL_CERT_FILE or SSL_CERT_DIR, or fix the host name in NONSTOP_LEDGER"
+                ) from None
             # Start anyway: answering does not need Redis (see the module's docstring).
             self.lost(f"{type(e).__name__}: {e}")
             return Recovered([], [])
@@ -427,6 +443,15 @@ class RedisLedger(Ledger):
     @property
     def durable(self) -> bool:
         return True
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _text(value: Any) -> str:

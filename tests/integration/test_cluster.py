@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import trustme
 
 from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
@@ -313,6 +314,32 @@ def test_a_password_in_the_ledger_url_works_and_never_shows(sandbox: Sandbox, tm
         assert "refused this client" in output, output
         assert "check the password" in output, output
         assert secret not in output
+        assert "Traceback" not in output
+    finally:
+        server.kill()
+
+
+def test_rediss_verifies_the_certificate_against_the_extra_ca_it_is_given(sandbox: Sandbox, tmp_path: Path) -> None:
+    require(REDIS_SERVER is not None, "redis-server (Debian package redis-server)")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certs = _dir(tmp_path, "certs")
+    chain, key, ca_file = certs / "chain.pem", certs / "key.pem", certs / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = RedisServer(_dir(tmp_path, "redis"), tls=(chain, key))
+    server.start()
+    try:
+        with replicas(sandbox, server, 1, tmp_path, SSL_CERT_FILE=str(ca_file)) as (bot,):
+            bot.wait_for_log(r"cluster mode on rediss://127\.0\.0\.1:\d+/0 as replica r1")
+            d = sandbox.mention("ping")
+            sandbox.wait_for_message(thread_ts=d.ts)
+            assert "Redis unreachable" not in bot.log
+        untrusted = run_once(replica_env(sandbox, server, "u"))  # the CA not given: it must not verify
+        output = untrusted.stdout + untrusted.stderr
+        assert untrusted.returncode == 78, output
+        assert "TLS certificate of Redis" in output, output
         assert "Traceback" not in output
     finally:
         server.kill()
