@@ -75,9 +75,10 @@ class LocalShare(_Room):
         return max(0, SLACK_CONNECTION_LIMIT - held)
 
     async def acquire(self, extra: bool = False) -> bool:
-        """One more link? `extra`: a replacement opened before its predecessor closes (make before break)."""
+        """One more link? `extra`: a replacement opened before its predecessor closes (make before break),
+        bounded by Slack's limit only: every link may be refreshed at once."""
         self._asking()
-        if self.held >= (min(SLACK_CONNECTION_LIMIT, self.allowed + 1) if extra else self.allowed):
+        if self.held >= (SLACK_CONNECTION_LIMIT if extra else self.allowed):
             return False
         self.held += 1
         return True
@@ -292,9 +293,9 @@ class ClusterShare(_Room):
 
     async def acquire(self, extra: bool = False) -> bool:
         """Reserve one link of the cluster's budget; False when there is no room (yet). `extra`: a
-        replacement opened before its predecessor closes, allowed only where the cluster has room."""
+        replacement opened before its predecessor closes, wherever the cluster as a whole has room."""
         self._asking()
-        share = self.allowed + 1 if extra else self.allowed
+        share = self.limit if extra else self.allowed
         if self.held >= share:
             return False
         if self._ledger.degraded:

@@ -32,13 +32,14 @@ def test_allocate_gives_one_each_by_age_then_the_rest_to_wishes(wishes: tuple[in
     assert sum(share.values()) <= 10
 
 
-def test_a_lone_process_may_open_its_wish_and_one_replacement_more() -> None:
+def test_a_lone_process_may_open_its_wish_and_replacements_up_to_slacks_limit() -> None:
     share = LocalShare(2)
 
     async def scenario() -> list[bool]:
-        return [await share.acquire(), await share.acquire(), await share.acquire(), await share.acquire(True)]
+        wished = [await share.acquire(), await share.acquire(), await share.acquire()]
+        return wished + [await share.acquire(True) for _ in range(9)]
 
-    assert asyncio.run(scenario()) == [True, True, False, True]
+    assert asyncio.run(scenario()) == [True, True, False] + [True] * 8 + [False]
 
 
 def test_replicas_never_reserve_more_than_ten_links_together(redis_server: RedisServer) -> None:
