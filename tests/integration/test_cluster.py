@@ -98,7 +98,9 @@ def test_three_replicas_answer_each_mention_once_though_slack_retries_on_any_con
 def test_a_killed_replicas_acked_mentions_are_answered_by_the_others(
     sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with replicas(sandbox, redis_server, 1, tmp_path, name="doomed") as (doomed,):
+    # Four listeners at a time: with 2 s each, the last of the 30 would start only ~14 s later, long after
+    # the others are up, so some are still waiting when it dies, however slow the machine.
+    with replicas(sandbox, redis_server, 1, tmp_path, name="doomed", NONSTOP_HANDLER_THREADS="4") as (doomed,):
         sandbox.wait_until(lambda: len(live_links(sandbox)) >= 2, timeout=30, what="the first replica's links")
         sandbox.slow_api(2.0, ["chat.postMessage"])
         ds = sandbox.mentions([f"ping {i}" for i in range(30)])
