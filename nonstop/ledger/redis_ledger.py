@@ -166,15 +166,14 @@ def default_replica_name() -> str:
 
 
 def redact_url(url: str) -> str:
-    """`url` without its password, for log lines."""
+    """`url` without its password, for log lines and messages (even when the URL is malformed)."""
     parts = urlsplit(url)
-    if parts.password is None and not parts.username:
+    if "@" not in parts.netloc:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:…@" if parts.username else "…@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, ""))
+    credentials, host = parts.netloc.rsplit("@", 1)
+    user, has_password, _ = credentials.partition(":")
+    shown = f"{user}:…@" if has_password and user else "…@"
+    return urlunsplit((parts.scheme, shown + host, parts.path, parts.query, parts.fragment))
 
 
 class RedisLedger(Ledger):

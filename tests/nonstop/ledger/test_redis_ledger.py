@@ -10,6 +10,7 @@ import pytest
 
 from nonstop.ledger import Entry, RedisLedger
 from nonstop.ledger.redis_ledger import redact_url
+from nonstop.settings import ConfigError, load_settings
 from tests.redisserver import RedisServer
 
 LEASE_S = 0.4
@@ -135,7 +136,23 @@ def test_a_replica_starts_without_redis_and_the_password_never_shows() -> None:
         ("redis://:pw@h:6379/0", "redis://…@h:6379/0"),
         ("rediss://user:pw@h/1", "rediss://user:…@h/1"),
         ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://:p@ss@h:port/0", "redis://…@h:port/0"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_a_bad_redis_url_is_one_line_without_its_password() -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_APP_TOKEN": "xapp-1-A1-2-abc"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env | {"NONSTOP_LEDGER": "redis://:hunter2@redis.internal:port/0"})
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert message.startswith("NONSTOP_LEDGER='redis://…@redis.internal:port/0' is not a ledger URL: the port")
+    assert "\n" not in message
+    settings = load_settings(env | {"NONSTOP_LEDGER": "rediss://:hunter2@redis.internal:6380/1", "NONSTOP_LEASE": "4"})
+    assert (settings.supervisor.ledger_url, settings.supervisor.lease_s) == (
+        "rediss://:hunter2@redis.internal:6380/1",
+        4,
+    )
