@@ -139,15 +139,23 @@ def cycles(kind: str, profile: Profile) -> dict[str, Any]:
     )
 
 
-def phase_a(profile: Profile, results: dict[str, Any]) -> None:
+def phase_a(profile: Profile, results: dict[str, Any], only: set[str] | None = None) -> None:
     plan = scenarios.FaultPlan(cap_s=profile.cap_s, outage_s=profile.outage_s)
     jobs: dict[str, Callable[[], dict[str, Any]]] = {}
     for kind in KINDS:
         for i, faults in enumerate(profile.faults_per_lane):
             jobs[f"faults/{kind}/{i}"] = lambda kind=kind, i=i, faults=faults: fault_lane(kind, i, faults, plan)
         jobs[f"cycles/{kind}"] = lambda kind=kind: cycles(kind, profile)
+        jobs[f"deadlinks/{kind}"] = lambda kind=kind: with_lanes(
+            "deadlinks", (kind,), lambda lanes: scenarios.dead_link_retries(lanes[0], cap_s=profile.cap_s)
+        )
+        jobs[f"outages/{kind}"] = lambda kind=kind: with_lanes(
+            "outages", (kind,), lambda lanes: scenarios.short_outages(lanes[0])
+        )
     jobs["mixed"] = lambda: mixed(profile)
     jobs["idle"] = lambda: with_lanes("idle", KINDS, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
+    if only is not None:
+        jobs = {name: fn for name, fn in jobs.items() if name.split("/")[0] in only}
     bots = sum(2 if name in ("mixed", "idle") else 1 for name in jobs)
     say(f"phase A: {len(jobs)} jobs in parallel ({bots} bot processes, each with its own sandbox)")
     raw: dict[str, dict[str, Any]] = {}
@@ -180,6 +188,9 @@ def phase_a(profile: Profile, results: dict[str, Any]) -> None:
     for name in ("mixed", "idle"):
         if name in raw:
             results[name] = raw[name]
+    for prefix, key in (("deadlinks", "dead_links"), ("outages", "short_outages")):
+        if all(f"{prefix}/{kind}" in raw for kind in KINDS):
+            results[key] = {kind: raw[f"{prefix}/{kind}"] for kind in KINDS}
     if all(f"cycles/{kind}" in raw for kind in KINDS):
         results["cycles"] = {kind: raw[f"cycles/{kind}"] for kind in KINDS}
         for kind in KINDS:
@@ -215,7 +226,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases (about 2 min)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON results")
+    parser.add_argument(
+        "--only",
+        help="comma-separated rows to run, e.g. deadlinks,outages,idle (faults, cycles, mixed, idle, deadlinks, "
+        "outages, burst); default: all",
+    )
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
     profile = QUICK if args.quick else FULL
     for name in PROXY_VARS:  # the sandboxes are on 127.0.0.1; bots get a proxy-free env too
         os.environ.pop(name, None)
@@ -234,8 +251,9 @@ def main(argv: list[str]) -> int:
         "errors": [],
     }
     try:
-        phase_a(profile, results)
-        phase_b(profile, results)
+        phase_a(profile, results, only)
+        if only is None or "burst" in only:
+            phase_b(profile, results)
     except KeyboardInterrupt:
         say("interrupted: killing every bot and sandbox")
         stop_all()

@@ -1,9 +1,10 @@
 """This process's share of Slack's connection budget: how many links it may hold, alone or among replicas.
 
 Slack allows 10 Socket Mode connections per app and refuses the 11th (`too_many_websockets`). The
-supervisor asks its share before every connection it opens (`acquire`: "may I open one more link?")
-and tells it when a link is gone (`release`); a slot past `allowed` closes its link. `room(held)` is
-the same answer without reserving, from the latest view, for callers that only need a number.
+supervisor asks its share before every connection it opens (`acquire`: "may I open one more link?",
+atomic in Redis against what all replicas hold) and tells it when a link is gone (`release`); a slot
+past `allowed` waits or closes its link. `others_held()` feeds the supervisor's one budget check
+(`nonstop.budget`): the other replicas' connections count against Slack's 10 like its own.
 
 - `LocalShare`: one process, `NONSTOP_CONNECTIONS` links.
 - `ClusterShare`: replicas on one Redis. Each registers with a heartbeat (its name, the links it
@@ -74,11 +75,13 @@ class LocalShare(_Room):
     def room(self, held: int) -> int:
         return max(0, SLACK_CONNECTION_LIMIT - held)
 
-    async def acquire(self, extra: bool = False) -> bool:
-        """One more link? `extra`: a replacement opened before its predecessor closes (make before break),
-        bounded by Slack's limit only: every link may be refreshed at once."""
+    def others_held(self) -> int:
+        return 0
+
+    async def acquire(self) -> bool:
+        """One more link? Alone, the supervisor's own budget check (`nonstop.budget`) decides: always yes."""
         self._asking()
-        if self.held >= (SLACK_CONNECTION_LIMIT if extra else self.allowed):
+        if self.held >= SLACK_CONNECTION_LIMIT:
             return False
         self.held += 1
         return True
@@ -208,9 +211,12 @@ class ClusterShare(_Room):
         return self._ledger.lease_s
 
     def room(self, held: int) -> int:
-        """How many more links this replica may open now with `held` of its own (latest heartbeat's view)."""
-        others = sum(m.held for m in self._members if m.id != self._ledger.replica)
-        return max(0, min(self.allowed - held, self.limit - others - held))
+        """How many more slot links this replica may open now with `held` of its own (latest heartbeat's view)."""
+        return max(0, min(self.allowed - held, self.limit - self.others_held() - held))
+
+    def others_held(self) -> int:
+        """Connections the other replicas hold, as of the latest heartbeat: Slack counts them too."""
+        return sum(m.held for m in self._members if m.id != self._ledger.replica)
 
     def _info(self) -> str:
         handled = self._telemetry.snapshot().envelopes_handled
@@ -291,11 +297,12 @@ class ClusterShare(_Room):
         changed.set()
         self.freed()
 
-    async def acquire(self, extra: bool = False) -> bool:
-        """Reserve one link of the cluster's budget; False when there is no room (yet). `extra`: a
-        replacement opened before its predecessor closes, wherever the cluster as a whole has room."""
+    async def acquire(self) -> bool:
+        """Reserve one link of the cluster's budget; False when the replicas hold all of it (yet). How
+        many slots this replica keeps is its share (`allowed`, the supervisor's slots obey it); spares
+        and make-before-break replacements only need room in the whole."""
         self._asking()
-        share = self.limit if extra else self.allowed
+        share = self.limit
         if self.held >= share:
             return False
         if self._ledger.degraded:

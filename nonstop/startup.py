@@ -102,7 +102,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     )
     client.proxy = proxy  # slack_sdk reads the proxy variables when given None: NO_PROXY's "directly" stays that
     log.info("network: %s", net.describe(settings.api_url))
-    backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
+    backoff = Backoff(settings.supervisor.retry_schedule, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)
         bolt_logger = logging.getLogger("nonstop.app")

@@ -80,6 +80,9 @@ class Snapshot:
     backlog: int = 0  # events acked and not yet finished
     backlog_limit: int = SupervisorSettings.max_backlog
     cluster: ClusterView | None = None
+    spare_connections: int = 0  # live links held beyond the target while Slack counts dead ones
+    suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
+    slack_reported_connections: int | None = None  # num_connections in the latest hello
 
     @property
     def state_text(self) -> str:
@@ -132,6 +135,9 @@ class Telemetry:
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
     _cluster: ClusterView | None = None
+    _spare: int = 0
+    _suspect: int = 0
+    _slack_reported: int | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -203,6 +209,11 @@ class Telemetry:
         with self._lock:
             self._cluster = view
 
+    def links(self, *, spare: int, suspect: int, slack_reported: int | None) -> None:
+        """What the supervisor holds beyond its target, and what Slack counted at the latest hello."""
+        with self._lock:
+            self._spare, self._suspect, self._slack_reported = spare, suspect, slack_reported
+
     def set_state(self, state: State, detail: str = "") -> None:
         with self._lock:
             self._state, self._state_detail = state, detail
@@ -228,6 +239,9 @@ class Telemetry:
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,
                 cluster=self._cluster,
+                spare_connections=self._spare,
+                suspect_connections=self._suspect,
+                slack_reported_connections=self._slack_reported,
             )
 
 
