@@ -273,6 +273,17 @@ class Supervisor:
     async def _keep_one(self, name: str, index: int = 0) -> None:
         link = await self._establish(name, first_delay=0.0)
         while link is not None and not self._stopping:
+            if index >= self._share.allowed:  # the share shrank (more replicas), maybe while this one connected
+                log.info(
+                    "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
+                    name,
+                    self._budget.limit,
+                    self._share.allowed,
+                )
+                end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
+                await link.close(end)
+                self._forget(link, end)
+                return
             refresh = asyncio.create_task(link.refresh_requested.wait())
             suspect = asyncio.create_task(link.suspected.wait())
             share_changed = asyncio.create_task(self._share.changed.wait())
@@ -287,17 +298,6 @@ class Supervisor:
             if link.ended.done():
                 delay = self._after_drop(link, link.ended.result())
                 link = await self._establish(name, first_delay=delay)
-            elif index >= self._share.allowed:
-                log.info(
-                    "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
-                    name,
-                    self._budget.limit,
-                    self._share.allowed,
-                )
-                end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
-                await link.close(end)
-                self._forget(link, end)
-                return
             elif link.refresh_requested.is_set():
                 log.info("%s: opening its replacement before letting it go (make before break)", name)
                 old = link

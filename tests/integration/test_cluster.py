@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -242,7 +243,10 @@ def test_another_process_on_the_same_app_token_is_called_out(
             sandbox.reset(conn=connections_of(sandbox, bot.pid)[:1])
             bot.wait_for_log(r": connected in", count=hellos + 1, timeout=30)
         line = bot.wait_for_log(r"GHOST CONNECTIONS")[0]
-        assert "Slack counts 3 connection(s) for this app, the replicas on this Redis hold 2" in line, line
+        # The replica may hold spare links meanwhile (Slack counts one it does not hold): one ghost either way.
+        assert re.search(
+            r"Slack counts \d+ connection\(s\) for this app, the replicas on this Redis hold \d+: 1 more", line
+        )
         assert bot.log.count("GHOST CONNECTIONS") == 1, "once"
 
 
