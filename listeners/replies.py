@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nonstop.humanize import human_duration
-from nonstop.telemetry import Snapshot
+from nonstop.telemetry import ClusterView, Snapshot
 
 SUBCOMMANDS = ("ping", "status", "help")
 
@@ -112,6 +112,25 @@ class StatusLines:
     facts: list[tuple[str, str]]
     last_drop: str
     footer: str
+    cluster: list[str] | None = None  # replicas on one Redis: a summary line, then one line per replica
+
+
+def _cluster_lines(cluster: ClusterView, now: float) -> list[str]:
+    summary = (
+        f"{len(cluster.replicas)} replica(s) hold {cluster.total} of Slack's {cluster.budget} connections; "
+        f"this one may hold {cluster.allowed}" + (" (standby)" if cluster.standby else "")
+    )
+    if not cluster.redis_reachable:
+        summary += "; Redis unreachable: deduplicating in each replica until it is back"
+    if cluster.ghost_connections:
+        summary += f"; {cluster.ghost_connections} connection(s) held by another process with this app token"
+    lines = [summary]
+    for replica in cluster.replicas:
+        lines.append(
+            f"• {replica.name}{' (this one)' if replica.this_one else ''}: {replica.connections} connection(s), "
+            f"up {human_duration(max(0.0, now - replica.started_at))}, {replica.events_handled} envelope(s) handled"
+        )
+    return lines
 
 
 def _status_lines(snapshot: Snapshot) -> StatusLines:
@@ -147,6 +166,7 @@ def _status_lines(snapshot: Snapshot) -> StatusLines:
         facts=facts,
         last_drop=last_drop,
         footer=f"as of {_clock(now)}",
+        cluster=_cluster_lines(snapshot.cluster, now) if snapshot.cluster is not None else None,
     )
 
 
@@ -157,6 +177,7 @@ def status_reply(snapshot: Snapshot) -> Reply:
             f"*{escape_mrkdwn(lines.heading)}*",
             *(f"{label}: {escape_mrkdwn(value)}" for label, value in lines.facts),
             f"Last drop: {escape_mrkdwn(lines.last_drop)}",
+            *(["*Cluster*", *(escape_mrkdwn(line) for line in lines.cluster)] if lines.cluster else []),
             lines.footer,
         ]
     )
@@ -169,8 +190,12 @@ def status_reply(snapshot: Snapshot) -> Reply:
             ],
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Last drop*\n{escape_mrkdwn(lines.last_drop)}"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": lines.footer}]},
     ]
+    if lines.cluster:
+        # A section's text holds 3000 characters: ten replicas' lines fit with room to spare.
+        text = "*Cluster*\n" + "\n".join(escape_mrkdwn(line) for line in lines.cluster)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines.footer}]})
     return Reply(text=text, blocks=blocks)
 
 

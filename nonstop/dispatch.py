@@ -273,9 +273,11 @@ class Dispatcher:
             self._start_event(request, key)
 
     def replay(self, entries: list[Entry]) -> int:
-        """Run again the events an earlier run acked and never finished; return how many will run."""
+        """Run the events an earlier run (or a replica that died) acked and never finished; return how many will run."""
         started = 0
         for entry in entries:
+            if entry.key in self._running:
+                continue  # already running here
             request = parse_request(entry.envelope)
             if request is None:
                 self._finish(entry.key)
@@ -434,6 +436,11 @@ class Dispatcher:
     @property
     def backlog(self) -> int:
         return len(self._running)
+
+    @property
+    def running(self) -> list[str]:
+        """Keys of the events admitted or replayed here and not finished (their claims are renewed)."""
+        return list(self._running)
 
 
 def _install(app: App, lanes: Executor) -> None:

@@ -68,9 +68,25 @@ def readiness(snap: Snapshot) -> Verdict:
         facts["last_inbound_age_s"] = round(max(0.0, snap.now - snap.last_inbound_at), 2)
     if snap.last_drop is not None:
         facts["last_drop"] = {"cause": snap.last_drop.cause, "explanation": snap.last_drop.explanation}
+    cluster = snap.cluster
+    if cluster is not None:
+        facts["cluster"] = {
+            "replicas": len(cluster.replicas),
+            "connections": cluster.total,
+            "budget": cluster.budget,
+            "allowed_here": cluster.allowed,
+        }
+        if not cluster.redis_reachable:
+            facts["degraded"] = "redis unreachable"
     reason = snap.not_ready_reason
     if reason is not None:
         return Verdict(False, {"status": "not_ready", "reason": reason, **facts})
+    if cluster is not None and cluster.standby:
+        reason = (
+            f"standby: Slack's {cluster.budget} connections are all taken by {len(cluster.replicas) - 1} other "
+            "replica(s); this one connects when one leaves"
+        )
+        return Verdict(True, {"status": "standby", "reason": reason, **facts})
     return Verdict(True, {"status": "ready", **facts})
 
 

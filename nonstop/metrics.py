@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from nonstop.state import State
 
 if TYPE_CHECKING:
-    from nonstop.telemetry import Snapshot
+    from nonstop.telemetry import ClusterView, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -207,12 +207,37 @@ class _SnapshotCollector(Collector):
             "NONSTOP_MAX_BACKLOG: past it, new events are left unacked for Slack to retry.",
             value=snap.backlog_limit,
         )
+        if snap.cluster is not None:
+            yield from _cluster_gauges(snap.cluster)
         current = str(snap.state)
         yield StateSetMetricFamily(
             "nonstop_state",
             "The supervisor's state (one of a fixed set; the details are in /readyz).",
             value={str(state): state == current for state in STATES},
         )
+
+
+def _cluster_gauges(cluster: ClusterView) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "nonstop_cluster_replicas", "Replicas registered on the shared Redis ledger.", value=len(cluster.replicas)
+    )
+    yield GaugeMetricFamily(
+        "nonstop_cluster_connections", "Socket Mode connections held by all replicas together.", value=cluster.total
+    )
+    yield GaugeMetricFamily(
+        "nonstop_cluster_connections_allowed",
+        "Connections this replica may hold out of Slack's budget of 10 per app (0: a standby).",
+        value=cluster.allowed,
+    )
+    yield GaugeMetricFamily(
+        "nonstop_ghost_connections",
+        "Connections Slack counts for this app (hello's num_connections) that no replica holds: another "
+        "process uses the same app token.",
+        value=cluster.ghost_connections,
+    )
+    yield GaugeMetricFamily(
+        "nonstop_redis_reachable", "1 while the shared ledger's Redis answers.", value=int(cluster.redis_reachable)
+    )
 
 
 def _age(now: float, then: float | None) -> float:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from nonstop.ledger import default_ledger_url, parse_ledger_url
+from nonstop.ledger import DEFAULT_LEASE_S, default_ledger_url, parse_ledger_url
+from nonstop.ledger.redis_ledger import redact_url
 from nonstop.policy import Schedule
 
 EX_CONFIG = 78
@@ -76,6 +77,8 @@ class SupervisorSettings:
     command_threads: int = 8  # slash command and interaction listeners (their own lane: never queued behind events)
     max_backlog: int = 1000  # events acked and not finished; past it, new events are left for Slack to retry
     ledger_url: str = "memory://"  # `python app.py` keeps a durable one (see load_settings)
+    lease_s: float = DEFAULT_LEASE_S  # replicas on Redis: how long a claim lives unrenewed (see redis_ledger)
+    replica_name: str = ""  # replicas on Redis: this one's name in status and logs ("": host name and pid)
     max_frame_bytes: int = 16 * 1024 * 1024  # a larger frame from Slack ends its link (1009), memory stays bounded
     # Process-wide tuning, off unless asked for: a drop-in handler leaves its host process as it found it.
     # `app.py` owns its process and opts in (see `load_settings`); both are measured in bench/.
@@ -161,7 +164,7 @@ def _ledger_url(env: Mapping[str, str]) -> str:
     try:
         parse_ledger_url(raw)
     except ValueError as e:
-        raise ConfigError(f"NONSTOP_LEDGER={raw!r} is not a ledger URL: {e}.") from None
+        raise ConfigError(f"NONSTOP_LEDGER={redact_url(raw)!r} is not a ledger URL: {e}.") from None
     return raw
 
 
@@ -202,6 +205,8 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
         command_threads=_integer(env, "NONSTOP_COMMAND_THREADS", d.command_threads, 1, 64),
         max_backlog=_integer(env, "NONSTOP_MAX_BACKLOG", d.max_backlog, 1, 100_000),
         ledger_url=_ledger_url(env) if own_process else d.ledger_url,
+        lease_s=_number(env, "NONSTOP_LEASE", d.lease_s, 0.3, 60),
+        replica_name=str(env.get("NONSTOP_REPLICA_NAME", "") or "").strip()[:100],
         max_frame_bytes=_integer(env, "NONSTOP_MAX_FRAME_BYTES", d.max_frame_bytes, 65536, 256 * 1024 * 1024),
         handler_nice=_integer(env, "NONSTOP_HANDLER_NICE", int(tuning["handler_nice"]), 0, 19),
         gil_switch_interval_s=switch or None,

@@ -31,10 +31,11 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from nonstop.budget import Budget
+from nonstop.cluster import ClusterShare, LocalShare, Share
 from nonstop.dispatch import Dispatcher, FailureReply
 from nonstop.gate import ConnectGate
 from nonstop.humanize import human_duration
-from nonstop.ledger import Ledger, LedgerError, Recovered, open_ledger
+from nonstop.ledger import Ledger, LedgerError, Recovered, RedisLedger, open_ledger
 from nonstop.link import Link, LinkEnd, LinkFailed
 from nonstop.policy import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
 from nonstop.settings import EX_CONFIG, SupervisorSettings
@@ -71,7 +72,10 @@ class Supervisor:
         self._app_token = app_token
         self._settings = settings
         self._failure_reply = failure_reply
-        self._ledger = ledger or open_ledger(settings.ledger_url, settings.dedup_ttl_s)
+        self._ledger = ledger or open_ledger(
+            settings.ledger_url, settings.dedup_ttl_s, lease_s=settings.lease_s, replica=settings.replica_name or None
+        )
+        self._share: Share = LocalShare(settings.connections)
         self._telemetry = telemetry
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
@@ -137,6 +141,19 @@ class Supervisor:
             failure_reply=self._failure_reply,
         )
         self._recover(recovered)
+        if isinstance(self._ledger, RedisLedger):
+            self._share = ClusterShare(
+                self._ledger, name=self._ledger.replica, wish=self._settings.connections, telemetry=self._telemetry
+            )
+            self._ledger.on_reachability(lambda _reachable: self._update_state())
+            await self._share.beat()
+            log.info(
+                "cluster mode on %s as replica %s: this replica may hold %d of Slack's %d connections now",
+                self._ledger.url,
+                self._ledger.replica,
+                self._share.allowed,
+                self._share.limit,
+            )
         unwatch = self._watch_bot_calls(loop)
         self._update_state()
         if stop_asked is not None:
@@ -145,12 +162,15 @@ class Supervisor:
         heartbeat = asyncio.create_task(self._pulse(), name="pulse")
         housekeeping = asyncio.create_task(self._housekeeping(), name="ledger-housekeeping")
         spares = asyncio.create_task(self._keep_spares(), name="spares")
+        claims = asyncio.create_task(self._keep_claims(), name="ledger-claims")
         await self._stop_event.wait()
         unwatch()
-        await self._shutdown([*slots, heartbeat, housekeeping, spares])
+        await self._shutdown([*slots, heartbeat, housekeeping, spares, claims])
         return self._exit_code
 
-    def _recover(self, recovered: Recovered) -> None:
+    def _recover(
+        self, recovered: Recovered, source: str = "were acked but never finished before the last stop"
+    ) -> None:
         assert self._dispatcher is not None
         for entry in recovered.given_up:
             log.error(
@@ -164,8 +184,9 @@ class Supervisor:
             ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
             more = len(recovered.unfinished) - 20
             log.warning(
-                "running %d event(s) again that were acked but never finished before the last stop: %s%s",
+                "running %d event(s) again that %s: %s%s",
                 len(recovered.unfinished),
+                source,
                 ids,
                 f" and {more} more" if more > 0 else "",
             )
@@ -180,6 +201,27 @@ class Supervisor:
                 await self._ledger.prune()
             except LedgerError as e:
                 log.warning("could not prune the event ledger: %s", e)
+
+    async def _keep_claims(self) -> None:
+        """Every third of a lease: say this replica is alive (membership and its share of Slack's budget),
+        renew the claims on the events running here, and take over those of replicas that died. A
+        ledger of one process has no claims: then this only wakes now and then."""
+        interval = self._settings.lease_s / 3
+        assert self._dispatcher is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if isinstance(self._share, ClusterShare):
+                    await self._share.beat()
+                await self._ledger.renew(self._dispatcher.running)
+                if not self._stopping:
+                    taken = await self._ledger.takeover()
+                    if taken.unfinished or taken.given_up:
+                        self._recover(taken, "another replica acked and could not finish (it stopped or died)")
+            except LedgerError as e:
+                log.warning("could not renew or take over event claims: %s", e)
+            except Exception:  # a bug here must not stop the renewals: others would run our events twice
+                log.exception("renewing this replica's claims failed unexpectedly; trying again in %.1f s", interval)
 
     def _watch_bot_calls(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any
@@ -218,23 +260,39 @@ class Supervisor:
     async def _slot(self, index: int) -> None:
         name = f"connection #{index + 1}"
         while not self._stopping:
+            if index >= self._share.allowed:  # past this replica's share of Slack's budget: wait for more
+                await self._share.changed.wait()
+                continue
             try:
-                await self._keep_one(name)
+                await self._keep_one(name, index)
             except Exception:  # a bug in here must not leave the bot with one link less, forever
                 delay = self._backoff.failure()
                 log.exception("%s: supervisor slot failed unexpectedly; restarting it in %.1f s", name, delay)
                 await self._sleep(delay)
 
-    async def _keep_one(self, name: str) -> None:
+    async def _keep_one(self, name: str, index: int = 0) -> None:
         link = await self._establish(name, first_delay=0.0)
         while link is not None and not self._stopping:
+            if index >= self._share.allowed:  # the share shrank (more replicas), maybe while this one connected
+                log.info(
+                    "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
+                    name,
+                    self._budget.limit,
+                    self._share.allowed,
+                )
+                end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
+                await link.close(end)
+                self._forget(link, end)
+                return
             refresh = asyncio.create_task(link.refresh_requested.wait())
             suspect = asyncio.create_task(link.suspected.wait())
+            share_changed = asyncio.create_task(self._share.changed.wait())
             try:
-                await asyncio.wait({link.ended, refresh, suspect}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({link.ended, refresh, suspect, share_changed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 refresh.cancel()
                 suspect.cancel()
+                share_changed.cancel()
             if self._stopping:
                 return
             if link.ended.done():
@@ -246,7 +304,7 @@ class Supervisor:
                 await self._make_room()
                 link = await self._establish(name, first_delay=0.0)
                 self._background(self._retire(old))
-            else:
+            elif link.suspected.is_set():
                 log.warning(
                     "%s: no frame from Slack for %.1f s; opening its replacement now and keeping this one "
                     "until it is known dead (it may only be slow)",
@@ -262,66 +320,93 @@ class Supervisor:
         """Get one live link, retrying forever on transient failures. None when stopping or fatal.
 
         A `spare` link is tried once, and only while the budget has room: a spare is never worth a
-        wait of its own (the gate still spaces attempts after a failure)."""
+        wait of its own (the gate still spaces attempts after a failure). Each attempt first reserves
+        a connection of Slack's budget with this process's share (`nonstop.cluster`): among replicas,
+        atomically against what all of them hold."""
         assert self._gate is not None
         if first_delay > 0:
             self._gate.hold_off(first_delay)
         while True:
-            delay = 0.0
-            async with self._gate.turn(self._sleep, lambda: self._stopping):
-                if self._stopping or (spare and self._room() <= 0):
+            if self._stopping:
+                return None
+            if not await self._share.acquire():
+                if spare:
                     return None
-                self._update_state(connecting=True)
-                self._opening += 1
-                try:
-                    link = await self._attempt(name)
-                    self._telemetry.attempt("ok")
+                # Held elsewhere: a link of ours being closed, or another replica's (seen through Redis).
+                await self._share.wait_for_room(max(0.1, self._settings.lease_s / 6))
+                continue
+            opened = False
+            try:
+                link = await self._attempt_in_turn(name, spare)
+                opened = link is not None
+                if link is not None or self._stopping or self._exit_code:
                     return link
-                except TicketRefused as e:
-                    self._telemetry.attempt(e.cause)
-                    if e.fatal:
-                        self._fatal(e.cause, detail=e.detail)
-                        return None
-                    if e.retry_after_s is not None:
-                        delay = self._backoff.rate_limited(e.retry_after_s)
-                        log.warning(
-                            "%s: Slack %s; retrying in exactly %.1f s as asked",
-                            name,
-                            e.detail,
-                            delay,
-                            extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
-                        )
-                    else:
-                        delay = self._backoff.failure()
-                        log.warning(
-                            "%s: could not get a Socket Mode URL (%s); retrying in %.1f s",
-                            name,
-                            e,
-                            delay,
-                            extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
-                        )
-                except LinkFailed as e:
-                    self._telemetry.attempt(e.cause)
-                    if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.network)
-                        self._fatal(e.cause, detail=e.detail)
-                        return None
-                    if e.cause == "too_many_websockets":  # Slack counts more than we thought: no room left
-                        self._unaccounted = max(self._unaccounted, self._budget.limit - len(self._links))
-                    delay = self._backoff.failure()
+            finally:
+                if not opened:  # the reservation goes back; the next attempt asks again
+                    self._share.release()
+            if spare:
+                return None
+
+    async def _attempt_in_turn(self, name: str, spare: bool) -> Link | None:
+        """One attempt, in the connect gate's turn. None when it failed (the gate holds the next one
+        off as long as the policy says), when stopping, or when a spare no longer has room."""
+        assert self._gate is not None
+        delay = 0.0
+        async with self._gate.turn(self._sleep, lambda: self._stopping):
+            if self._stopping or (spare and self._room() <= 0):
+                return None
+            self._update_state(connecting=True)
+            self._opening += 1
+            try:
+                link = await self._attempt(name)
+                self._telemetry.attempt("ok")
+                return link
+            except TicketRefused as e:
+                self._telemetry.attempt(e.cause)
+                if e.fatal:
+                    self._fatal(e.cause, detail=e.detail)
+                    return None
+                if e.retry_after_s is not None:
+                    delay = self._backoff.rate_limited(e.retry_after_s)
                     log.warning(
-                        "%s: connection failed (%s: %s); retrying in %.1f s",
+                        "%s: Slack %s; retrying in exactly %.1f s as asked",
                         name,
-                        e.cause,
                         e.detail,
                         delay,
                         extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
                     )
-                finally:
-                    self._opening -= 1
-                self._gate.hold_off(delay)
-                self._update_state(backing_off=delay)
-            if spare:
-                return None
+                else:
+                    delay = self._backoff.failure()
+                    log.warning(
+                        "%s: could not get a Socket Mode URL (%s); retrying in %.1f s",
+                        name,
+                        e,
+                        delay,
+                        extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
+                    )
+            except LinkFailed as e:
+                self._telemetry.attempt(e.cause)
+                if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.network)
+                    self._fatal(e.cause, detail=e.detail)
+                    return None
+                if e.cause == "too_many_websockets":  # Slack counts more than we thought: no room left
+                    self._unaccounted = max(
+                        self._unaccounted, self._budget.limit - len(self._links) - self._share.others_held()
+                    )
+                delay = self._backoff.failure()
+                log.warning(
+                    "%s: connection failed (%s: %s); retrying in %.1f s",
+                    name,
+                    e.cause,
+                    e.detail,
+                    delay,
+                    extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
+                )
+            finally:
+                self._opening -= 1
+            self._gate.hold_off(delay)
+            self._update_state(backing_off=delay)
+        return None
 
     async def _attempt(self, name: str) -> Link:
         loop = asyncio.get_running_loop()
@@ -398,7 +483,8 @@ class Supervisor:
     def _room(self) -> int:
         """How many more connections this process may open now without Slack counting more than its
         budget: what it holds or is opening, plus what Slack counts that it does not hold."""
-        return self._budget.room(len(self._links) + self._opening, self._unaccounted)
+        held = len(self._links) + self._opening + self._share.others_held()  # replicas: theirs count too
+        return self._budget.room(held, self._unaccounted)
 
     def _live(self) -> list[Link]:
         return [link for link in self._links if link.is_open and not link.suspect]
@@ -409,7 +495,9 @@ class Supervisor:
         reported = link.hello.get("num_connections")
         if isinstance(reported, int) and not isinstance(reported, bool):
             self._slack_counted = reported
-            self._unaccounted = max(0, reported - len(self._links))
+            # Among replicas, the others' links are no dead ones of ours: only what nobody holds is.
+            self._unaccounted = max(0, reported - len(self._links) - self._share.others_held())
+            self._share.hello(reported)
         self._wake_spares()
 
     def _on_suspect(self, link: Link, suspect: bool) -> None:
@@ -541,6 +629,7 @@ class Supervisor:
     def _forget(self, link: Link, end: LinkEnd) -> None:
         if link in self._links:
             self._links.discard(link)
+            self._share.release()
             self._telemetry.connection_down(
                 Drop(
                     at=time.time(),
@@ -631,7 +720,14 @@ class Supervisor:
         if unfinished:
             ids = ", ".join(key.split(":", 1)[1] for key in unfinished[:20])
             more = f" and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
-            if self._ledger.durable:
+            if isinstance(self._ledger, RedisLedger):
+                log.warning(
+                    "%d acked event(s) did not finish here; handed over to the other replicas through Redis: %s%s",
+                    len(unfinished),
+                    ids,
+                    more,
+                )
+            elif self._ledger.durable:
                 log.warning(
                     "%d acked event(s) did not finish; they stay in the ledger and run again at the next start: %s%s",
                     len(unfinished),
@@ -645,8 +741,6 @@ class Supervisor:
                     ids,
                     more,
                 )
-        with contextlib.suppress(LedgerError):
-            await self._ledger.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -654,6 +748,11 @@ class Supervisor:
         await asyncio.gather(*(link.close(LinkEnd("shutdown", "the bot is stopping")) for link in links))
         for link in links:
             self._forget(link, LinkEnd("shutdown", "the bot is stopping"))
+        # Only now, with its links closed, may this replica's share of Slack's budget go to the others.
+        if isinstance(self._share, ClusterShare):
+            await self._share.leave()
+        with contextlib.suppress(LedgerError):
+            await self._ledger.close()
         log.info("stopped; closed %d connection(s)", len(links))
 
     async def _sleep(self, seconds: float) -> None:
@@ -685,11 +784,14 @@ class Supervisor:
         if self._stopping:
             return
         live = len(self._live())
-        target = self._settings.connections
+        target = min(self._settings.connections, self._share.allowed)
+        self._telemetry.target_connections = target
         suspect = sum(1 for link in self._links if link.is_open and link.suspect)
         spare = max(0, live - target)
         self._telemetry.links(spare=spare, suspect=suspect, slack_reported=self._slack_counted)
-        if live >= target and (spare or suspect):
+        if target == 0:
+            self._telemetry.set_state(State.CONNECTING, "standby: no connection of Slack's budget is free")
+        elif live >= target and (spare or suspect):
             counted = len(self._links) + self._unaccounted
             self._telemetry.set_state(
                 State.CONNECTED,

@@ -29,6 +29,36 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class Replica:
+    """One replica of the bot as the cluster's membership sees it."""
+
+    name: str
+    connections: int  # links it holds (open or being opened) out of the cluster's budget
+    started_at: float  # wall-clock time
+    events_handled: int
+    this_one: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The replicas sharing one Redis ledger and Slack's connection budget (`None` when running alone)."""
+
+    replicas: tuple[Replica, ...]
+    budget: int  # Slack's connections per app, shared by every replica
+    allowed: int  # connections this replica may hold now (0: a standby)
+    redis_reachable: bool
+    ghost_connections: int = 0  # connections Slack counts that no replica holds (hello's num_connections)
+
+    @property
+    def total(self) -> int:
+        return sum(r.connections for r in self.replicas)
+
+    @property
+    def standby(self) -> bool:
+        return self.allowed == 0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A consistent, read-only view of the link's health at one moment."""
 
@@ -49,6 +79,7 @@ class Snapshot:
     state_detail: str = ""  # e.g. "1 of 2 connections", "token_revoked", "next attempt in 4.2 s"
     backlog: int = 0  # events acked and not yet finished
     backlog_limit: int = SupervisorSettings.max_backlog
+    cluster: ClusterView | None = None
     spare_connections: int = 0  # live links held beyond the target while Slack counts dead ones
     suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
     slack_reported_connections: int | None = None  # num_connections in the latest hello
@@ -69,6 +100,8 @@ class Snapshot:
     @property
     def not_ready_reason(self) -> str | None:
         """Why the bot is not ready (see /readyz), or None: a live connection heard from within `stale_after_s`."""
+        if self.cluster is not None and self.cluster.standby and self.state not in (State.STOPPING, State.FATAL):
+            return None  # a standby is healthy and deliberate: it waits for a share of Slack's budget
         if self.state in (State.STOPPING, State.FATAL) or self.live_connections == 0:
             return self.state_text
         age = self.now - self.last_inbound_at if self.last_inbound_at is not None else float("inf")
@@ -101,6 +134,7 @@ class Telemetry:
     _backlog_limit: int = SupervisorSettings.max_backlog
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
+    _cluster: ClusterView | None = None
     _spare: int = 0
     _suspect: int = 0
     _slack_reported: int | None = None
@@ -171,6 +205,10 @@ class Telemetry:
         with self._lock:
             self._backlog, self._backlog_limit = backlog, limit
 
+    def set_cluster(self, view: ClusterView | None) -> None:
+        with self._lock:
+            self._cluster = view
+
     def links(self, *, spare: int, suspect: int, slack_reported: int | None) -> None:
         """What the supervisor holds beyond its target, and what Slack counted at the latest hello."""
         with self._lock:
@@ -200,6 +238,7 @@ class Telemetry:
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,
+                cluster=self._cluster,
                 spare_connections=self._spare,
                 suspect_connections=self._suspect,
                 slack_reported_connections=self._slack_reported,

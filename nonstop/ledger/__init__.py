@@ -1,4 +1,5 @@
-"""The event ledger (see `base`), with one backend per storage: `memory://`, `sqlite:///PATH`.
+"""The event ledger (see `base`), with one backend per storage: `memory://`, `sqlite:///PATH`,
+`redis://HOST:PORT/DB` (or `rediss://`, shared by replicas).
 
 `open_ledger(url, ttl_s)` picks the backend from the URL; `default_ledger_url()` is where the bot
 keeps it when `NONSTOP_LEDGER` is not set.
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 from nonstop.ledger.memory import MemoryLedger
+from nonstop.ledger.redis_ledger import DEFAULT_LEASE_S, RedisLedger
 from nonstop.ledger.sqlite import SqliteLedger
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "Recovered",
+    "RedisLedger",
     "default_ledger_url",
     "open_ledger",
     "parse_ledger_url",
@@ -51,13 +54,29 @@ def parse_ledger_url(url: str) -> tuple[str, Path | None, dict[str, str]]:
         if options.get("synchronous", "normal") not in ("normal", "full"):
             raise ValueError("synchronous= is normal or full")
         return "sqlite", Path(path), options
-    raise ValueError("expected memory:// or sqlite:///PATH")
+    if parts.scheme in ("redis", "rediss"):
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if not parts.hostname:
+            raise ValueError(f"a {parts.scheme} URL needs a host: {parts.scheme}://HOST:6379/0")
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"the database is a number: {parts.scheme}://HOST:{port or 6379}/0")
+        unknown = set(options) - {"prefix"}
+        if unknown:
+            raise ValueError(f"unknown option {sorted(unknown)[0]}= (known: prefix=)")
+        return parts.scheme, None, options
+    raise ValueError("expected memory://, sqlite:///PATH or redis://HOST:PORT/DB")
 
 
-def open_ledger(url: str, ttl_s: float) -> Ledger:
+def open_ledger(url: str, ttl_s: float, *, lease_s: float = DEFAULT_LEASE_S, replica: str | None = None) -> Ledger:
     """The ledger for `url`, not yet opened (call `open()`). Raises ValueError for an unknown URL."""
     scheme, path, options = parse_ledger_url(url)
     if scheme == "memory":
         return MemoryLedger(ttl_s)
+    if scheme in ("redis", "rediss"):
+        return RedisLedger(url, ttl_s, lease_s=lease_s, replica=replica, prefix=options.get("prefix", "nonstop"))
     assert path is not None
     return SqliteLedger(path, ttl_s, synchronous=options.get("synchronous", "normal"))

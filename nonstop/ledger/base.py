@@ -50,7 +50,7 @@ class Recovered:
 
 
 class Ledger(ABC):
-    """One small interface, one backend per storage (memory, SQLite; Redis for replicas)."""
+    """One small interface, one backend per storage (memory, SQLite; Redis, shared by replicas)."""
 
     url: str  # for log lines: never carries a password
 
@@ -71,6 +71,16 @@ class Ledger(ABC):
     @abstractmethod
     async def finish(self, keys: list[str]) -> None:
         """Mark `keys` done now (one write for all); they are remembered for `ttl_s`."""
+
+    async def renew(self, keys: list[str]) -> None:
+        """Keep the claims on `keys` (events running here) from running out. Only a shared ledger has
+        claims; a ledger of one process has nothing to renew."""
+        return None
+
+    async def takeover(self) -> Recovered:
+        """Claim the events another process admitted and can no longer finish (it died: its claims
+        ran out) and hand them back to run here. Only a shared ledger has any."""
+        return Recovered([], [])
 
     @abstractmethod
     async def prune(self) -> int:

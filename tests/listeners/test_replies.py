@@ -16,7 +16,7 @@ from listeners.replies import (
     status_reply,
 )
 from nonstop.state import State
-from nonstop.telemetry import Drop, Snapshot
+from nonstop.telemetry import ClusterView, Drop, Replica, Snapshot
 
 NOW = 1_700_010_000.0
 
@@ -150,6 +150,34 @@ def test_status_before_any_drop_says_never_and_handles_no_connection():
     assert "not connected" in reply.text
     assert "0 of 2" in reply.text
     assert "WebSocket ping: unknown" in reply.text
+
+
+def test_status_shows_the_cluster_replica_by_replica():
+    cluster = ClusterView(
+        replicas=(
+            Replica("web-7f9c-a", 2, NOW - 3600, 812, this_one=True),
+            Replica("web-7f9c-b", 1, NOW - 90, 17),
+        ),
+        budget=10,
+        allowed=2,
+        redis_reachable=False,
+        ghost_connections=1,
+    )
+    reply = status_reply(make_snapshot(cluster=cluster))
+    assert reply.blocks is not None
+    assert [block["type"] for block in reply.blocks] == ["section", "section", "section", "section", "context"]
+    for rendered in (reply.text, all_block_text(reply.blocks)):
+        assert "2 replica(s) hold 3 of Slack's 10 connections; this one may hold 2" in rendered
+        assert "web-7f9c-a (this one): 2 connection(s), up 1h 0m, 812 envelope(s) handled" in rendered
+        assert "web-7f9c-b: 1 connection(s), up 1m 30s, 17 envelope(s) handled" in rendered
+        assert "Redis unreachable" in rendered
+        assert "1 connection(s) held by another process" in rendered
+
+
+def test_status_of_a_standby_says_so():
+    cluster = ClusterView(replicas=(Replica("a", 0, NOW - 5, 0, this_one=True),), budget=10, allowed=0,
+                          redis_reachable=True)  # fmt: skip
+    assert "this one may hold 0 (standby)" in status_reply(make_snapshot(cluster=cluster)).text
 
 
 def test_status_escapes_explanations_for_mrkdwn():

@@ -14,7 +14,7 @@ import pytest
 from nonstop.health import HealthServer, liveness, readiness, start_health_server
 from nonstop.settings import ConfigError
 from nonstop.state import State
-from nonstop.telemetry import Telemetry
+from nonstop.telemetry import ClusterView, Replica, Telemetry
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -161,3 +161,35 @@ def test_a_full_backlog_is_not_ready_and_says_saturated(server, telemetry):
     assert status == 503
     assert json.loads(body)["reason"] == "saturated: 100 events in progress (NONSTOP_MAX_BACKLOG=100)"
     assert get(server.url + "/healthz")[0] == 200, "saturated is not wedged: no restart"
+
+
+def _cluster(allowed: int, reachable: bool) -> ClusterView:
+    replicas = tuple(Replica(f"r{i}", 1, time.time() - 60, 0, this_one=i == 0) for i in range(10))
+    if allowed == 0:
+        replicas += (Replica("r10", 0, time.time(), 0, this_one=True),)
+    return ClusterView(replicas=replicas, budget=10, allowed=allowed, redis_reachable=reachable)
+
+
+def test_a_replica_without_redis_is_ready_and_says_degraded(server, telemetry):
+    telemetry.beat()
+    telemetry.connection_up()
+    telemetry.inbound()
+    telemetry.set_state(State.CONNECTED)
+    telemetry.set_cluster(_cluster(allowed=1, reachable=False))
+    status, _, body = get(server.url + "/readyz")
+    doc = json.loads(body)
+    assert (status, doc["status"], doc["degraded"]) == (200, "ready", "redis unreachable")
+    assert doc["cluster"] == {"replicas": 10, "connections": 10, "budget": 10, "allowed_here": 1}
+    metrics = get(server.url + "/metrics")[2]
+    assert "nonstop_redis_reachable 0.0" in metrics
+    assert "nonstop_ghost_connections 0.0" in metrics
+
+
+def test_a_standby_replica_says_so_and_stays_ready(server, telemetry):
+    telemetry.beat()
+    telemetry.set_state(State.CONNECTING, "standby: no connection of Slack's budget is free")
+    telemetry.set_cluster(_cluster(allowed=0, reachable=True))
+    status, _, body = get(server.url + "/readyz")
+    doc = json.loads(body)
+    assert (status, doc["status"]) == (200, "standby")
+    assert "10 other replica(s)" in doc["reason"]

@@ -15,7 +15,7 @@ from slack_sdk.web import SlackResponse
 
 from nonstop.metrics import close_code
 from nonstop.state import State
-from nonstop.telemetry import Drop, Telemetry
+from nonstop.telemetry import ClusterView, Drop, Telemetry
 from nonstop.webclient import InstrumentedWebClient, outcome_of
 
 
@@ -162,6 +162,7 @@ def test_the_operations_doc_names_only_metrics_that_exist():
     t.handler_done("events_api", 0.01, ok=True)
     t.web_api_call("auth.test", "ok")
     t.rtt(1.0)
+    t.set_cluster(ClusterView(replicas=(), budget=10, allowed=1, redis_reachable=True))  # replicas only
     exposed = {name for name, _labels in samples(t)}
     exposed |= {family.name for family in text_string_to_metric_families(t.metrics.render().decode())}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
