@@ -2,7 +2,7 @@
 #
 #   docker build -t nonstop .
 #   docker run -d --name nonstop --env-file nonstop.env -p 127.0.0.1:8080:8080 \
-#       --stop-timeout 30 --restart on-failure:3 nonstop
+#       -v nonstop-state:/var/lib/nonstop --stop-timeout 30 --restart on-failure:3 nonstop
 #
 # See docs/operations.md ("Running under Docker").
 FROM python:3.11-slim
@@ -22,8 +22,13 @@ COPY app.py ./
 COPY nonstop/ ./nonstop/
 COPY listeners/ ./listeners/
 
-# An unprivileged user of its own; the code stays owned by root (read-only to the bot).
-RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonstop
+# An unprivileged user of its own; the code stays owned by root (read-only to the bot). The event
+# ledger (acked, unfinished events survive a crash or a redeploy) lives on a volume the bot owns:
+#   docker run ... -v nonstop-state:/var/lib/nonstop nonstop
+RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonstop \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/nonstop
+VOLUME ["/var/lib/nonstop"]
+ENV NONSTOP_LEDGER=sqlite:////var/lib/nonstop/nonstop-ledger.sqlite3
 USER 10001:10001
 
 # Inside the container the health server must listen on every interface to be reachable through -p;

@@ -63,6 +63,7 @@ def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
                 "SLACK_APP_TOKEN": sb.app_token,
                 "SLACK_API_URL": sb.api_url,
                 "HEALTH_PORT": "0",
+                "NONSTOP_LEDGER": "memory://",  # the demo's Slack lives only as long as the demo
             }
         )
         app = build_app(settings)

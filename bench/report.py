@@ -220,6 +220,49 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             "(info)",
             "",
         ])  # fmt: skip
+    dl = results.get("dead_links")
+    if dl:
+        s, n = dl["stock"], dl["nonstop"]
+
+        def share(r: dict[str, Any], key: str) -> str:
+            return f"{r[key]} of {r['sample']}" if r["sample"] else "no sample"
+
+        out.append([
+            "Every link silent at once: fault → new live connection",
+            secs(s["replaced_after_s"]),
+            secs(n["replaced_after_s"]),
+            faster(s["replaced_after_s"], n["replaced_after_s"], cap),
+            "≤ 3 s",
+            verdict(n["replaced_after_s"] is not None and n["replaced_after_s"] <= 3.0),
+        ])  # fmt: skip
+        out.append([
+            "Then: of events sent into a dead socket, answered on Slack's first retry / by its second "
+            "(live of the connections Slack counts)",
+            f"{share(s, 'first_retry')} / {share(s, 'by_second_retry')} ({s.get('live_here', '?')} of "
+            f"{s.get('slack_counted', '?')})",
+            f"{share(n, 'first_retry')} / {share(n, 'by_second_retry')} ({n.get('live_here', '?')} of "
+            f"{n.get('slack_counted', '?')})",
+            "",
+            "≥ 14 of 20 / ≥ 18 of 20",
+            verdict(
+                n["sample"] > 0
+                and n["first_retry"] >= 0.7 * n["sample"]
+                and n["by_second_retry"] >= 0.9 * n["sample"]
+            ),
+        ])  # fmt: skip
+    so = results.get("short_outages")
+    if so:
+        s, n = so["stock"], so["nonstop"]
+        rounds = len(n["back_after_s"])
+        out.append([
+            f"Short outage recovery: Web API back → new live connection, worst of {rounds} 8 s outages "
+            "(apps.connections.open calls per second during the outage, most)",
+            f"{secs(s['worst_s'])} ({s['max_opens_per_s']:.1f}/s)",
+            f"{secs(n['worst_s'])} ({n['max_opens_per_s']:.1f}/s)",
+            faster(s["worst_s"], n["worst_s"], cap),
+            "≤ 2 s, ≤ ~1 call/s",
+            verdict(n["worst_s"] is not None and n["worst_s"] <= 2.0 and n["max_opens_per_s"] <= 1.25),
+        ])  # fmt: skip
     idle = results.get("idle")
     if idle:
         s, n = idle["stock"]["cpu_percent"], idle["nonstop"]["cpu_percent"]

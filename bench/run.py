@@ -36,7 +36,21 @@ from sandbox.testing import PROXY_VARS  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 # Row groups for --only (phase A runs its groups in parallel; the others run alone, one after another).
-GROUPS = ("faults", "cycles", "mixed", "idle", "crash", "drain", "faultmix", "soak", "burst", "command", "ledger")
+GROUPS = (
+    "faults",
+    "cycles",
+    "mixed",
+    "idle",
+    "deadlinks",
+    "outages",
+    "crash",
+    "drain",
+    "faultmix",
+    "soak",
+    "burst",
+    "command",
+    "ledger",
+)
 
 
 @dataclass(frozen=True)
@@ -235,6 +249,12 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
         for i, faults in enumerate(profile.faults_per_lane):
             jobs[f"faults/{kind}/{i}"] = lambda kind=kind, i=i, faults=faults: fault_lane(kind, i, faults, plan)
         jobs[f"cycles/{kind}"] = lambda kind=kind: cycles(kind, profile)
+        jobs[f"deadlinks/{kind}"] = lambda kind=kind: with_lanes(
+            "deadlinks", (kind,), lambda lanes: scenarios.dead_link_retries(lanes[0], cap_s=profile.cap_s)
+        )
+        jobs[f"outages/{kind}"] = lambda kind=kind: with_lanes(
+            "outages", (kind,), lambda lanes: scenarios.short_outages(lanes[0])
+        )
     jobs["mixed"] = lambda: mixed(profile)
     jobs["idle"] = lambda: with_lanes("idle", KINDS, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
     jobs = {name: fn for name, fn in jobs.items() if name.split("/")[0] in only}
@@ -278,6 +298,9 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
     for name in ("mixed", "idle"):
         if name in raw:
             results[name] = raw[name]
+    for prefix, key in (("deadlinks", "dead_links"), ("outages", "short_outages")):
+        if all(f"{prefix}/{kind}" in raw for kind in KINDS):
+            results[key] = {kind: raw[f"{prefix}/{kind}"] for kind in KINDS}
     if all(f"cycles/{kind}" in raw for kind in KINDS):
         results["cycles"] = {kind: raw[f"cycles/{kind}"] for kind in KINDS}
         for kind in KINDS:

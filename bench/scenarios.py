@@ -341,6 +341,102 @@ def idle_cpu(lanes: list[Lane], seconds: float) -> dict[str, Any]:
     return out
 
 
+# --- every link silent: where Slack's retries land -------------------------------------------------------
+
+DEAD_LINK_SAMPLE = 20  # events whose first attempt went into a dead socket
+
+
+def _acked_on(record: DeliveryRecord) -> int | None:
+    for attempt in record.attempts:
+        if attempt.envelope_id == record.ack_envelope_id:
+            return attempt.retry_attempt
+    return None
+
+
+def dead_link_retries(lane: Lane, sample: int = DEAD_LINK_SAMPLE, cap_s: float = 90.0) -> dict[str, Any]:
+    """Every link of the bot goes silent (its network path dies; Slack goes on routing to the dead sockets
+    for `silent_link_alive_s`, 900 s). Time to the first new live connection; then, 5 s later, mentions
+    until `sample` of them had their first attempt sent into a dead socket: on which of Slack's retries
+    was each answered (acked)?"""
+    _ready(lane, [])
+    sb = lane.sb
+    dead = {c.id for c in sb.connections() if c.closed_at is None}
+    t0 = time.monotonic()
+    sb.silence()
+    conn = lane.wait_new_live(dead, cap_s)
+    replaced_after = None if conn is None or conn.hello_at is None else max(0.0, conn.hello_at - t0)
+    if conn is None:
+        return {"replaced_after_s": None, "sample": 0, "first_retry": 0, "by_second_retry": 0}
+    time.sleep(5.0)  # both bots settle: spare links (Nonstop) are up within a second of the replacement
+    counted_by_slack = len(lane.live())
+    live_here = len([c for c in lane.live() if c.id not in dead])
+    into_dead: list[Any] = []
+    batch = 0
+    while len(into_dead) < sample and batch < 20:
+        batch += 1
+        for d in sb.mentions([f"ping dead {batch}.{i}" for i in range(25)]):
+            sb.wait_until(lambda d=d: sb.delivery(d).attempts[0].connection_id is not None, what="first attempt")
+            if sb.delivery(d).attempts[0].connection_id in dead and len(into_dead) < sample:
+                into_dead.append(d)
+    deadline = sb.config.ack_deadline_s
+
+    def settled(d: Any) -> bool:  # acked, or the second retry is over too
+        r = sb.delivery(d)
+        if r.acked_at is not None or r.outcome != "pending":
+            return True
+        second = [a for a in r.attempts if a.retry_attempt == 2]
+        return bool(second) and time.monotonic() > second[0].started_at + deadline + 0.5
+
+    for d in into_dead:
+        with contextlib.suppress(TimeoutError):
+            sb.wait_until(lambda d=d: settled(d), timeout=60, what="first and second retries over")
+    acked_on = [_acked_on(sb.delivery(d)) for d in into_dead]
+    return {
+        "replaced_after_s": replaced_after,
+        "slack_counted": counted_by_slack,
+        "live_here": live_here,
+        "sample": len(into_dead),
+        "first_retry": sum(1 for n in acked_on if n == 1),
+        "by_second_retry": sum(1 for n in acked_on if n is not None and n <= 2),
+        "acked_on": acked_on,
+    }
+
+
+# --- short outages: the worst of five ----------------------------------------------------------------------
+
+SHORT_OUTAGES = 5
+SHORT_OUTAGE_S = 8.0
+
+
+def short_outages(lane: Lane, rounds: int = SHORT_OUTAGES, outage_s: float = SHORT_OUTAGE_S) -> dict[str, Any]:
+    """`apps.connections.open` answers 503 for `outage_s` while every link is reset; from Slack's return to
+    a new live connection, each round, and how many `apps.connections.open` calls the bot made meanwhile."""
+    sb = lane.sb
+    back_after: list[float | None] = []
+    opens_per_s: list[float] = []
+    for _ in range(rounds):
+        _ready(lane, [])
+        known = {c.id for c in sb.connections()}
+        before = len(sb.calls("apps.connections.open"))
+        t_start = time.monotonic()
+        sb.outage(3600, mode="http_503", drop_connections=True)
+        time.sleep(outage_s)
+        sb.end_outage()
+        t0 = time.monotonic()  # "Slack is back"
+        opens_per_s.append((len(sb.calls("apps.connections.open")) - before) / (t0 - t_start))
+        conn = lane.wait_new_live(known, 90.0)
+        back_after.append(None if conn is None or conn.hello_at is None else max(0.0, conn.hello_at - t0))
+        if conn is None:
+            lane.respawn()
+    worst = None if any(v is None for v in back_after) else max(v for v in back_after if v is not None)
+    return {
+        "back_after_s": back_after,
+        "worst_s": worst,
+        "opens_per_s": opens_per_s,
+        "max_opens_per_s": max(opens_per_s),
+    }
+
+
 # --- reconnect cycles: threads and memory -----------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from nonstop.dedup import TTLCache
 from nonstop.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
 from nonstop.ledger import Entry, Ledger, LedgerError
 from nonstop.telemetry import Telemetry
+from nonstop.turns import PerTurn
 
 log = logging.getLogger("nonstop.dispatch")
 
@@ -152,9 +153,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._in_flight = 0  # envelopes handed to Bolt and not yet returned from its dispatch
         self._running: set[str] = set()  # event keys admitted or replayed, not finished (the backlog)
-        self._turn: list[_Arrival] = []
+        self._arrivals: PerTurn[_Arrival] = PerTurn(self._admit_batch)
         self._admitting = 0  # events of earlier turns on their way to the ledger
-        self._finished: list[str] = []
+        self._finished: PerTurn[str] = PerTurn(lambda keys: self._background(self._record_finished(keys)))
         self._tasks: set[asyncio.Task[None]] = set()
         self._saturated = False
         self.accepting = True
@@ -197,7 +198,7 @@ class Dispatcher:
             self._on_interaction(link, request, kind, received_at)
 
     def _on_event(self, arrival: _Arrival) -> None:
-        if len(self._running) + self._admitting + len(self._turn) >= self._max_backlog:
+        if len(self._running) + self._admitting + len(self._arrivals) >= self._max_backlog:
             self._telemetry.envelope("events_api", "refused_saturated")
             if not self._saturated:
                 self._saturated = True
@@ -208,33 +209,45 @@ class Dispatcher:
                     self._max_backlog,
                 )
             return
-        if not self._turn:
-            asyncio.get_running_loop().call_soon(self._end_turn)
-        self._turn.append(arrival)
+        self._arrivals.add(arrival)
 
-    def _end_turn(self) -> None:
-        batch, self._turn = self._turn, []
-        if batch:
-            self._admitting += len(batch)
-            self._background(self._admit(batch))
-
-    async def _admit(self, batch: list[_Arrival]) -> None:
+    def _admit_batch(self, batch: list[_Arrival]) -> None:
         entries = [Entry(event_key(a.request), a.message) for a in batch]
+        try:
+            fresh = self._ledger.admit_now(entries)
+        except LedgerError as e:
+            self._not_admitted(batch, e)
+            return
+        if fresh is not None:  # a local ledger: on record now, so the acks leave in this turn too
+            self._admitted(batch, entries, fresh)
+            return
+        self._admitting += len(batch)
+        self._background(self._admit(batch, entries))
+
+    async def _admit(self, batch: list[_Arrival], entries: list[Entry]) -> None:
         try:
             fresh = await self._ledger.admit(entries)
         except LedgerError as e:
             self._admitting -= len(batch)
-            # Not on record, so not acked: Slack retries them, and nothing is lost while the ledger is down.
-            log.error("could not record %d event(s), left unacked for Slack to retry: %s", len(batch), e)
-            for _ in batch:
-                self._telemetry.envelope("events_api", "refused_ledger")
+            self._not_admitted(batch, e)
             return
         self._admitting -= len(batch)
+        self._admitted(batch, entries, fresh)
+
+    def _not_admitted(self, batch: list[_Arrival], error: LedgerError) -> None:
+        # Not on record, so not acked: Slack retries them, and nothing is lost while the ledger is down.
+        log.error("could not record %d event(s), left unacked for Slack to retry: %s", len(batch), error)
+        for _ in batch:
+            self._telemetry.envelope("events_api", "refused_ledger")
+
+    def _admitted(self, batch: list[_Arrival], entries: list[Entry], fresh: list[bool]) -> None:
+        to_start: list[tuple[SocketModeRequest, str]] = []
         for arrival, entry, new in zip(batch, entries, fresh, strict=True):
             request = arrival.request
             self._send_ack(arrival.link, request.envelope_id, None, "events_api", arrival.received_at)
             if new:
-                self._start_event(request, entry.key)
+                self._running.add(entry.key)
+                to_start.append((request, entry.key))
                 continue
             self._telemetry.duplicate()
             self._telemetry.envelope("events_api", "duplicate")
@@ -249,6 +262,15 @@ class Dispatcher:
                     "retry_attempt": request.retry_attempt,
                 },
             )
+        if to_start:
+            self._telemetry.set_backlog(len(self._running), self._max_backlog)
+            # After this turn's acks are written (their write was scheduled first): waking Bolt's threads
+            # now would have them compete with the ack loop for the GIL before a single ack had left.
+            asyncio.get_running_loop().call_soon(self._start_events, to_start)
+
+    def _start_events(self, requests: list[tuple[SocketModeRequest, str]]) -> None:
+        for request, key in requests:
+            self._start_event(request, key)
 
     def replay(self, entries: list[Entry]) -> int:
         """Run again the events an earlier run acked and never finished; return how many will run."""
@@ -280,14 +302,7 @@ class Dispatcher:
         if self._saturated and len(self._running) < self._max_backlog:
             self._saturated = False
             log.info("backlog below NONSTOP_MAX_BACKLOG again (%d events in progress)", len(self._running))
-        if not self._finished:
-            asyncio.get_running_loop().call_soon(self._flush_finished)
-        self._finished.append(key)
-
-    def _flush_finished(self) -> None:
-        keys, self._finished = self._finished, []
-        if keys:
-            self._background(self._record_finished(keys))
+        self._finished.add(key)
 
     async def _record_finished(self, keys: list[str]) -> None:
         try:
@@ -381,7 +396,7 @@ class Dispatcher:
         """On the event-loop thread: take no new envelopes. Events already on record but not yet
         acked (this loop turn) are still acked and started: nothing that is on record is dropped."""
         self.accepting = False
-        self._end_turn()
+        self._arrivals.flush_now()
 
     def drain(self, timeout_s: float) -> bool:
         """After `stop_accepting()`, wait (bounded) for in-flight dispatches and listeners. True if all
@@ -406,7 +421,7 @@ class Dispatcher:
     async def settle(self) -> list[str]:
         """After `drain()`: write what finished to the ledger; return the keys of events still unfinished."""
         await asyncio.sleep(0)  # let the finish callbacks queued by the last listeners run
-        self._flush_finished()
+        self._finished.flush_now()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         return sorted(self._running)

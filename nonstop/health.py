@@ -8,7 +8,7 @@ hold up the Socket Mode event loop; each connection gets its own thread and a so
     ...
     server.close()
 
-- `/healthz`: 200 while the supervisor loop beats (with every ping, every 4 s by default); 503 once
+- `/healthz`: 200 while the supervisor loop beats (with every ping, every 2.25 s by default); 503 once
   it has been silent for `wedged_after_s`: the process is stuck and restarting it is right. 200
   "starting" before the loop runs (startup retries auth.test on its own schedule and says so in the
   log).

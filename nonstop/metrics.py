@@ -161,13 +161,31 @@ class _SnapshotCollector(Collector):
             "nonstop_connections_target", "Socket Mode connections the supervisor keeps.", value=snap.target_connections
         )
         yield GaugeMetricFamily(
+            "nonstop_connections_spare",
+            "Live connections held beyond the target because Slack still counts (and routes to) dead ones: "
+            "the more live ones, the likelier a retry lands on one.",
+            value=snap.spare_connections,
+        )
+        yield GaugeMetricFamily(
+            "nonstop_connections_suspect",
+            "Connections silent for a while: already replaced, closed once known dead, kept if heard from again.",
+            value=snap.suspect_connections,
+        )
+        reported = snap.slack_reported_connections
+        yield GaugeMetricFamily(
+            "nonstop_slack_reported_connections",
+            "Connections Slack counted for this app at the latest hello (num_connections), dead ones included; "
+            "NaN before the first.",
+            value=float("nan") if reported is None else reported,
+        )
+        yield GaugeMetricFamily(
             "nonstop_last_inbound_age_seconds",
             "Seconds since the last frame (hello, envelope, pong, …) arrived on any connection; NaN before the first.",
             value=_age(snap.now, snap.last_inbound_at),
         )
         yield GaugeMetricFamily(
             "nonstop_supervisor_beat_age_seconds",
-            "Seconds since the supervisor loop last proved it runs (it beats every ping interval, 4 s by default); "
+            "Seconds since the supervisor loop last proved it runs (it beats every ping interval, 2.25 s by default); "
             "NaN before it starts.",
             value=_age(snap.now, snap.last_beat_at),
         )

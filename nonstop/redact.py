@@ -2,7 +2,8 @@
 
 Slack tokens (`xoxb-`, `xoxp-`, `xapp-`, …) and the one-time `ticket=` of a Socket Mode URL are
 replaced wherever they appear: in messages, in their arguments and in exception texts (slack_sdk
-puts request details into its exceptions).
+puts request details into its exceptions). So are credentials in URLs (`http://user:password@proxy:3128`,
+as in HTTPS_PROXY, which slack_sdk logs at DEBUG).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message"
 
 _TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9][A-Za-z0-9-]*")
 _TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
+# Up to the last "@" before a blank: a password with an unencoded "/" must not leak; rather mask too much.
+_URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"@]+@")
 
 
 def redact(text: str) -> str:
-    """Return `text` with anything that looks like a Slack token or a socket ticket masked."""
+    """Return `text` with anything that looks like a Slack token, a socket ticket or URL credentials masked."""
     text = _TOKEN.sub(lambda m: f"{m.group(1)}-…redacted", text)
+    text = _URL_CREDENTIALS.sub(r"\1…redacted@", text)
     return _TICKET.sub(r"\1…redacted", text)
 
 

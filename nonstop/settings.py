@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from nonstop.ledger import default_ledger_url, parse_ledger_url
+from nonstop.policy import Schedule
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. Service managers are told not to restart on it."""
@@ -49,11 +50,23 @@ class SupervisorSettings:
     """How the supervisor keeps the link alive. Defaults are the production ones."""
 
     connections: int = 2
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 10.0
+    # Waits between attempts while Slack is unreachable: see nonstop.policy.Schedule for why these numbers.
+    backoff_base_s: float = 1.0  # the wait during the first minute of trouble
+    fast_retry_for_s: float = 60.0  # how long the trouble may last before the wait starts to grow
+    backoff_cap_s: float = 30.0  # the longest wait, reached after about five minutes
     healthy_after_s: float = 10.0  # a link that lived this long resets the backoff
-    ping_interval_s: float = 4.0
+    # Every link is pinged every 2.25 s; a ping unanswered for 0.6 s with no other frame since makes the link
+    # suspect (so a dead path is suspected 0.6-2.85 s after it died) and its replacement opens at once;
+    # 8 s without any frame makes it dead. An idle bot wakes once per ping interval in all (a healthy
+    # link's pong cancels its deadline before it fires): the wake, not the ping, is what idle CPU costs
+    # (bench/: idle CPU at the stock handler's level; no suspect under a 300-mention burst).
+    ping_interval_s: float = 2.25
+    pong_timeout_s: float = 0.6  # a ping unanswered this long, nothing else heard: open a replacement
     stale_after_s: float = 8.0  # no inbound byte (pong, ping, hello, envelope) for this long: the link is dead
+    connection_limit: int = 10  # Slack's limit of connections per app, spare links included
+    # While Slack counts connections this process no longer holds (dead sockets it has not noticed), how
+    # often to check whether it still does (one spare link replaced, its hello counted).
+    spare_check_s: float = 60.0
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
@@ -72,6 +85,10 @@ class SupervisorSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.handler_nice <= 19:
             raise ValueError("handler_nice must be 0-19")
+
+    @property
+    def retry_schedule(self) -> Schedule:
+        return Schedule(fast_s=self.backoff_base_s, fast_for_s=self.fast_retry_for_s, cap_s=self.backoff_cap_s)
 
 
 @dataclass(frozen=True)
@@ -166,13 +183,18 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
     d = SupervisorSettings()
     tuning = APP_PROCESS_TUNING if own_process else {"handler_nice": 0, "gil_switch_interval_s": 0.0}
     switch = _number(env, "NONSTOP_GIL_SWITCH_INTERVAL", tuning["gil_switch_interval_s"], 0, 0.1)
+    ping = _number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 5)
+    stale = _number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600)
     return SupervisorSettings(
         connections=_integer(env, "NONSTOP_CONNECTIONS", d.connections, 1, 10),
         backoff_base_s=_number(env, "NONSTOP_BACKOFF_BASE", d.backoff_base_s, 0.01, 60),
         backoff_cap_s=_number(env, "NONSTOP_BACKOFF_CAP", d.backoff_cap_s, 0.05, 3600),
+        fast_retry_for_s=_number(env, "NONSTOP_FAST_RETRY_FOR", d.fast_retry_for_s, 0, 3600),
         healthy_after_s=_number(env, "NONSTOP_HEALTHY_AFTER", d.healthy_after_s, 0, 3600),
-        ping_interval_s=_number(env, "NONSTOP_PING_INTERVAL", d.ping_interval_s, 0.1, 5),
-        stale_after_s=_number(env, "NONSTOP_STALE_AFTER", d.stale_after_s, 0.3, 600),
+        ping_interval_s=ping,
+        pong_timeout_s=_number(env, "NONSTOP_PONG_TIMEOUT", d.pong_timeout_s, 0.05, 600),
+        stale_after_s=stale,
+        spare_check_s=_number(env, "NONSTOP_SPARE_CHECK", d.spare_check_s, 0.5, 86400),
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),
@@ -242,6 +264,11 @@ def _load(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"NONSTOP_STALE_AFTER ({sup.stale_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "
             f"({sup.ping_interval_s:g}): a link is only stale after it missed at least one pong."
+        )
+    if sup.pong_timeout_s >= sup.stale_after_s:
+        raise ConfigError(
+            f"NONSTOP_PONG_TIMEOUT ({sup.pong_timeout_s:g}) must be shorter than NONSTOP_STALE_AFTER "
+            f"({sup.stale_after_s:g}): a link is suspect before it is dead."
         )
     if sup.backoff_cap_s < sup.backoff_base_s:
         raise ConfigError(

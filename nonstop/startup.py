@@ -18,6 +18,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from nonstop import network
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import DEFAULT_API_URL, ConfigError, Settings
@@ -48,12 +49,14 @@ def _unreachable_hint(base_url: str) -> str:
 
 def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
     """Call auth.test until it gives a verdict; return its data. Raises `ConfigError` on fatal errors
-    and when SLACK_API_URL answers like no Web API (404 / not_found: retrying cannot fix a wrong URL)."""
+    and when SLACK_API_URL answers like no Web API (404 / not_found: retrying cannot fix a wrong URL), or a
+    certificate does not verify, or a proxy refuses the credentials."""
     while True:
         try:
             with _quiet(client.logger):
                 return dict(client.auth_test().data)  # type: ignore[arg-type]
         except SlackApiError as e:
+            _raise_if_network_problem(e, client.base_url)
             data = e.response.data if isinstance(e.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {e.response.status_code}")
             if is_fatal(error):
@@ -66,7 +69,8 @@ def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
                 ) from None
             detail = f"auth.test answered {error}"
         except (OSError, ValueError) as e:
-            detail = redact(f"{type(e).__name__}: {e}")
+            _raise_if_network_problem(e, client.base_url)
+            detail = redact(f"{type(e).__name__}: {e}{network.current().through(client.base_url)}")
         delay = backoff.failure()
         log.warning(
             "cannot reach Slack's Web API at %s (%s); retrying in %.1f s; %s",
@@ -78,12 +82,27 @@ def check_bot_token(client: WebClient, backoff: Backoff) -> dict[str, object]:
         time.sleep(delay)
 
 
+def _raise_if_network_problem(error: BaseException, url: str) -> None:
+    problem = network.current().problem(error, url)
+    if problem is not None:
+        raise ConfigError(fatal_message(problem.cause, "bot", problem.detail)) from None
+
+
 def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
     """A Bolt App whose every Web API call goes to `settings.api_url`, and is counted in the metrics."""
+    net = network.current()  # raises ConfigError for an unreadable SSL_CERT_FILE or a malformed proxy URL
+    proxy = net.proxy_for(settings.api_url)
     client = InstrumentedWebClient(
-        token=settings.bot_token, base_url=settings.api_url, logger=logging.getLogger("slack_sdk")
+        token=settings.bot_token,
+        base_url=settings.api_url,
+        ssl=net.ssl,
+        proxy=proxy,
+        retry_handlers=[network.RetryConnectionErrors()],
+        logger=logging.getLogger("slack_sdk"),
     )
-    backoff = Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_cap_s, rng or random.Random())
+    client.proxy = proxy  # slack_sdk reads the proxy variables when given None: NO_PROXY's "directly" stays that
+    log.info("network: %s", net.describe(settings.api_url))
+    backoff = Backoff(settings.supervisor.retry_schedule, rng or random.Random())
     while True:
         identity = check_bot_token(client, backoff)
         bolt_logger = logging.getLogger("nonstop.app")

@@ -3,8 +3,16 @@
 One asyncio loop owns every link, timer and retry; Bolt's listeners run on threads (see `dispatch`).
 Each of the N slots loops: get a link live (ticket → handshake → hello), wait until it ends or Slack
 asks for a refresh, then replace it — at once after a healthy link dies, with backoff after failures,
-make-before-break on refresh. Connection attempts go through one gate, so links are replaced one at a
-time and an outage never becomes a reconnect storm.
+make-before-break on refresh and on a link that turns *suspect* (silent for a few seconds: it may be
+dead, or only slow). Connection attempts go through one gate (`nonstop.gate`), so links are replaced
+one at a time and an outage costs Slack about one attempt per wait, however many links are wanted.
+
+Spare links: Slack routes envelopes and retries to every connection it believes alive, including dead
+sockets it has not noticed (that can take many minutes). While Slack counts more connections than
+this process holds live — suspect links, or dead ones it has let go — the supervisor fills Slack's
+budget with spare live links, so most of what Slack sends lands on a live one; once a fresh `hello`
+shows Slack counts nothing dead any more, the spares are closed. Every link counts against the budget
+in one place, `Supervisor._room` (`nonstop.budget`).
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from nonstop.budget import Budget
 from nonstop.dispatch import Dispatcher, FailureReply
+from nonstop.gate import ConnectGate
 from nonstop.humanize import human_duration
 from nonstop.ledger import Ledger, LedgerError, Recovered, open_ledger
 from nonstop.link import Link, LinkEnd, LinkFailed
@@ -36,6 +46,12 @@ from nonstop.webclient import InstrumentedWebClient
 log = logging.getLogger("nonstop.supervisor")
 _QUIET = logging.getLogger("nonstop.supervisor.tickets")
 _QUIET.setLevel(logging.CRITICAL)
+
+LIVE_PER_DOUBTFUL = 4
+"""Spare links: hold this many live connections per connection Slack counts that cannot answer (suspect,
+or dead and not yet noticed by Slack), within the budget. Slack picks a connection at random among
+those it counts, so a retry then lands on a live one at least 4 times in 5, and one of two retries 24
+times in 25; a false alarm (a suspect that was only slow) is undone as soon as it is heard from."""
 
 
 class Supervisor:
@@ -64,17 +80,26 @@ class Supervisor:
         self._tickets = ticket_client or WebClient(
             base_url=base.base_url,
             timeout=int(max(1, settings.connect_timeout_s)),
+            ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.network)
             proxy=base.proxy,
             retry_handlers=[],
             logger=_QUIET,  # failures are logged once, by the retry policy, with what happens next
         )
-        self._backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, rng or random.Random())
+        self._backoff = Backoff(settings.retry_schedule, rng or random.Random())
         self._links: set[Link] = set()
+        self._budget = Budget(settings.connection_limit)
+        self._spares: set[Link] = set()  # links beyond the slots': spare ones and suspects handed over
+        self._spare_names = 0
+        self._opening = 0  # attempts under way (they count against the budget too)
+        self._slack_counted: int | None = None  # num_connections in the latest hello
+        self._unaccounted = 0  # connections Slack counted at that hello that this process does not hold
+        self._last_spare_check = 0.0
+        self._rebalance: asyncio.Event | None = None
         self._exit_code = 0
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self._gate: asyncio.Lock | None = None
+        self._gate: ConnectGate | None = None
         self._dispatcher: Dispatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_asked: str | None = None  # request_stop() before run(): honoured as soon as it starts
@@ -89,7 +114,8 @@ class Supervisor:
             self._loop = asyncio.get_running_loop()
             stop_asked = self._stop_asked
         self._stop_event = asyncio.Event()
-        self._gate = asyncio.Lock()
+        self._gate = ConnectGate()
+        self._rebalance = asyncio.Event()
         loop = self._loop
         try:
             recovered = await self._ledger.open()
@@ -118,9 +144,10 @@ class Supervisor:
         slots = [asyncio.create_task(self._slot(i), name=f"slot-{i + 1}") for i in range(self._settings.connections)]
         heartbeat = asyncio.create_task(self._pulse(), name="pulse")
         housekeeping = asyncio.create_task(self._housekeeping(), name="ledger-housekeeping")
+        spares = asyncio.create_task(self._keep_spares(), name="spares")
         await self._stop_event.wait()
         unwatch()
-        await self._shutdown([*slots, heartbeat, housekeeping])
+        await self._shutdown([*slots, heartbeat, housekeeping, spares])
         return self._exit_code
 
     def _recover(self, recovered: Recovered) -> None:
@@ -202,34 +229,50 @@ class Supervisor:
         link = await self._establish(name, first_delay=0.0)
         while link is not None and not self._stopping:
             refresh = asyncio.create_task(link.refresh_requested.wait())
+            suspect = asyncio.create_task(link.suspected.wait())
             try:
-                await asyncio.wait({link.ended, refresh}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({link.ended, refresh, suspect}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 refresh.cancel()
+                suspect.cancel()
             if self._stopping:
                 return
             if link.ended.done():
                 delay = self._after_drop(link, link.ended.result())
                 link = await self._establish(name, first_delay=delay)
-            else:
+            elif link.refresh_requested.is_set():
                 log.info("%s: opening its replacement before letting it go (make before break)", name)
                 old = link
+                await self._make_room()
                 link = await self._establish(name, first_delay=0.0)
                 self._background(self._retire(old))
+            else:
+                log.warning(
+                    "%s: no frame from Slack for %.1f s; opening its replacement now and keeping this one "
+                    "until it is known dead (it may only be slow)",
+                    name,
+                    time.monotonic() - link.last_inbound,
+                    extra={"connection": name, "cause": "suspect"},
+                )
+                self._adopt(link)  # watched from now on as an extra link: closed once dead, kept if heard from
+                await self._make_room()
+                link = await self._establish(name, first_delay=0.0)
 
-    async def _establish(self, name: str, first_delay: float) -> Link | None:
-        """Get one live link, retrying forever on transient failures. None when stopping or fatal."""
-        delay = first_delay
+    async def _establish(self, name: str, first_delay: float, *, spare: bool = False) -> Link | None:
+        """Get one live link, retrying forever on transient failures. None when stopping or fatal.
+
+        A `spare` link is tried once, and only while the budget has room: a spare is never worth a
+        wait of its own (the gate still spaces attempts after a failure)."""
+        assert self._gate is not None
+        if first_delay > 0:
+            self._gate.hold_off(first_delay)
         while True:
-            if delay > 0:
-                await self._sleep(delay)
-            if self._stopping:
-                return None
-            assert self._gate is not None
-            async with self._gate:
-                if self._stopping:
+            delay = 0.0
+            async with self._gate.turn(self._sleep, lambda: self._stopping):
+                if self._stopping or (spare and self._room() <= 0):
                     return None
                 self._update_state(connecting=True)
+                self._opening += 1
                 try:
                     link = await self._attempt(name)
                     self._telemetry.attempt("ok")
@@ -237,7 +280,7 @@ class Supervisor:
                 except TicketRefused as e:
                     self._telemetry.attempt(e.cause)
                     if e.fatal:
-                        self._fatal(e.cause)
+                        self._fatal(e.cause, detail=e.detail)
                         return None
                     if e.retry_after_s is not None:
                         delay = self._backoff.rate_limited(e.retry_after_s)
@@ -259,9 +302,11 @@ class Supervisor:
                         )
                 except LinkFailed as e:
                     self._telemetry.attempt(e.cause)
-                    if e.cause == "link_disabled":
-                        self._fatal("link_disabled")
+                    if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.network)
+                        self._fatal(e.cause, detail=e.detail)
                         return None
+                    if e.cause == "too_many_websockets":  # Slack counts more than we thought: no room left
+                        self._unaccounted = max(self._unaccounted, self._budget.limit - len(self._links))
                     delay = self._backoff.failure()
                     log.warning(
                         "%s: connection failed (%s: %s); retrying in %.1f s",
@@ -271,7 +316,12 @@ class Supervisor:
                         delay,
                         extra={"connection": name, "cause": e.cause, "retry_in_s": round(delay, 3)},
                     )
+                finally:
+                    self._opening -= 1
+                self._gate.hold_off(delay)
                 self._update_state(backing_off=delay)
+            if spare:
+                return None
 
     async def _attempt(self, name: str) -> Link:
         loop = asyncio.get_running_loop()
@@ -291,13 +341,16 @@ class Supervisor:
             on_envelope=self._dispatcher.on_envelope,
             ping_interval_s=self._settings.ping_interval_s,
             stale_after_s=self._settings.stale_after_s,
+            pong_timeout_s=self._settings.pong_timeout_s,
+            on_suspect=self._on_suspect,
             on_inbound=self._telemetry.inbound,
             on_rtt=self._telemetry.rtt,
             max_frame_bytes=self._settings.max_frame_bytes,
         )
         await link.open(remaining)
         self._links.add(link)
-        link.pulse(time.monotonic(), ping=True)  # the first round trip now, not at the next pulse
+        self._count_hello(link)
+        await link.ping()  # the first round trip now, not at the next pulse
         self._telemetry.connection_up()
         loop.call_later(self._settings.healthy_after_s, self._healthy, link)
         log.info(
@@ -321,6 +374,8 @@ class Supervisor:
         if end.cause == "link_disabled":
             self._fatal("link_disabled")
             return 0.0
+        if end.cause == "half_open":
+            self._unaccounted += 1  # the path is dead: Slack has not noticed either, and still counts it
         if end.cause == "too_many_websockets":
             delay = self._backoff.failure()
         else:
@@ -337,6 +392,138 @@ class Supervisor:
         )
         self._update_state(backing_off=delay if others == 0 and delay > 0 else None)
         return delay
+
+    # -- suspects and spare links ------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """How many more connections this process may open now without Slack counting more than its
+        budget: what it holds or is opening, plus what Slack counts that it does not hold."""
+        return self._budget.room(len(self._links) + self._opening, self._unaccounted)
+
+    def _live(self) -> list[Link]:
+        return [link for link in self._links if link.is_open and not link.suspect]
+
+    def _count_hello(self, link: Link) -> None:
+        """Slack's own count, from the hello just received: which connections does it believe alive
+        that this process does not hold (its dead sockets, or another process's)?"""
+        reported = link.hello.get("num_connections")
+        if isinstance(reported, int) and not isinstance(reported, bool):
+            self._slack_counted = reported
+            self._unaccounted = max(0, reported - len(self._links))
+        self._wake_spares()
+
+    def _on_suspect(self, link: Link, suspect: bool) -> None:
+        if not suspect:
+            log.info(
+                "%s: heard from again after %.1f s of silence; kept as a spare while it is needed",
+                link.name,
+                time.monotonic() - (link.suspect_since or link.last_inbound),
+                extra={"connection": link.name, "cause": "suspect_cleared"},
+            )
+        self._update_state()
+        self._wake_spares()
+
+    def _wake_spares(self) -> None:
+        if self._rebalance is not None:
+            self._rebalance.set()
+
+    def _adopt(self, link: Link) -> None:
+        """Watch `link` as an extra: a spare, or a suspect handed over by its slot."""
+        self._spares.add(link)
+        self._background(self._watch_extra(link))
+        self._update_state()
+
+    async def _watch_extra(self, link: Link) -> None:
+        refresh = asyncio.create_task(link.refresh_requested.wait())
+        try:
+            await asyncio.wait({link.ended, refresh}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refresh.cancel()
+        if link.ended.done():
+            end = link.ended.result()
+            if end.cause == "half_open":
+                self._unaccounted += 1  # dead path: Slack still counts it until it notices
+            self._forget(link, end)
+            if end.cause not in ("shutdown", "spare_released", "refresh"):
+                log.warning(
+                    "%s dropped after %s: %s; %s",
+                    link.name,
+                    human_duration(link.age_s, tenths=True),
+                    end.explanation,
+                    "already replaced" if link.suspect_since is not None else "a spare less",
+                    extra={"connection": link.name, "cause": end.cause, "close_code": end.code},
+                )
+        else:
+            await self._retire(link)
+        self._spares.discard(link)
+        self._wake_spares()
+
+    async def _make_room(self) -> None:
+        """Before a make-before-break: if the budget is full, let a live spare go first."""
+        if self._room() > 0:
+            return
+        spare = next((link for link in self._spares if link.is_open and not link.suspect), None)
+        if spare is not None:
+            await self._release(spare, "making room within Slack's connection budget")
+
+    async def _release(self, link: Link, why: str) -> None:
+        self._spares.discard(link)
+        end = LinkEnd("spare_released", f"spare link closed: {why}")
+        await link.close(end)
+        self._forget(link, end)
+        log.info("%s: closed (%s)", link.name, why, extra={"connection": link.name, "cause": "spare_released"})
+
+    async def _keep_spares(self) -> None:
+        """Hold spare live links while Slack counts more connections than this process holds live."""
+        assert self._rebalance is not None
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rebalance.wait(), self._settings.spare_check_s)
+            self._rebalance.clear()
+            if self._stopping:
+                return
+            try:
+                await self._balance_spares()
+            except Exception:  # a bug here must not stop the slots; try again on the next wake
+                log.exception("spare links: rebalancing failed unexpectedly")
+                await self._sleep(1.0)
+
+    async def _balance_spares(self) -> None:
+        target = self._settings.connections
+        doubtful = len(self._links) + self._unaccounted - len(self._live())  # suspects + dead ones Slack counts
+        wanted = max(target, LIVE_PER_DOUBTFUL * doubtful)
+        for spare in [link for link in self._spares if link.is_open and not link.suspect]:
+            if len(self._live()) <= wanted:
+                break
+            why = "Slack counts no dead connection any more" if doubtful == 0 else "fewer dead connections to outnumber"
+            await self._release(spare, why)
+        if doubtful == 0 or len(self._live()) < target:
+            self._update_state()
+            return  # nothing dead to outnumber; or the slots come first, and they wake this as they connect
+        now = time.monotonic()
+        suspects = any(link.suspect for link in self._links)
+        if not suspects and self._unaccounted > 0 and now - self._last_spare_check >= self._settings.spare_check_s:
+            # Only a fresh hello says whether Slack still counts the dead: swap one spare for a new one.
+            self._last_spare_check = now
+            spare = next((link for link in self._spares if link.is_open and not link.suspect), None)
+            if spare is not None:
+                await self._release(spare, "checking whether Slack still counts dead connections")
+        opened = 0
+        while not self._stopping and self._room() > 0 and len(self._live()) < wanted:
+            self._spare_names += 1
+            link = await self._establish(f"spare #{self._spare_names}", 0.0, spare=True)
+            if link is None:
+                break
+            opened += 1
+            self._adopt(link)
+        if opened:
+            log.info(
+                "holding %d spare connection(s): Slack counts %d connection(s) for this app, %d of them live here",
+                max(0, len(self._live()) - target),
+                len(self._links) + self._unaccounted,
+                len(self._live()),
+                extra={"cause": "spares"},
+            )
 
     async def _retire(self, link: Link) -> None:
         reason = link.refresh_reason or "disconnect"
@@ -408,12 +595,12 @@ class Supervisor:
 
     # -- stopping ----------------------------------------------------------------------------------
 
-    def _fatal(self, code: str, token: str = "app") -> None:
+    def _fatal(self, code: str, token: str = "app", detail: str = "") -> None:
         if self._stopping:
             return
         self._exit_code = EX_CONFIG
         self._telemetry.set_state(State.FATAL, code)
-        log.critical(fatal_message(code, token) if is_fatal(code) else code, extra={"reason": code})
+        log.critical(fatal_message(code, token, detail) if is_fatal(code) else code, extra={"reason": code})
         self._begin_stop("fatal", keep_state=True)
 
     def _begin_stop(self, why: str, keep_state: bool = False) -> None:
@@ -487,17 +674,29 @@ class Supervisor:
                 self._telemetry.beat()
             due = next_ping
             for link in list(self._links):
-                stale_at = link.pulse(now, ping=ping)
+                stale_at = link.pulse(now)
                 if stale_at is not None:
                     due = min(due, stale_at)
+                    if ping:
+                        await link.ping()
             await asyncio.sleep(max(0.01, due - time.monotonic()))
 
     def _update_state(self, connecting: bool = False, backing_off: float | None = None) -> None:
         if self._stopping:
             return
-        live = sum(1 for link in self._links if link.is_open)
+        live = len(self._live())
         target = self._settings.connections
-        if live >= target:
+        suspect = sum(1 for link in self._links if link.is_open and link.suspect)
+        spare = max(0, live - target)
+        self._telemetry.links(spare=spare, suspect=suspect, slack_reported=self._slack_counted)
+        if live >= target and (spare or suspect):
+            counted = len(self._links) + self._unaccounted
+            self._telemetry.set_state(
+                State.CONNECTED,
+                f"{target} connections + {spare} spare while Slack counts {counted}, "
+                f"{counted - live} of them silent or dead",
+            )
+        elif live >= target:
             self._telemetry.set_state(State.CONNECTED)
         elif live > 0:
             self._telemetry.set_state(State.DEGRADED, f"{live} of {target} connections")

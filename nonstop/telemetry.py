@@ -49,6 +49,9 @@ class Snapshot:
     state_detail: str = ""  # e.g. "1 of 2 connections", "token_revoked", "next attempt in 4.2 s"
     backlog: int = 0  # events acked and not yet finished
     backlog_limit: int = SupervisorSettings.max_backlog
+    spare_connections: int = 0  # live links held beyond the target while Slack counts dead ones
+    suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
+    slack_reported_connections: int | None = None  # num_connections in the latest hello
 
     @property
     def state_text(self) -> str:
@@ -98,6 +101,9 @@ class Telemetry:
     _backlog_limit: int = SupervisorSettings.max_backlog
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
+    _spare: int = 0
+    _suspect: int = 0
+    _slack_reported: int | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -165,6 +171,11 @@ class Telemetry:
         with self._lock:
             self._backlog, self._backlog_limit = backlog, limit
 
+    def links(self, *, spare: int, suspect: int, slack_reported: int | None) -> None:
+        """What the supervisor holds beyond its target, and what Slack counted at the latest hello."""
+        with self._lock:
+            self._spare, self._suspect, self._slack_reported = spare, suspect, slack_reported
+
     def set_state(self, state: State, detail: str = "") -> None:
         with self._lock:
             self._state, self._state_detail = state, detail
@@ -189,6 +200,9 @@ class Telemetry:
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,
+                spare_connections=self._spare,
+                suspect_connections=self._suspect,
+                slack_reported_connections=self._slack_reported,
             )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from nonstop import network
 from nonstop.policy import is_fatal
 from nonstop.redact import redact
 
@@ -31,6 +32,7 @@ def open_ticket(client: WebClient, app_token: str) -> str:
     try:
         response = client.apps_connections_open(app_token=app_token)
     except SlackApiError as e:
+        _raise_if_network_problem(e, client.base_url)
         status = e.response.status_code
         data = e.response.data if isinstance(e.response.data, dict) else {}
         error = str(data.get("error") or "")
@@ -43,11 +45,19 @@ def open_ticket(client: WebClient, app_token: str) -> str:
             raise TicketRefused(error, f"apps.connections.open answered {error}") from None
         raise TicketRefused(f"http_{status}", redact(f"apps.connections.open answered HTTP {status}")) from None
     except (OSError, ValueError) as e:  # URLError, refused, reset, timeouts, DNS, TLS
-        raise TicketRefused("network", redact(f"{type(e).__name__}: {e}")) from None
+        _raise_if_network_problem(e, client.base_url)
+        via = network.current().through(client.base_url)
+        raise TicketRefused("network", redact(f"{type(e).__name__}: {e}{via}")) from None
     url = response.get("url")
     if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
         raise TicketRefused("bad_response", "apps.connections.open returned no WebSocket URL")
     return url
+
+
+def _raise_if_network_problem(error: BaseException, url: str) -> None:
+    problem = network.current().problem(error, url)  # a certificate or proxy login: fatal, see nonstop.policy
+    if problem is not None:
+        raise TicketRefused(problem.cause, problem.detail) from None
 
 
 def _seconds(header: str | None) -> float | None:

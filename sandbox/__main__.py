@@ -15,9 +15,10 @@ import threading
 
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox
+from sandbox.tls import SandboxTLS
 
 
-def parse_args(argv: list[str] | None = None) -> SandboxConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[SandboxConfig, bool]:
     defaults = SandboxConfig()
     p = argparse.ArgumentParser(prog="python -m sandbox", description="A local Slack with fault injection.")
     p.add_argument("--host", default=defaults.host, help="bind address (keep it loopback)")
@@ -34,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> SandboxConfig:
     p.add_argument("--silent-link-alive", type=float, default=defaults.silent_link_alive_s)
     p.add_argument("--ticket-ttl", type=float, default=defaults.ticket_ttl_s)
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--tls", action="store_true", help="https:// and wss:// with a throwaway CA (its file is printed)")
     a = p.parse_args(argv)
-    return SandboxConfig(
+    config = SandboxConfig(
         host=a.host,
         api_port=a.api_port,
         ws_port=a.ws_port,
@@ -51,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxConfig:
         ticket_ttl_s=a.ticket_ttl,
         seed=a.seed,
     )
+    return config, a.tls
 
 
 def instructions(info: dict[str, object]) -> str:
@@ -59,6 +62,8 @@ def instructions(info: dict[str, object]) -> str:
         f"SLACK_API_URL={shlex.quote(str(info['api_url']))} SLACK_BOT_TOKEN={shlex.quote(str(info['bot_token']))} "
         f"SLACK_APP_TOKEN={shlex.quote(str(info['app_token']))}"
     )
+    if info.get("ca_file"):
+        env += f" SSL_CERT_FILE={shlex.quote(str(info['ca_file']))}"
     control = str(info["control_url"])
     return f"""\
 A local Slack is running. Point a bot at it (in another terminal, from the repository):
@@ -77,21 +82,29 @@ Every verb: docs/sandbox.md. Ctrl-C stops the sandbox."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, tls_on = parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Sandbox(config) as sb:
-        info = {
-            "api_url": sb.api_url,
-            "bot_token": sb.bot_token,
-            "app_token": sb.app_token,
-            "control_url": sb.control_url,
-            "ws_port": sb.ws_port,
-        }
-        print(json.dumps(info), flush=True)
-        print(instructions(info), flush=True)
-        stop.wait()
+    tls = SandboxTLS() if tls_on else None
+    try:
+        with Sandbox(config, tls=tls) as sb:
+            info = {
+                "api_url": sb.api_url,
+                "bot_token": sb.bot_token,
+                "app_token": sb.app_token,
+                "control_url": sb.control_url,
+                "ws_port": sb.ws_port,
+                "ca_file": tls.ca_file if tls else None,
+            }
+            print(json.dumps(info), flush=True)
+            print(instructions(info), flush=True)
+            if tls is not None:
+                print(f"sandbox: TLS on; to trust it, set SSL_CERT_FILE={tls.ca_file}", file=sys.stderr, flush=True)
+            stop.wait()
+    finally:
+        if tls is not None:
+            tls.cleanup()
     return 0
 
 

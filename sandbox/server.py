@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from sandbox.faults import DISCONNECT_REASONS, OUTAGE_MODES, Faults, Outage
 from sandbox.recorder import Recorder
 from sandbox.records import Ack, ApiCall, ConnectionInfo, Delivery, DeliveryRecord
 from sandbox.socket import SocketHub, WsConnection
+from sandbox.tls import SandboxTLS
 from sandbox.webapi import WebApi
 
 T = TypeVar("T")
@@ -27,8 +29,10 @@ BACKLOG = 1024
 class Sandbox:
     """A faithful local Slack with fault injection. Every public method is thread-safe."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, tls: SandboxTLS | None = None) -> None:
         self.config = config or SandboxConfig()
+        self.tls = tls  # None: plain http:// and ws://, as before; else https:// and wss:// (see sandbox/tls.py)
+        self._ssl = tls.server_context() if tls is not None else None
         rng = random.Random(self.config.seed)
         secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(24))
         self.bot_token = f"xoxb-sandbox-{secret}"  # obviously fake: secret scanners stay quiet
@@ -43,7 +47,7 @@ class Sandbox:
             faults=self._faults,
             hub=self._hub,
             tokens={self.bot_token: "bot", self.app_token: "app"},
-            ws_url=lambda: f"ws://{self.config.host}:{self.ws_port}",
+            ws_url=lambda: f"{'wss' if tls else 'ws'}://{self.config.host}:{self.ws_port}",
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -52,12 +56,20 @@ class Sandbox:
         self.ws_port = 0
         self.control_port = 0
         self._seq = 0
+        # Slack's event ids never repeat. A bot with a durable ledger remembers the ids it handled, so a
+        # second sandbox session must not reuse the first one's: each session gets its own id prefix.
+        self._event_prefix = "Ev" + secrets.token_hex(3).upper()
         self._reopening: asyncio.Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
+    def web_url(self) -> str:
+        """Where the Web API listener answers (also the base of response_url)."""
+        return f"{'https' if self.tls else 'http'}://{self.config.host}:{self.api_port}"
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.config.host}:{self.api_port}/api/"
+        return f"{self.web_url}/api/"
 
     @property
     def control_url(self) -> str:
@@ -91,11 +103,12 @@ class Sandbox:
         cfg = self.config
         self._webapi.control = make_control_handler(self)
         ws = await loop.create_server(
-            lambda: WsConnection(self._hub), cfg.host, cfg.ws_port, reuse_address=True, backlog=BACKLOG
+            lambda: WsConnection(self._hub), cfg.host, cfg.ws_port, reuse_address=True, backlog=BACKLOG, ssl=self._ssl
         )
         self._servers["ws"] = ws
         self.ws_port = ws.sockets[0].getsockname()[1]
         await self._open_api_listener(cfg.api_port)
+        # Plain http even with TLS on: the control API is the harness's side door, not part of "Slack".
         control = await asyncio.start_server(
             self._webapi.handle_client, cfg.host, cfg.control_port, reuse_address=True, backlog=BACKLOG
         )
@@ -104,7 +117,7 @@ class Sandbox:
 
     async def _open_api_listener(self, port: int) -> None:
         api = await asyncio.start_server(
-            self._webapi.handle_client, self.config.host, port, reuse_address=True, backlog=BACKLOG
+            self._webapi.handle_client, self.config.host, port, reuse_address=True, backlog=BACKLOG, ssl=self._ssl
         )
         self.api_port = api.sockets[0].getsockname()[1]
         outage = self._faults.outage
@@ -211,7 +224,7 @@ class Sandbox:
 
     def _start_event(self, event: dict[str, Any]) -> Delivery:
         self._seq += 1
-        event_id = f"Ev0EMUL{self._seq:05d}"
+        event_id = f"{self._event_prefix}{self._seq:05d}"
         payload = payloads.event_callback(event, event_id)
         record = DeliveryRecord(event_id, "events_api", event_id, payloads.events_api_envelope(payload, 0, ""))
         envelope_id = self._router.start(record)
@@ -233,7 +246,7 @@ class Sandbox:
         def run() -> Delivery:
             self._seq += 1
             n = self._seq
-            response_url = f"http://{self.config.host}:{self.api_port}/commands/{TEAM_ID}/{1000 + n}/{n:06x}ab"
+            response_url = f"{self.web_url}/commands/{TEAM_ID}/{1000 + n}/{n:06x}ab"
             trigger_id = f"{1000 + n}.{2000 + n}.{n:032x}"
             payload = payloads.slash_command(
                 command=command, text=text, channel=channel, user=user, response_url=response_url, trigger_id=trigger_id
@@ -258,7 +271,7 @@ class Sandbox:
             body.setdefault("token", "ZZZZZZWSxiZZZ2yIvs3peJ")
             body.setdefault("trigger_id", f"{1000 + self._seq}.{2000 + self._seq}.{self._seq:032x}")
             if body.get("type") == "block_actions" and (body.get("container") or {}).get("type") != "view":
-                body.setdefault("response_url", f"http://{self.config.host}:{self.api_port}/actions/{APP_ID}/1/{key}")
+                body.setdefault("response_url", f"{self.web_url}/actions/{APP_ID}/1/{key}")
             record = DeliveryRecord(key, "interactive", None, payloads.interactive_envelope(body, ""))
             envelope_id = self._router.start(record)
             channel = (body.get("channel") or {}).get("id")

@@ -20,6 +20,7 @@ from websockets.uri import parse_uri
 
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox
+from sandbox.tls import SandboxTLS
 
 PROXY_VARS = (
     "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
@@ -57,8 +58,14 @@ def sandbox_config() -> SandboxConfig:
 
 
 @pytest.fixture
-def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
-    with Sandbox(sandbox_config) as sb:
+def sandbox_tls() -> SandboxTLS | None:
+    """Override in a test module to serve https:// and wss:// (a `SandboxTLS`; clean it up after)."""
+    return None
+
+
+@pytest.fixture
+def sandbox(no_proxy_env: None, sandbox_config: SandboxConfig, sandbox_tls: SandboxTLS | None) -> Iterator[Sandbox]:
+    with Sandbox(sandbox_config, tls=sandbox_tls) as sb:
         yield sb
 
 
@@ -67,7 +74,11 @@ def ws_url(sb: Sandbox) -> str:
     req = urllib.request.Request(
         sb.api_url + "apps.connections.open", data=b"", headers={"Authorization": f"Bearer {sb.app_token}"}
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    tls: SandboxTLS | None = getattr(sb, "tls", None)  # duck-typed stand-ins need only api_url and app_token
+    if tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls.client_context()))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(req, timeout=10) as resp:
         body = json.loads(resp.read())
     if not body.get("ok"):
@@ -77,7 +88,10 @@ def ws_url(sb: Sandbox) -> str:
 
 def raw_connect(sb: Sandbox, url: str | None = None, open_timeout: float = 5.0) -> ClientConnection:
     """A plain `websockets` sync client on a fresh ticket: no keepalive, so it never pings on its own."""
-    return connect(url or ws_url(sb), open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None)
+    url = url or ws_url(sb)
+    tls: SandboxTLS | None = getattr(sb, "tls", None)
+    options = {"ssl": tls.client_context()} if tls is not None and url.startswith("wss:") else {}
+    return connect(url, open_timeout=open_timeout, ping_interval=None, close_timeout=1, proxy=None, **options)
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

@@ -77,6 +77,9 @@ def bot_env(sb: Sandbox, **overrides: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    tls = getattr(sb, "tls", None)
+    if tls is not None:  # a sandbox serving https:// and wss://: trust its throwaway CA (docs/network.md)
+        env["SSL_CERT_FILE"] = tls.ca_file
     return env | overrides
 
 

@@ -1,3 +1,3 @@
-from sandbox.testing import no_proxy_env, sandbox, sandbox_config
+from sandbox.testing import no_proxy_env, sandbox, sandbox_config, sandbox_tls
 
-__all__ = ["no_proxy_env", "sandbox", "sandbox_config"]
+__all__ = ["no_proxy_env", "sandbox", "sandbox_config", "sandbox_tls"]

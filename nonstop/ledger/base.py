@@ -63,6 +63,11 @@ class Ledger(ABC):
         """Record `entries` (one write for all); for each, True if it is new here (run it), False if the
         key is already known (pending or done: a duplicate). Raises `LedgerError`."""
 
+    def admit_now(self, entries: list[Entry]) -> list[bool] | None:
+        """`admit()` without leaving the caller's loop turn, for a backend whose write never waits (a local
+        file, memory): the acks then leave in the same turn. None: this backend must be awaited."""
+        return None
+
     @abstractmethod
     async def finish(self, keys: list[str]) -> None:
         """Mark `keys` done now (one write for all); they are remembered for `ttl_s`."""

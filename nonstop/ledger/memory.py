@@ -23,6 +23,9 @@ class MemoryLedger(Ledger):
         return Recovered(unfinished=[], given_up=[])
 
     async def admit(self, entries: list[Entry]) -> list[bool]:
+        return self.admit_now(entries)
+
+    def admit_now(self, entries: list[Entry]) -> list[bool]:
         fresh: list[bool] = []
         for entry in entries:
             known = entry.key in self._pending or entry.key in self._done

@@ -12,7 +12,7 @@ def test_defaults() -> None:
     assert settings.api_url == DEFAULT_API_URL
     assert settings.log_level == "INFO"
     assert settings.supervisor.connections == 2
-    assert settings.supervisor.backoff_cap_s == 10.0
+    assert settings.supervisor.backoff_cap_s == 30.0
     assert settings.health_port == 8080
 
 

@@ -10,6 +10,7 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -36,3 +37,35 @@ def test_the_api_the_link_relies_on_is_there() -> None:
     assert {"sent", "rcvd"} <= set(inspect.signature(ConnectionClosed).parameters)
     assert CloseCode.MESSAGE_TOO_BIG == 1009
     assert Close(1009, "").code == 1009
+
+
+def test_a_live_connection_exposes_the_transport_the_link_aborts(sandbox) -> None:
+    """websockets has no public abort; the link drops a dead path with the asyncio transport's own
+    `abort()` (no close handshake that could hang). Pinned here so an upgrade that moves it fails."""
+    import asyncio
+
+    from sandbox.testing import ws_url
+
+    async def drain(ws: ClientConnection) -> None:
+        async with asyncio.timeout(5):
+            while True:
+                await ws.recv()
+
+    async def probe() -> None:
+        async with connect(ws_url(sandbox), ping_interval=None, proxy=None) as ws:
+            assert callable(ws.transport.abort)
+            ws.transport.abort()
+            with pytest.raises(ConnectionClosed):  # after what was already buffered (hello), the end
+                await drain(ws)
+
+    asyncio.run(probe())
+
+
+def test_the_sans_io_layer_the_link_batches_acks_with_is_there() -> None:
+    """`Link._write_batch` frames a turn's acks with `protocol.send_text` and writes `data_to_send()` at once."""
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+
+    assert callable(ClientProtocol.send_text)
+    assert callable(ClientProtocol.data_to_send)
+    assert State.OPEN.name == "OPEN"

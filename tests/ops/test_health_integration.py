@@ -149,7 +149,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
 
         # Outage: the Web API refuses connections and every link is dropped: not ready, saying why; then back.
         sandbox.outage(3.0, mode="refused")
-        down = probe.until_not_ready(r"connecting|backing_off: waiting \d+\.\d+ s", timeout=5)
+        down = probe.until_not_ready(r"connecting|backing_off: waiting \d+\.\d+ s before the next attempt", timeout=5)
         assert down["live_connections"] == 0
         probe.until(lambda: probe.metric("nonstop_connection_attempts_total", outcome="network") >= 1,
                     "a refused connection attempt counted as network")  # fmt: skip

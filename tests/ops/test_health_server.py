@@ -147,3 +147,17 @@ def test_port_in_use_is_a_config_error(telemetry):
 
 def test_port_zero_turns_it_off(telemetry):
     assert start_health_server("127.0.0.1", 0, telemetry) is None
+
+
+def test_a_full_backlog_is_not_ready_and_says_saturated(server, telemetry):
+    telemetry.beat()
+    telemetry.connection_up()
+    telemetry.inbound()
+    telemetry.set_state(State.CONNECTED)
+    telemetry.set_backlog(99, 100)
+    assert get(server.url + "/readyz")[0] == 200
+    telemetry.set_backlog(100, 100)
+    status, _, body = get(server.url + "/readyz")
+    assert status == 503
+    assert json.loads(body)["reason"] == "saturated: 100 events in progress (NONSTOP_MAX_BACKLOG=100)"
+    assert get(server.url + "/healthz")[0] == 200, "saturated is not wedged: no restart"

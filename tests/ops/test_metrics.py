@@ -176,3 +176,10 @@ def test_the_operations_doc_alert_rules_are_valid_yaml():
     rules = yaml.safe_load(block)["groups"][0]["rules"]
     assert {"NonstopNotReady", "NonstopConnectionDrops", "NonstopDuplicatesSuppressed"} <= {r["alert"] for r in rules}
     assert all(r["expr"] for r in rules)
+
+
+def test_the_backlog_and_its_limit_are_exported():
+    t = Telemetry()
+    t.set_backlog(7, 1000)
+    assert value(t, "nonstop_backlog") == 7
+    assert value(t, "nonstop_backlog_limit") == 1000
