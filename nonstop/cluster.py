@@ -93,6 +93,10 @@ class LocalShare(_Room):
     def hello(self, num_connections: object) -> None:
         return None
 
+    def others_short(self) -> int:
+        """Links other replicas are owed and do not hold yet: none, alone."""
+        return 0
+
 
 @dataclass(frozen=True)
 class Member:
@@ -217,6 +221,13 @@ class ClusterShare(_Room):
     def others_held(self) -> int:
         """Connections the other replicas hold, as of the latest heartbeat: Slack counts them too."""
         return sum(m.held for m in self._members if m.id != self._ledger.replica)
+
+    def others_short(self) -> int:
+        """Links the other replicas are owed by the split (`allocate`) and do not hold yet, as of the latest
+        heartbeat. Spare links of this replica never stand in their way: a replica that starts while
+        the others hold spares gets its share as the spares give way."""
+        shares = allocate(self._members, self.limit) if self._members else {}
+        return sum(max(0, shares.get(m.id, 0) - m.held) for m in self._members if m.id != self._ledger.replica)
 
     def _info(self) -> str:
         handled = self._telemetry.snapshot().envelopes_handled

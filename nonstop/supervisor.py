@@ -213,6 +213,8 @@ class Supervisor:
             try:
                 if isinstance(self._share, ClusterShare):
                     await self._share.beat()
+                    if self._spares and self._share.others_short() > 0:
+                        self._wake_spares()  # a replica is owed links this one holds as spares
                 await self._ledger.renew(self._dispatcher.running)
                 if not self._stopping:
                     taken = await self._ledger.takeover()
@@ -580,6 +582,8 @@ class Supervisor:
         target = self._settings.connections
         doubtful = len(self._links) + self._unaccounted - len(self._live())  # suspects + dead ones Slack counts
         wanted = max(target, LIVE_PER_DOUBTFUL * doubtful)
+        if self._share.others_short() > 0:  # other replicas are owed links: spares give way to them first
+            wanted = target
         for spare in [link for link in self._spares if link.is_open and not link.suspect]:
             if len(self._live()) <= wanted:
                 break
@@ -597,7 +601,7 @@ class Supervisor:
             if spare is not None:
                 await self._release(spare, "checking whether Slack still counts dead connections")
         opened = 0
-        while not self._stopping and self._room() > 0 and len(self._live()) < wanted:
+        while not self._stopping and self._room() - self._share.others_short() > 0 and len(self._live()) < wanted:
             self._spare_names += 1
             link = await self._establish(f"spare #{self._spare_names}", 0.0, spare=True)
             if link is None:
