@@ -8,7 +8,8 @@ from __future__ import annotations
 from sandbox import Sandbox
 from sandbox.records import Delivery
 from tests.botprocess import bot_env, run_bot
-from tests.integration.test_zero_loss import every_one_answered, live
+from tests.integration.answers import every_one_answered
+from tests.integration.test_zero_loss import live
 
 
 def max_in_progress(sb: Sandbox, ds: list[Delivery]) -> int:

@@ -12,7 +12,6 @@ import re
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG, connections_of, raw_connect
 from tests.botprocess import BotProcess, bot_env, run_bot, run_once
+from tests.integration.answers import every_one_answered
 from tests.redisserver import REDIS_SERVER, RedisServer
 from tests.tools import require
 
@@ -63,16 +63,6 @@ def replicas(
 
 def live_links(sb: Sandbox) -> list[object]:
     return [c for c in sb.connections(live_only=True) if c.state == "live"]
-
-
-def replies(sb: Sandbox, ds: list[Delivery]) -> dict[str, int]:
-    per_thread = Counter(c.params.get("thread_ts") for c in sb.bot_messages())
-    return {d.key: per_thread[d.ts] for d in ds}
-
-
-def every_one_answered(sb: Sandbox, ds: list[Delivery], timeout: float = 60) -> dict[str, int]:
-    sb.wait_until(lambda: all(n >= 1 for n in replies(sb, ds).values()), timeout=timeout, what="every one answered")
-    return replies(sb, ds)
 
 
 def all_settled(sb: Sandbox, ds: list[Delivery], timeout: float = 60) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from sandbox import Sandbox, SandboxConfig
 from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG
 from tests.botprocess import bot_env, run_bot
+from tests.integration.answers import every_one_answered
 
 
 @pytest.fixture
@@ -33,17 +33,6 @@ def live(sb: Sandbox, n: int) -> None:
 
 def all_acked(sb: Sandbox, ds: list[Delivery], timeout: float = 20) -> None:
     sb.wait_until(lambda: all(sb.delivery(d).acked_at is not None for d in ds), timeout=timeout, what="all acked")
-
-
-def replies(sb: Sandbox, ds: list[Delivery]) -> dict[str, int]:
-    """Replies per delivery, from one read of the bot's messages (cheap enough to poll for thousands)."""
-    per_thread = Counter(c.params.get("thread_ts") for c in sb.bot_messages())
-    return {d.key: per_thread[d.ts] for d in ds}
-
-
-def every_one_answered(sb: Sandbox, ds: list[Delivery], timeout: float = 60) -> dict[str, int]:
-    sb.wait_until(lambda: all(n >= 1 for n in replies(sb, ds).values()), timeout=timeout, what="every one answered")
-    return replies(sb, ds)
 
 
 def test_sigkill_loses_nothing_acked_and_doubles_only_what_was_mid_way(sandbox: Sandbox, tmp_path: Path) -> None:
