@@ -52,6 +52,20 @@ def command(kind: str) -> list[str]:
     raise ValueError(f"unknown bot kind {kind!r}")
 
 
+def bot_env(sb: Sandbox) -> dict[str, str]:
+    """The environment of a bot under test: this sandbox's URL and tokens, production defaults only
+    (no NONSTOP_ setting leaks in from the caller's environment), no health server."""
+    env = clean_env() | {
+        "SLACK_BOT_TOKEN": sb.bot_token,
+        "SLACK_APP_TOKEN": sb.app_token,
+        "SLACK_API_URL": sb.api_url,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO),
+        "HEALTH_PORT": "0",
+    }
+    return {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}
+
+
 class Lane:
     """A sandbox and the bot process attached to it. `start()` / `stop()`; always stop in a finally."""
 
@@ -81,17 +95,7 @@ class Lane:
         self.kill()
         assert self._workdir is not None
         self.log_path = Path(self._workdir.name) / f"bot-{self.restarts}.log"
-        env = clean_env() | {
-            "SLACK_BOT_TOKEN": self.sb.bot_token,
-            "SLACK_APP_TOKEN": self.sb.app_token,
-            "SLACK_API_URL": self.sb.api_url,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO),
-            "HEALTH_PORT": "0",
-            "LOG_LEVEL": "INFO",
-        }
-        env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}  # production defaults only
-        env |= self.env
+        env = bot_env(self.sb) | {"LOG_LEVEL": "INFO"} | self.env
         args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(

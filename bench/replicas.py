@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.procs import command  # noqa: E402
+from bench.procs import bot_env, command  # noqa: E402
 from sandbox import Sandbox, SandboxConfig  # noqa: E402
 from sandbox.records import Delivery  # noqa: E402
-from sandbox.testing import clean_env, connections_of  # noqa: E402
+from sandbox.testing import connections_of  # noqa: E402
 from tests.redisserver import REDIS_SERVER, RedisServer  # noqa: E402
 
 CONFIG = SandboxConfig(retry_delays_s=(0.0, 2.0, 5.0))
@@ -59,15 +59,7 @@ class Cluster:
     def spawn(self) -> subprocess.Popen[bytes]:
         self._count += 1
         name = f"{self.kind}-{self._count}"
-        env = clean_env() | {
-            "SLACK_BOT_TOKEN": self.sb.bot_token,
-            "SLACK_APP_TOKEN": self.sb.app_token,
-            "SLACK_API_URL": self.sb.api_url,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO),
-            "HEALTH_PORT": "0",
-        }
-        env = {k: v for k, v in env.items() if not k.startswith("NONSTOP_")}
+        env = bot_env(self.sb)
         if self.redis is not None:
             env |= {"NONSTOP_LEDGER": self.redis.url, "NONSTOP_REPLICA_NAME": name}
         log = (self.workdir / f"{name}.log").open("wb")

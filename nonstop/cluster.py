@@ -127,8 +127,8 @@ def allocate(members: list[Member], limit: int = SLACK_CONNECTION_LIMIT) -> dict
     return share
 
 
-_BEAT = """
-local p, me, info, held, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+# Both scripts first forget the members whose heartbeat lapsed (with what they held), on Redis's clock.
+_EXPIRE_MEMBERS = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'members', '-inf', now_ms)) do
@@ -136,22 +136,28 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'members', '-inf', now_ms))
   redis.call('HDEL', p .. 'member', id)
   redis.call('HDEL', p .. 'held', id)
 end
+"""
+
+_BEAT = (
+    """
+local p, me, info, held, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+"""
+    + _EXPIRE_MEMBERS
+    + """
 redis.call('ZADD', p .. 'members', now_ms + lease_ms, me)
 redis.call('HSET', p .. 'member', me, info)
 redis.call('HSET', p .. 'held', me, held)
 return {redis.call('HGETALL', p .. 'member'), redis.call('HGETALL', p .. 'held')}
 """
+)
 
 # One more link for `me`, if the links held by live members leave room and its share allows it.
-_ACQUIRE = """
+_ACQUIRE = (
+    """
 local p, me, limit, share, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'members', '-inf', now_ms)) do
-  redis.call('ZREM', p .. 'members', id)
-  redis.call('HDEL', p .. 'member', id)
-  redis.call('HDEL', p .. 'held', id)
-end
+"""
+    + _EXPIRE_MEMBERS
+    + """
 if redis.call('ZSCORE', p .. 'members', me) == false then
   return -1
 end
@@ -165,6 +171,7 @@ end
 redis.call('HINCRBY', p .. 'held', me, 1)
 return 1
 """
+)
 
 _LEAVE = """
 local p, me = ARGV[1], ARGV[2]
