@@ -85,6 +85,24 @@ def test_admit_says_new_once_and_duplicate_after(backend) -> None:
     run(ledger.close())
 
 
+def test_a_batch_of_a_thousand_is_admitted_and_finished_whole(backend) -> None:
+    """A burst's batch is bigger than one write (the SQLite backend writes 400 rows a statement)."""
+    _, make, _ = backend
+    ledger = make()
+    run(ledger.open())
+    batch = [entry(n) for n in range(1000)]
+    assert run(ledger.admit(batch[:10])) == [True] * 10
+    assert run(ledger.admit(batch)) == [False] * 10 + [True] * 990
+    run(ledger.finish([e.key for e in batch]))
+    assert run(ledger.admit([entry(999), entry(1000)])) == [False, True]
+    run(ledger.close())
+    again = make()
+    found = recover(again) if ledger.durable and not isinstance(again, RedisLedger) else None
+    if found is not None:
+        assert [e.key for e in found.unfinished] == [entry(1000).key], "only the one never finished"
+    run(again.close())
+
+
 def test_done_is_forgotten_after_the_ttl_and_pending_never(backend) -> None:
     name, make, clock = backend
     if name == "redis":
