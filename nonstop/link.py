@@ -384,6 +384,12 @@ class Link:
         self._outbox.add((text, on_failure))
         return True
 
+    def flush(self) -> None:
+        """Write what `send_soon` queued now, instead of at the end of the loop turn: the dispatcher
+        calls it right after admitting a batch, so its acks do not wait one more loop iteration (each
+        iteration lets go of the GIL in the selector, and under a burst getting it back is the cost)."""
+        self._outbox.flush_now()
+
     def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
         if self._write_batch([text for text, _ in batch]):
             return

@@ -130,6 +130,7 @@ class Supervisor:
         self._dispatcher = Dispatcher(
             self._app,
             send_ack=self._send_ack,
+            flush_acks=self._flush_acks,
             call_soon=loop.call_soon_threadsafe,
             telemetry=self._telemetry,
             ledger=self._ledger,
@@ -662,6 +663,10 @@ class Supervisor:
             self._telemetry.ack_sent(kind, time.monotonic() - received_at)
             return
         elsewhere()
+
+    def _flush_acks(self) -> None:
+        for link in self._links:
+            link.flush()
 
     async def _deliver(
         self, first: object, envelope_id: str, text: str, kind: str, received_at: float, *, counted: bool = False
