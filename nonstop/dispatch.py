@@ -40,9 +40,9 @@ from nonstop.turns import PerTurn
 
 log = logging.getLogger("nonstop.dispatch")
 
-START_WHEN_QUIET_S = 0.002
+START_WHEN_QUIET_S = 0.005
 START_WITHIN_S = 0.5
-"""Acks first: listeners start once envelopes stop arriving for 2 ms, and at most 500 ms after the
+"""Acks first: listeners start once envelopes stop arriving for 5 ms, and at most 500 ms after the
 first waiting one was acked (see `Dispatcher._queue_starts`)."""
 
 DISPATCH_THREADS = 4
@@ -291,7 +291,7 @@ class Dispatcher:
         Why: every runnable listener thread competes with this loop for the GIL, and under a burst the
         loop held it about one sample in ten (py-spy --gil), so the acks of the rest of the burst queued
         behind the listeners of its start (Slack times the ack, 3 s, not the reply). A lone event waits
-        `start_when_quiet_s` (2 ms); a burst is acked at the loop's own pace, then its listeners run.
+        `start_when_quiet_s` (5 ms); a burst is acked at the loop's own pace, then its listeners run.
         The bound keeps a steady stream from starving the listeners; the backlog bound still applies.
         """
         if not self.accepting:  # stopping: what is on record runs at the next start, the rest runs now

@@ -117,7 +117,13 @@ class SqliteLedger(Ledger):
                     break
                 self._written.clear()  # before the checkpoint: a write during it is caught by the next one
                 with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy and frames > 0 and copied == frames:
+                        # The whole log is back in the database, so the next write starts the log over,
+                        # and with synchronous=NORMAL whoever does that flushes the log's header to disk
+                        # (8-16 ms on this VM, seen with strace on the loop thread). Do it here instead:
+                        # a one-page write of the schema version this file already has.
+                        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             with contextlib.suppress(sqlite3.Error):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a small file behind
         finally:
@@ -143,34 +149,34 @@ class SqliteLedger(Ledger):
 
     def admit_now(self, entries: list[Entry]) -> list[bool]:
         db = self._require()
-        keys = [entry.key for entry in entries]
+        added: set[str] = set()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            known: set[str] = set()
             for chunk in _chunks(entries):
-                known.update(key for (key,) in db.execute(_select_keys(len(chunk)), [e.key for e in chunk]))
-                db.execute(_insert_rows(len(chunk)), [v for e in chunk for v in (e.key, e.envelope_json())])
-            db.execute("COMMIT")
+                # One statement, its own transaction: in the common case (every event new) the batch costs
+                # one step (see `_CHUNK` for why steps count). Only when some were already known are the
+                # new ones read back: the statement's rows, whose rowids run up to last_insert_rowid.
+                cursor = db.execute(_insert_rows(len(chunk)), [v for e in chunk for v in (e.key, e.envelope_json())])
+                if cursor.rowcount == len(chunk):
+                    added.update(e.key for e in chunk)
+                elif cursor.rowcount > 0 and cursor.lastrowid is not None:
+                    rows = db.execute(_NEW_ROWS, (cursor.lastrowid - cursor.rowcount, cursor.lastrowid))
+                    added.update(key for (key,) in rows)
         except sqlite3.Error as e:
-            self._rollback(db)
             raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
         self._wrote()
         fresh = []
-        for key in keys:  # the same event twice in one batch (two connections): the first one is new
-            fresh.append(key not in known)
-            known.add(key)
+        for entry in entries:  # the same event twice in one batch (two connections): the first one is new
+            fresh.append(entry.key in added)
+            added.discard(entry.key)
         return fresh
 
     async def finish(self, keys: list[str]) -> None:
         db = self._require()
         now = self._clock()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(keys):
+            for chunk in _chunks(keys):  # each its own transaction: marking done twice is harmless
                 db.execute(_finish_keys(len(chunk)), [now, *chunk])
-            db.execute("COMMIT")
         except sqlite3.Error as e:
-            self._rollback(db)
             raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
         self._wrote()
 
@@ -211,16 +217,12 @@ class SqliteLedger(Ledger):
             raise LedgerError(f"the ledger file {self.path} is not open")
         return self._db
 
-    @staticmethod
-    def _rollback(db: sqlite3.Connection) -> None:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
 
-
-# A batch is written with one statement per chunk, not one per event: sqlite3 lets go of the GIL at
-# every statement step, and under a burst the loop thread then queues behind every runnable listener
-# thread to get it back, once per step (measured: burst ack p50 98 ms with a statement per event, see
-# docs/benchmark.md). 400 rows x 2 values stays far below SQLite's 32,766 host parameters.
+# A batch is written with one statement per chunk, not one per event, and without BEGIN/COMMIT around
+# it: sqlite3 lets go of the GIL at every statement step, and when listener threads run the loop thread
+# then queues behind them to get it back, once per step (measured: burst ack p50 98 ms with a statement
+# per event; with BEGIN, SELECT, INSERT, COMMIT per turn, 4 futex waits of 3-17 ms per turn on the loop
+# thread under strace). 400 rows x 2 values stays far below SQLite's 32,766 host parameters.
 _CHUNK = 400
 
 
@@ -228,9 +230,7 @@ def _chunks(items: list[T]) -> list[list[T]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-@functools.cache
-def _select_keys(n: int) -> str:
-    return f"SELECT key FROM events WHERE key IN ({','.join('?' * n)})"
+_NEW_ROWS = "SELECT key FROM events WHERE rowid > ? AND rowid <= ?"
 
 
 @functools.cache
