@@ -584,7 +584,7 @@ class Supervisor:
             why = (
                 "Slack counts no dead connection any more"
                 if doubtful == 0
-                else "keeping room in Slack's budget for the replacements a next silence would need"
+                else "no more spares than the dead connections call for, with room kept for a next silence"
             )
             await self._release(spare, why)
         if doubtful == 0 or len(self._live()) < target:
