@@ -22,6 +22,8 @@ from bench.procs import Lane
 from bench.scenarios import SETTLE_S, percentile
 from sandbox.records import ConnectionInfo, Delivery, DeliveryRecord
 
+MIX_SEED = 9  # the fault mix's and the soak's schedule unless bench/run.py --seed says otherwise
+
 
 @dataclass(frozen=True)
 class ZeroLossProfile:
@@ -29,7 +31,7 @@ class ZeroLossProfile:
     ledger_rounds: int  # ledger overhead: bursts per ledger backend
     mix_s: float  # fault mix: how long mentions are sent
     soak_min: float  # soak: minutes of the fault mix (0: no soak)
-    seed: int = 9  # the fault mix's and the soak's fault schedule (MIX_SEED; bench/run.py --seed)
+    seed: int = MIX_SEED  # the fault mix's and the soak's fault schedule (bench/run.py --seed)
 
 
 FULL = ZeroLossProfile(command_tries=8, ledger_rounds=5, mix_s=240.0, soak_min=30.0)
@@ -207,7 +209,6 @@ MIX_TITLES = {
 MIX_EVERY_S = 0.5
 MIX_GAP_S = (10.0, 20.0)
 MIX_OUTAGE_S = 8.0
-MIX_SEED = 9
 WITHIN_S = 5.0
 SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its ack deadlines, and a margin
 
