@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import zero_loss_report
-from bench.scenarios import FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
+from bench.scenarios import BURST_TITLES, FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
 RSS_SLACK_MB = 5.0  # and at most this much more resident memory
@@ -181,13 +181,13 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 and _le(n["reply_delay_p99_s"], s["reply_delay_p99_s"])
             ),
         ])  # fmt: skip
-    b = results.get("burst")
-    if b:
+    for shape, b in (results.get("burst") or {}).items():
         s, n = b["stock"], b["nonstop"]
         count = s["count"]
         each = f"{s['rounds']} bursts" if s["rounds"] > 1 else "1 burst"
+        how = f"{count} mentions {BURST_TITLES[shape]} ({each}, pooled)"
         out.append([
-            f"Ack latency, {count} mentions at once ({each}, pooled): p50",
+            f"Ack latency, {how}: p50",
             secs(s["ack_p50_s"]),
             secs(n["ack_p50_s"]),
             faster(s["ack_p50_s"], n["ack_p50_s"], cap),
@@ -195,7 +195,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             verdict(_le(n["ack_p50_s"], s["ack_p50_s"])),
         ])  # fmt: skip
         out.append([
-            f"Ack latency, {count} mentions at once ({each}, pooled): p99",
+            f"Ack latency, {how}: p99",
             secs(s["ack_p99_s"]),
             secs(n["ack_p99_s"]),
             faster(s["ack_p99_s"], n["ack_p99_s"], cap),

@@ -210,13 +210,16 @@ def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int) -> dict[str,
             lane = Lane("nonstop", f"ledger-{backend}", env={"NONSTOP_LEDGER": url})
             started.append(lane)
             lane.start()
-        rounds: dict[str, list[dict[str, Any]]] = {backend: [] for backend in urls}
-        for i in range(zl.ledger_rounds):
-            for backend, lane in zip(urls, started, strict=True):
-                rounds[backend].append(scenarios.burst(lane, burst_size))
-                say(f"  done: ledger/{backend} round {i + 1}")
-                time.sleep(2.0)
-        return {backend: scenarios.pool_bursts(r) for backend, r in rounds.items()}
+        out: dict[str, Any] = {}
+        for shape in scenarios.BURST_SHAPES:
+            rounds: dict[str, list[dict[str, Any]]] = {backend: [] for backend in urls}
+            for i in range(zl.ledger_rounds):
+                for backend, lane in zip(urls, started, strict=True):
+                    rounds[backend].append(scenarios.burst(lane, burst_size, shape))
+                    say(f"  done: ledger/{backend} {shape} round {i + 1}")
+                    time.sleep(2.0)
+            out[shape] = {backend: scenarios.pool_bursts(r) for backend, r in rounds.items()}
+        return out
     finally:
         for lane in started:
             lane.stop()
@@ -320,14 +323,16 @@ def phase_b(profile: Profile, results: dict[str, Any]) -> None:
     """Ack latency: one burst per bot, one bot at a time, nothing else running; then the harness floor."""
 
     def body(lanes: list[Lane]) -> None:
-        say(f"phase B: ack latency, {profile.burst_rounds} x {profile.burst} mentions at once, one bot at a time")
-        rounds: dict[str, list[dict[str, Any]]] = {lane.kind: [] for lane in lanes}
-        for i in range(profile.burst_rounds):  # interleaved, so background load hits every bot alike
-            for lane in lanes:
-                rounds[lane.kind].append(scenarios.burst(lane, profile.burst))
-                say(f"  done: burst/{lane.kind} round {i + 1}")
-                time.sleep(2.0)
-        results["burst"] = {kind: scenarios.pool_bursts(r) for kind, r in rounds.items()}
+        say(f"phase B: ack latency, {profile.burst_rounds} x {profile.burst} mentions per shape, one bot at a time")
+        results["burst"] = {}
+        for shape in scenarios.BURST_SHAPES:
+            rounds: dict[str, list[dict[str, Any]]] = {lane.kind: [] for lane in lanes}
+            for i in range(profile.burst_rounds):  # interleaved, so background load hits every bot alike
+                for lane in lanes:
+                    rounds[lane.kind].append(scenarios.burst(lane, profile.burst, shape))
+                    say(f"  done: burst/{lane.kind} {shape} round {i + 1}")
+                    time.sleep(2.0)
+            results["burst"][shape] = {kind: scenarios.pool_bursts(r) for kind, r in rounds.items()}
 
     with_lanes("quiet", (*KINDS, FLOOR), body)
 

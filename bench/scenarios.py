@@ -241,7 +241,18 @@ def _ack_latency(record: DeliveryRecord) -> float | None:
     return None
 
 
-def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
+ONE_BY_ONE = "one_by_one"
+AT_ONCE = "at_once"
+BURST_SHAPES = (ONE_BY_ONE, AT_ONCE)
+"""How a burst reaches the bot. `one_by_one`: one control call per mention, back to back (each envelope
+written as soon as the harness asks, a few hundred per second: the shape the issue-9 targets were set
+on). `at_once`: every envelope written in one turn of the sandbox's loop (`Sandbox.mentions`), the
+bot finds them all in its socket at once; then even a bare client's last ack waits for the other 299."""
+
+BURST_TITLES = {ONE_BY_ONE: "one by one, back to back", AT_ONCE: "all written at once"}
+
+
+def burst(lane: Lane, count: int, shape: str = AT_ONCE, timeout_s: float = 60.0) -> dict[str, Any]:
     if lane.kind != FLOOR:
         _ready(lane, [])
     elif not lane.wait_live(20):
@@ -249,7 +260,8 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
     sb = lane.sb
     before = {r.key for r in sb.deliveries()}
     start = time.monotonic()
-    deliveries = sb.mentions([f"ping burst {i}" for i in range(count)])  # all written in one loop turn
+    texts = [f"ping burst {i}" for i in range(count)]
+    deliveries = sb.mentions(texts) if shape == AT_ONCE else [sb.mention(text) for text in texts]
     sent_s = time.monotonic() - start
     keys = {d.key for d in deliveries} - before
 
@@ -270,6 +282,7 @@ def burst(lane: Lane, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
     latencies = [v for v in (_ack_latency(r) for r in recs) if v is not None]
     return {
         "count": count,
+        "shape": shape,
         "latencies_s": latencies,
         "sent_in_s": round(sent_s, 3),
         "acked": len(latencies),
@@ -288,6 +301,7 @@ def pool_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     answered = [r["all_answered_after_s"] for r in rounds]
     return {
         "count": rounds[0]["count"],
+        "shape": rounds[0]["shape"],
         "rounds": len(rounds),
         "acked": sum(r["acked"] for r in rounds),
         "sent": sum(r["count"] for r in rounds),

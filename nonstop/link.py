@@ -35,6 +35,7 @@ from websockets.protocol import State
 
 from nonstop import network
 from nonstop.closecodes import describe_close
+from nonstop.frames import MaskKeys, text_frame
 from nonstop.redact import redact
 from nonstop.turns import PerTurn
 
@@ -108,6 +109,7 @@ class Link:
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: PerTurn[tuple[str, Callable[[], None]]] = PerTurn(self._write_soon)
+        self._mask_keys = MaskKeys()
         self._close_sent: Close | None = None
         self._close_rcvd: Close | None = None
         self.hello: dict[str, Any] = {}
@@ -382,6 +384,12 @@ class Link:
         self._outbox.add((text, on_failure))
         return True
 
+    def flush(self) -> None:
+        """Write what `send_soon` queued now, instead of at the end of the loop turn: the dispatcher
+        calls it right after admitting a batch, so its acks do not wait one more loop iteration (each
+        iteration lets go of the GIL in the selector, and under a burst getting it back is the cost)."""
+        self._outbox.flush_now()
+
     def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
         if self._write_batch([text for text, _ in batch]):
             return
@@ -391,26 +399,25 @@ class Link:
         task.add_done_callback(self._tasks.remove)
 
     def _write_batch(self, texts: list[str]) -> bool:
-        """Frame every text with the connection's Sans-I/O protocol and write them all in one call.
+        """Frame every text (`nonstop.frames`) and write them all in one call, after whatever the
+        connection's Sans-I/O protocol has pending (a pong), honouring its end-of-stream marker.
 
         Why not `send()` per frame: each write is a system call, each system call hands the GIL to
         whichever listener thread is runnable, and a burst of 300 acks then waits 300 times (measured:
-        burst ack p50 36 ms batched vs 141 ms per frame, bench/). This is the same thing websockets'
-        own `send()` does (frame with `protocol.send_text`, write `protocol.data_to_send()`, honour the
-        end-of-stream marker) for several frames at once; the link never sends fragmented messages, so
-        no frame can land inside one. Flow control: above `_BACKED_UP` bytes waiting in the transport
-        nothing is written here and the caller falls back to `send()`, which waits for the peer.
-        websockets is pinned and this use is pinned by tests/nonstop/test_websockets_contract.py.
+        burst ack p50 36 ms batched vs 141 ms per frame, bench/); the library's framing makes one more
+        system call per frame for its masking key (see `nonstop.frames`). The link never sends
+        fragmented messages, so no frame can land inside one. Flow control: above `_BACKED_UP` bytes
+        waiting in the transport nothing is written here and the caller falls back to `send()`, which
+        waits for the peer. websockets is pinned and this use is pinned by
+        tests/nonstop/test_websockets_contract.py.
         """
         ws = self._ws
         if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN or ws.transport.is_closing():
             return False
         if ws.transport.get_write_buffer_size() > _BACKED_UP:
             return False
-        for text in texts:
-            ws.protocol.send_text(text.encode())
-        chunks = ws.protocol.data_to_send()
-        data = b"".join(chunks)
+        chunks = ws.protocol.data_to_send()  # whatever the protocol still has to send (a pong) goes first
+        data = b"".join(chunks) + b"".join(text_frame(text, self._mask_keys.next()) for text in texts)
         if data:
             ws.transport.write(data)
         if b"" in chunks and ws.transport.can_write_eof():  # the protocol asked to end the stream

@@ -124,6 +124,7 @@ class Supervisor:
         self._dispatcher = Dispatcher(
             self._app,
             send_ack=self._send_ack,
+            flush_acks=self._flush_acks,
             call_soon=loop.call_soon_threadsafe,
             telemetry=self._telemetry,
             ledger=self._ledger,
@@ -199,7 +200,10 @@ class Supervisor:
     async def _keep_claims(self) -> None:
         """Every third of a lease: say this replica is alive (membership and its share of Slack's budget),
         renew the claims on the events running here, and take over those of replicas that died. A
-        ledger of one process has no claims: then this only wakes now and then."""
+        ledger of one process has no claims and no replicas: then this returns at once, since a timer
+        that wakes an idle bot every few seconds for nothing costs idle CPU (bench/)."""
+        if not isinstance(self._ledger, RedisLedger):
+            return
         interval = self._settings.lease_s / 3
         assert self._dispatcher is not None
         while True:
@@ -660,6 +664,10 @@ class Supervisor:
             self._telemetry.ack_sent(kind, time.monotonic() - received_at)
             return
         elsewhere()
+
+    def _flush_acks(self) -> None:
+        for link in self._links:
+            link.flush()
 
     async def _deliver(
         self, first: object, envelope_id: str, text: str, kind: str, received_at: float, *, counted: bool = False

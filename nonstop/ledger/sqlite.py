@@ -9,8 +9,9 @@ All calls come from the supervisor's event loop, one batch per loop turn; each i
 transaction on a local file (well under a millisecond), so they run inline rather than on a thread.
 The one slow part of WAL mode, the checkpoint that copies the log back into the database (and flushes
 it to disk), never runs on that path: SQLite's automatic checkpoint is off on the loop's connection,
-and a background thread checkpoints with a connection of its own every `CHECKPOINT_EVERY_S` seconds,
-which bounds the log's size without delaying an ack.
+and a background thread checkpoints with a connection of its own, at most every `CHECKPOINT_EVERY_S`
+seconds, which bounds the log's size without delaying an ack. It sleeps until something is written:
+an idle bot must not pay a thread wake every few seconds for a log that has not grown (bench/: idle CPU).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class SqliteLedger(Ledger):
         self._db: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
+        self._written = threading.Event()  # the log has grown since the last checkpoint began
 
     # -- Ledger --------------------------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class SqliteLedger(Ledger):
             ) from None
         self._db = db
         self._closing.clear()
+        self._written.set()  # opening wrote (the schema version, maybe recovered rows)
         self._checkpointer = threading.Thread(target=self._checkpoint_forever, name="nonstop-ledger-wal", daemon=True)
         self._checkpointer.start()
         return recovered
@@ -107,7 +110,12 @@ class SqliteLedger(Ledger):
         except sqlite3.Error:
             return
         try:
-            while not self._closing.wait(CHECKPOINT_EVERY_S):
+            while True:
+                self._written.wait()
+                # Writes in the next CHECKPOINT_EVERY_S share this checkpoint: under a burst, one per period.
+                if self._closing.is_set() or self._closing.wait(CHECKPOINT_EVERY_S):
+                    break
+                self._written.clear()  # before the checkpoint: a write during it is caught by the next one
                 with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             with contextlib.suppress(sqlite3.Error):
@@ -146,6 +154,7 @@ class SqliteLedger(Ledger):
         except sqlite3.Error as e:
             self._rollback(db)
             raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
+        self._wrote()
         fresh = []
         for key in keys:  # the same event twice in one batch (two connections): the first one is new
             fresh.append(key not in known)
@@ -163,18 +172,23 @@ class SqliteLedger(Ledger):
         except sqlite3.Error as e:
             self._rollback(db)
             raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
+        self._wrote()
 
     async def prune(self) -> int:
         db = self._require()
         try:
-            return db.execute(
+            pruned = db.execute(
                 "DELETE FROM events WHERE done_at IS NOT NULL AND done_at < ?", (self._clock() - self._ttl_s,)
             ).rowcount
         except sqlite3.Error as e:
             raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
+        if pruned:
+            self._wrote()
+        return pruned
 
     async def close(self) -> None:
         self._closing.set()
+        self._written.set()  # wakes the checkpointer for its last, truncating checkpoint
         if self._checkpointer is not None:
             self._checkpointer.join(5)
             self._checkpointer = None
@@ -187,6 +201,10 @@ class SqliteLedger(Ledger):
         return True
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _wrote(self) -> None:
+        if not self._written.is_set():  # the common case under load: no lock taken
+            self._written.set()
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

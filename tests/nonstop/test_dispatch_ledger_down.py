@@ -62,6 +62,7 @@ def test_an_unwritable_ledger_means_no_ack_and_the_retry_is_handled(sandbox: San
         dispatcher = Dispatcher(
             app,
             send_ack=lambda _link, envelope_id, *_: acks.append(envelope_id),
+            flush_acks=lambda: None,
             call_soon=loop.call_soon_threadsafe,
             telemetry=Telemetry(),
             ledger=ledger,
