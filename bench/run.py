@@ -170,11 +170,11 @@ def stop_row(how: str, kind: str) -> dict[str, Any]:
 
 
 def fault_mix(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
-    return with_lanes("faultmix", KINDS, lambda lanes: zero_loss.drive_mix(lanes, zl.mix_s, zero_loss.MIX_SEED))
+    return with_lanes("faultmix", KINDS, lambda lanes: zero_loss.drive_mix(lanes, zl.mix_s, zl.seed))
 
 
-def soak(minutes: float) -> dict[str, Any]:
-    return with_lanes("soak", ("nonstop",), lambda lanes: zero_loss.soak(lanes[0], minutes, zero_loss.MIX_SEED))
+def soak(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
+    return with_lanes("soak", ("nonstop",), lambda lanes: zero_loss.soak(lanes[0], zl.soak_min, zl.seed))
 
 
 def zero_loss_jobs(zl: zero_loss.ZeroLossProfile, only: set[str]) -> dict[str, Callable[[], dict[str, Any]]]:
@@ -186,7 +186,7 @@ def zero_loss_jobs(zl: zero_loss.ZeroLossProfile, only: set[str]) -> dict[str, C
     if "faultmix" in only:
         jobs["faultmix"] = lambda: fault_mix(zl)
     if "soak" in only and zl.soak_min > 0:
-        jobs["soak"] = lambda: soak(zl.soak_min)
+        jobs["soak"] = lambda: soak(zl)
     return jobs
 
 
@@ -361,6 +361,12 @@ def main(argv: list[str]) -> int:
         metavar="MINUTES",
         help="minutes of the soak (default: 30 for the full run, none with --quick)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=zero_loss.MIX_SEED,
+        help=f"the fault mix's and the soak's fault schedule (default: {zero_loss.MIX_SEED})",
+    )
     args = parser.parse_args(argv)
     try:
         only = row_groups(args.only)
@@ -372,6 +378,7 @@ def main(argv: list[str]) -> int:
     zl = zero_loss.QUICK if args.quick else zero_loss.FULL
     if args.soak is not None:
         zl = dataclasses.replace(zl, soak_min=args.soak)
+    zl = dataclasses.replace(zl, seed=args.seed)
     for name in PROXY_VARS:  # the sandboxes are on 127.0.0.1; bots get a proxy-free env too
         os.environ.pop(name, None)
 

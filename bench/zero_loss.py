@@ -20,7 +20,9 @@ import psutil
 
 from bench.procs import Lane
 from bench.scenarios import SETTLE_S, percentile
-from sandbox.records import Delivery
+from sandbox.records import ConnectionInfo, Delivery, DeliveryRecord
+
+MIX_SEED = 9  # the fault mix's and the soak's schedule unless bench/run.py --seed says otherwise
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class ZeroLossProfile:
     ledger_rounds: int  # ledger overhead: bursts per ledger backend
     mix_s: float  # fault mix: how long mentions are sent
     soak_min: float  # soak: minutes of the fault mix (0: no soak)
+    seed: int = MIX_SEED  # the fault mix's and the soak's fault schedule (bench/run.py --seed)
 
 
 FULL = ZeroLossProfile(command_tries=8, ledger_rounds=5, mix_s=240.0, soak_min=30.0)
@@ -206,7 +209,6 @@ MIX_TITLES = {
 MIX_EVERY_S = 0.5
 MIX_GAP_S = (10.0, 20.0)
 MIX_OUTAGE_S = 8.0
-MIX_SEED = 9
 WITHIN_S = 5.0
 SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its ack deadlines, and a margin
 
@@ -290,7 +292,7 @@ def drive_mix(
         "duration_s": duration_s,
         "seed": seed,
         "faults": injected,
-        "by_kind": {lane.kind: mix_outcome(lane, sent[lane.name], outages, struck) for lane in lanes},
+        "by_kind": {lane.kind: mix_outcome(lane, sent[lane.name], outages, struck, start) for lane in lanes},
     }
 
 
@@ -309,11 +311,64 @@ def last_fault(created: float, struck: list[tuple[float, str]]) -> str:
     return before[-1] if before else "none"
 
 
+def _routable_at(conn: ConnectionInfo, at: float) -> bool:
+    """Whether "Slack" could route to `conn` at `at`: hello sent, no disconnect sent, not closed yet."""
+    ended = min((t for t in (conn.disconnect_at, conn.closed_at) if t is not None), default=None)
+    return conn.hello_at is not None and conn.hello_at <= at and (ended is None or at < ended)
+
+
+def _silent_at(conn: ConnectionInfo, at: float) -> bool:
+    return conn.silenced_at is not None and conn.silenced_at <= at
+
+
+def _timeline(conn: ConnectionInfo, start: float) -> dict[str, Any]:
+    """One connection's life in seconds from the run's start (None: never happened)."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - start, 2)
+
+    return {
+        "id": conn.id,
+        "hello_s": rel(conn.hello_at),
+        "silenced_s": rel(conn.silenced_at),
+        "disconnect_s": rel(conn.disconnect_at),
+        "closed_s": rel(conn.closed_at),
+        "how": conn.close_how or conn.disconnect_reason,
+    }
+
+
+def attempts_seen(
+    record: DeliveryRecord, conns: dict[str, ConnectionInfo], start: float, struck: list[tuple[float, str]]
+) -> dict[str, Any]:
+    """One delivery's attempts as Slack made them: for each, when (seconds from the run's start), the retry
+    number, whether the connection it was written to was silent (dead), and what Slack could pick from at that
+    moment: connections it could route to, and how many of those were silent. Explains a lost or late event."""
+    out: list[dict[str, Any]] = []
+    for a in record.attempts:
+        conn = conns.get(a.connection_id) if a.connection_id else None
+        routable = [c for c in conns.values() if _routable_at(c, a.sent_at)]
+        out.append({
+            "at_s": round(a.sent_at - start, 2),
+            "retry": a.retry_attempt,
+            "held_s": round(a.sent_at - a.started_at, 2),
+            "to": "never sent" if conn is None else ("silent" if _silent_at(conn, a.sent_at) else "live"),
+            "routable": len(routable),
+            "silent": sum(1 for c in routable if _silent_at(c, a.sent_at)),
+        })  # fmt: skip
+    created = record.attempts[0].started_at if record.attempts else start
+    return {"outcome": record.outcome, "after": last_fault(created, struck), "attempts": out}
+
+
 def mix_outcome(
-    lane: Lane, ds: list[Delivery], outages: list[tuple[float, float]], struck: list[tuple[float, str]]
+    lane: Lane,
+    ds: list[Delivery],
+    outages: list[tuple[float, float]],
+    struck: list[tuple[float, str]],
+    start: float = 0.0,
 ) -> dict[str, Any]:
     sb = lane.sb
     records = {r.key: r for r in sb.deliveries()}
+    conns = {c.id: c for c in sb.connections()}
     first: dict[str, float] = {}
     count: Counter[str] = Counter()
     for call in sb.bot_messages():
@@ -325,6 +380,8 @@ def mix_outcome(
     outcomes: Counter[str] = Counter()
     late_after: Counter[str] = Counter()  # not answered within 5 s (lost included), by the fault before
     lost_after: Counter[str] = Counter()
+    lost_detail: list[dict[str, Any]] = []  # every lost one's attempts (attempts_seen)
+    late_detail: list[dict[str, Any]] = []  # every one answered, but later than 5 s
     for d in ds:
         record = records[d.key]
         outcomes[record.outcome] += 1
@@ -337,6 +394,9 @@ def mix_outcome(
             late_after[last_fault(created, struck)] += 1
         if d.ts not in first:
             lost_after[last_fault(created, struck)] += 1
+            lost_detail.append(attempts_seen(record, conns, start, struck))
+        elif delays[-1] > WITHIN_S:
+            late_detail.append(attempts_seen(record, conns, start, struck) | {"delay_s": round(delays[-1], 2)})
     n = len(ds)
     within = sum(1 for v in delays if v <= WITHIN_S)
     return {
@@ -352,6 +412,9 @@ def mix_outcome(
         "delivery_outcomes": dict(outcomes),
         "late_after": dict(late_after),
         "lost_after": dict(lost_after),
+        "lost_detail": lost_detail,
+        "late_detail": late_detail,
+        "connections": [_timeline(c, start) for c in conns.values()],
         "retried": sum(1 for d in ds if len(records[d.key].attempts) > 1),
         "bot_alive": lane.alive(),
         "restarts": lane.restarts,

@@ -48,12 +48,6 @@ log = logging.getLogger("nonstop.supervisor")
 _QUIET = logging.getLogger("nonstop.supervisor.tickets")
 _QUIET.setLevel(logging.CRITICAL)
 
-LIVE_PER_DOUBTFUL = 4
-"""Spare links: hold this many live connections per connection Slack counts that cannot answer (suspect,
-or dead and not yet noticed by Slack), within the budget. Slack picks a connection at random among
-those it counts, so a retry then lands on a live one at least 4 times in 5, and one of two retries 24
-times in 25; a false alarm (a suspect that was only slow) is undone as soon as it is heard from."""
-
 
 class Supervisor:
     def __init__(
@@ -585,13 +579,17 @@ class Supervisor:
     async def _balance_spares(self) -> None:
         target = self._settings.connections
         doubtful = len(self._links) + self._unaccounted - len(self._live())  # suspects + dead ones Slack counts
-        wanted = max(target, LIVE_PER_DOUBTFUL * doubtful)
+        wanted = self._budget.live_wanted(target, doubtful, self._share.others_held())  # why: nonstop/budget.py
         if self._share.others_short() > 0:  # other replicas are owed links: spares give way to them first
             wanted = target
         for spare in [link for link in self._spares if link.is_open and not link.suspect]:
             if len(self._live()) <= wanted:
                 break
-            why = "Slack counts no dead connection any more" if doubtful == 0 else "fewer dead connections to outnumber"
+            why = (
+                "Slack counts no dead connection any more"
+                if doubtful == 0
+                else "no more spares than the dead connections call for, with room kept for a next silence"
+            )
             await self._release(spare, why)
         if doubtful == 0 or len(self._live()) < target:
             self._update_state()

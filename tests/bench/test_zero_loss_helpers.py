@@ -10,7 +10,8 @@ import pytest
 
 from bench import zero_loss_report
 from bench.run import GROUPS, row_groups
-from bench.zero_loss import MIX_FAULTS, MIX_GAP_S, deliverable_at, fault_schedule
+from bench.zero_loss import MIX_FAULTS, MIX_GAP_S, attempts_seen, deliverable_at, fault_schedule
+from sandbox.records import Attempt, ConnectionInfo, DeliveryRecord
 
 
 def test_the_fault_schedule_is_seeded_spaced_and_covers_every_kind() -> None:
@@ -34,6 +35,29 @@ def test_an_event_sent_during_an_outage_counts_from_the_outages_end() -> None:
     assert deliverable_at(100.0, outages) == 108.0
     assert deliverable_at(207.5, outages) == 208.0
     assert deliverable_at(208.0, outages) == 208.0
+
+
+def test_each_attempt_of_a_lost_event_says_what_slack_could_pick_from() -> None:
+    conns = {
+        "c1": ConnectionInfo("c1", 0.0, hello_at=1.0, silenced_at=50.0),  # went silent at 50
+        "c2": ConnectionInfo("c2", 0.0, hello_at=1.0, silenced_at=50.0),
+        "c3": ConnectionInfo("c3", 51.0, hello_at=52.0),  # the replacement
+        "c4": ConnectionInfo("c4", 0.0, hello_at=1.0, disconnect_at=20.0, closed_at=21.0),  # refreshed away
+    }
+    record = DeliveryRecord("k", "events_api", "Ev1", {})
+    record.attempts += [
+        Attempt("e1", "c1", 50.5, 0, 50.5),  # into a dead socket before the replacement
+        Attempt("e2", "c2", 53.5, 1, 53.5),  # the first retry: one live of three
+        Attempt("e3", None, 70.0, 2, 70.0),  # never sent
+    ]
+    seen = attempts_seen(record, conns, start=10.0, struck=[(49.0, "silence")])
+    assert seen["after"] == "silence"
+    assert [(a["to"], a["routable"], a["silent"]) for a in seen["attempts"]] == [
+        ("silent", 2, 2),
+        ("silent", 3, 2),
+        ("never sent", 3, 2),
+    ]
+    assert [a["at_s"] for a in seen["attempts"]] == [40.5, 43.5, 60.0]
 
 
 def test_only_takes_known_groups() -> None:

@@ -50,3 +50,15 @@ def test_budget_counts_what_slack_counts_that_we_do_not_hold() -> None:
     assert budget.room(held=2, unaccounted=0) == 8
     assert budget.room(held=8, unaccounted=2) == 0
     assert budget.room(held=9, unaccounted=5) == 0
+
+
+def test_live_wanted_keeps_room_for_the_replacements_a_next_silence_needs() -> None:
+    budget = Budget(limit=10)
+    assert budget.live_wanted(target=2, doubtful=0) == 2  # nothing dead: the slots only
+    assert budget.live_wanted(target=2, doubtful=1) == 4  # four live per dead one
+    # Two dead: six live, not eight; if those six die too, Slack counts 8 and 2 replacements still fit.
+    assert budget.live_wanted(target=2, doubtful=2) == 6
+    assert budget.live_wanted(target=2, doubtful=8) == 2  # at worst the slots themselves
+    assert budget.live_wanted(target=2, doubtful=2, others=4) == 2  # other replicas' links count too
+    for dead in range(1, 7):  # after one more silence (every live link dead too) two replacements still fit
+        assert dead + budget.live_wanted(target=2, doubtful=dead) + 2 <= 10, dead
