@@ -163,8 +163,12 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
             lambda: all(c.state == "live" for c in sandbox.connections(live_only=True)), what="no silent links"
         )
         sandbox.slow_api(6.0, methods=["chat.postMessage"])
+        replies_before = len(sandbox.calls("chat.postMessage"))
         d = sandbox.mention("ping")
         sandbox.wait_for_ack(d)
+        sandbox.wait_until(  # its listener has started (acks first: a listener starts once envelopes stop)
+            lambda: len(sandbox.calls("chat.postMessage")) > replies_before, what="the reply under way"
+        )
         sandbox.revoke("app")
         fatal = probe.until_not_ready("fatal: token_revoked", timeout=5)
         assert fatal["status"] == "not_ready"
