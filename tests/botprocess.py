@@ -56,7 +56,11 @@ class BotProcess:
             time.sleep(0.05)
 
     def wait_exit(self, timeout: float = 15) -> int:
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:  # say where it stands: the log's tail is the only witness
+            tail = self.log[-4000:]
+            raise TimeoutError(f"the bot was still running {timeout} s later; its log ends:\n{tail}") from None
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
