@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from nonstop.ledger import RedisLedger
+from nonstop.ledger.redis_ledger import REDIS_NOW_MS
 from nonstop.telemetry import ClusterView, Replica, Telemetry
 
 log = logging.getLogger("nonstop.cluster")
@@ -128,15 +129,15 @@ def allocate(members: list[Member], limit: int = SLACK_CONNECTION_LIMIT) -> dict
 
 
 # Both scripts first forget the members whose heartbeat lapsed (with what they held), on Redis's clock.
-_EXPIRE_MEMBERS = """
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'members', '-inf', now_ms)) do
+_EXPIRE_MEMBERS = (
+    REDIS_NOW_MS
+    + """for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'members', '-inf', now_ms)) do
   redis.call('ZREM', p .. 'members', id)
   redis.call('HDEL', p .. 'member', id)
   redis.call('HDEL', p .. 'held', id)
 end
 """
+)
 
 _BEAT = (
     """

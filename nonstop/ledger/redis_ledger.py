@@ -58,10 +58,18 @@ would run its events a second time. 10 s keeps both well inside the ~15 s a cras
 
 TAKEOVER_BATCH = 200
 
-_ADMIT = """
-local p, me, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+REDIS_NOW_MS = """
 local t = redis.call('TIME')
-local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + lease_ms
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+"""Lua: `now_ms`, Redis's own clock in milliseconds (every replica's leases are judged on one clock)."""
+
+_ADMIT = (
+    """
+local p, me, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+"""
+    + REDIS_NOW_MS
+    + """local until_ms = now_ms + lease_ms
 local fresh = {}
 for i = 4, #ARGV, 2 do
   local key, envelope = ARGV[i], ARGV[i + 1]
@@ -77,6 +85,7 @@ for i = 4, #ARGV, 2 do
 end
 return fresh
 """
+)
 
 _FINISH = """
 local p, ttl_ms = ARGV[1], tonumber(ARGV[2])
@@ -93,10 +102,12 @@ return 1
 
 # Renew this replica's claims; a claim Redis no longer has (it restarted empty, or the events were
 # admitted here while it was unreachable) is made again, unless the event is done already.
-_RENEW = """
+_RENEW = (
+    """
 local p, me, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + lease_ms
+"""
+    + REDIS_NOW_MS
+    + """local until_ms = now_ms + lease_ms
 local lost = {}
 for i = 4, #ARGV, 3 do
   local key, envelope, runs = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -116,14 +127,16 @@ for i = 4, #ARGV, 3 do
 end
 return lost
 """
+)
 
 # Expired claims become this replica's. One that already ran MAX_RUNS times is given up (marked done).
-_TAKEOVER = """
+_TAKEOVER = (
+    """
 local p, me, lease_ms, ttl_ms, max_runs, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
   tonumber(ARGV[5]), tonumber(ARGV[6])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
+"""
+    + REDIS_NOW_MS
+    + """local out = {}
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', p .. 'lease', '-inf', now_ms, 'LIMIT', 0, limit)) do
   local envelope = redis.call('HGET', p .. 'envelope', key) or ''
   local runs = tonumber(redis.call('HGET', p .. 'runs', key) or '0')
@@ -144,6 +157,7 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', p .. 'lease', '-inf', now_ms, '
 end
 return out
 """
+)
 
 # Hand this replica's unfinished claims to the others at once (a graceful stop), instead of after the lease.
 _RELEASE = """
