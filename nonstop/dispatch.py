@@ -310,12 +310,16 @@ class Dispatcher:
         self._start_timer = loop.call_at(due, self._start_queued)
 
     def _start_queued(self) -> None:
+        for request, key in self._take_queued():
+            self._start_event(request, key)
+
+    def _take_queued(self) -> list[tuple[SocketModeRequest, str]]:
+        """The events held back so far, and no timer left to start them."""
         if self._start_timer is not None:
             self._start_timer.cancel()
             self._start_timer = None
         requests, self._to_start = self._to_start, []
-        for request, key in requests:
-            self._start_event(request, key)
+        return requests
 
     def replay(self, entries: list[Entry]) -> int:
         """Run the events an earlier run (or a replica that died) acked and never finished; return how many will run."""
@@ -446,11 +450,7 @@ class Dispatcher:
         cut off half-way by the drain deadline): nothing that is on record is dropped."""
         self.accepting = False
         self._arrivals.flush_now()
-        if self._start_timer is not None:
-            self._start_timer.cancel()
-            self._start_timer = None
-        queued, self._to_start = self._to_start, []
-        self._queue_starts(queued)
+        self._queue_starts(self._take_queued())  # now that it is stopping: started, or left on record
 
     def drain(self, timeout_s: float) -> bool:
         """After `stop_accepting()`, wait (bounded) for in-flight dispatches and listeners. True if all
