@@ -22,17 +22,11 @@ from nonstop.ledger.memory import MemoryLedger
 from nonstop.ledger.sqlite import SqliteLedger
 from nonstop.telemetry import Telemetry
 from sandbox import Sandbox
+from tests.nonstop.dispatching import mention_envelope, until
 
 
 def envelope(n: int) -> dict[str, Any]:
-    event = {"type": "app_mention", "text": "<@U0BOT0001> ping", "user": "U0HUMAN01", "channel": "C0GENERAL",
-             "ts": f"1700000000.{n:06d}", "event_ts": f"1700000000.{n:06d}"}  # fmt: skip
-    return {
-        "envelope_id": f"env-{n}",
-        "type": "events_api",
-        "retry_attempt": 0,
-        "payload": {"type": "event_callback", "event_id": f"Ev0FIRST{n:04d}", "team_id": "T0EMUL001", "event": event},
-    }
+    return mention_envelope(f"env-{n}", f"Ev0FIRST{n:04d}", ts=f"1700000000.{n:06d}")
 
 
 class Bot:
@@ -69,12 +63,6 @@ class Bot:
     def started_count(self) -> int:
         with self._lock:
             return len(self.started)
-
-
-async def until(check: Any, timeout_s: float = 15) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 def test_listeners_wait_while_envelopes_keep_arriving_then_all_run(sandbox: Sandbox) -> None:

@@ -18,6 +18,7 @@ from nonstop.ledger import Entry, LedgerError
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.telemetry import Telemetry
 from sandbox import Sandbox
+from tests.nonstop.dispatching import mention_envelope, until
 
 
 class FlakyLedger(MemoryLedger):
@@ -34,20 +35,7 @@ class FlakyLedger(MemoryLedger):
 
 
 def envelope(envelope_id: str, retry_attempt: int) -> dict[str, Any]:
-    event = {"type": "app_mention", "text": "<@U0BOT0001> ping", "user": "U0HUMAN01", "channel": "C0GENERAL",
-             "ts": "1700000000.000100", "event_ts": "1700000000.000100"}  # fmt: skip
-    return {
-        "envelope_id": envelope_id,
-        "type": "events_api",
-        "retry_attempt": retry_attempt,
-        "payload": {"type": "event_callback", "event_id": "Ev0DOWN001", "team_id": "T0EMUL001", "event": event},
-    }
-
-
-async def until(check: Any, timeout_s: float = 10) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():
-            await asyncio.sleep(0.01)
+    return mention_envelope(envelope_id, "Ev0DOWN001", retry_attempt=retry_attempt)  # one event, retried
 
 
 def test_an_unwritable_ledger_means_no_ack_and_the_retry_is_handled(sandbox: Sandbox) -> None:
@@ -72,12 +60,12 @@ def test_an_unwritable_ledger_means_no_ack_and_the_retry_is_handled(sandbox: San
             max_backlog=10,
         )
         dispatcher.on_envelope(None, envelope("env-first", 0))
-        await until(lambda: ledger.refused >= 1)  # the admission, at the end of this loop turn, failed
+        await until(lambda: ledger.refused >= 1, timeout_s=10)  # the admission, at the end of this loop turn, failed
         await asyncio.sleep(0)  # and one more turn, where an ack would have been written
         assert acks == [], "an event that is not on record must not be acked"
         ledger.broken = False
         dispatcher.on_envelope(None, envelope("env-retry", 1))  # Slack's retry of the same event
-        await until(lambda: bool(handled))
+        await until(lambda: bool(handled), timeout_s=10)
         dispatcher.stop_accepting()
         await loop.run_in_executor(None, dispatcher.drain, 5)
 
