@@ -201,6 +201,21 @@ def command_under_load(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
     return with_lanes("command", KINDS, body)
 
 
+def interleaved_bursts(label: str, lanes: dict[str, Lane], rounds: int, size: int) -> dict[str, dict[str, Any]]:
+    """`rounds` bursts of `size` mentions per bot and per shape, one bot at a time, the bots taking turns so
+    background load hits every bot alike; → {shape: {name: pooled bursts}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for shape in scenarios.BURST_SHAPES:
+        done: dict[str, list[dict[str, Any]]] = {name: [] for name in lanes}
+        for i in range(rounds):
+            for name, lane in lanes.items():
+                done[name].append(scenarios.burst(lane, size, shape))
+                say(f"  done: {label}/{name} {shape} round {i + 1}")
+                time.sleep(2.0)
+        out[shape] = {name: scenarios.pool_bursts(r) for name, r in done.items()}
+    return out
+
+
 def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int) -> dict[str, Any]:
     """Nonstop with its SQLite ledger and with memory://, bursts interleaved, one at a time, nothing else running."""
     urls = {"sqlite": "sqlite:///nonstop-ledger.sqlite3", "memory": "memory://"}  # sqlite: in the bot's directory
@@ -210,16 +225,7 @@ def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int) -> dict[str,
             lane = Lane("nonstop", f"ledger-{backend}", env={"NONSTOP_LEDGER": url})
             started.append(lane)
             lane.start()
-        out: dict[str, Any] = {}
-        for shape in scenarios.BURST_SHAPES:
-            rounds: dict[str, list[dict[str, Any]]] = {backend: [] for backend in urls}
-            for i in range(zl.ledger_rounds):
-                for backend, lane in zip(urls, started, strict=True):
-                    rounds[backend].append(scenarios.burst(lane, burst_size, shape))
-                    say(f"  done: ledger/{backend} {shape} round {i + 1}")
-                    time.sleep(2.0)
-            out[shape] = {backend: scenarios.pool_bursts(r) for backend, r in rounds.items()}
-        return out
+        return interleaved_bursts("ledger", dict(zip(urls, started, strict=True)), zl.ledger_rounds, burst_size)
     finally:
         for lane in started:
             lane.stop()
@@ -324,15 +330,9 @@ def phase_b(profile: Profile, results: dict[str, Any]) -> None:
 
     def body(lanes: list[Lane]) -> None:
         say(f"phase B: ack latency, {profile.burst_rounds} x {profile.burst} mentions per shape, one bot at a time")
-        results["burst"] = {}
-        for shape in scenarios.BURST_SHAPES:
-            rounds: dict[str, list[dict[str, Any]]] = {lane.kind: [] for lane in lanes}
-            for i in range(profile.burst_rounds):  # interleaved, so background load hits every bot alike
-                for lane in lanes:
-                    rounds[lane.kind].append(scenarios.burst(lane, profile.burst, shape))
-                    say(f"  done: burst/{lane.kind} {shape} round {i + 1}")
-                    time.sleep(2.0)
-            results["burst"][shape] = {kind: scenarios.pool_bursts(r) for kind, r in rounds.items()}
+        results["burst"] = interleaved_bursts(
+            "burst", {lane.kind: lane for lane in lanes}, profile.burst_rounds, profile.burst
+        )
 
     with_lanes("quiet", (*KINDS, FLOOR), body)
 
