@@ -98,9 +98,11 @@ class Schedule:
       network last seconds (issue 9 measured 8 s outages of `apps.connections.open`); Slack retries an
       unacked event almost at once and then only after a minute, so every second the bot stays away
       after Slack is back costs events. Trying once a second means the bot is back within ~1 s of
-      Slack, while costing Slack at most one `apps.connections.open` per second (its Tier-1-like rate
-      limit is far above that); one gate for the whole process keeps it one per second however many
-      connections are wanted.
+      Slack, while costing Slack at most one `apps.connections.open` per second; one gate for the whole
+      process keeps it one per second however many connections are wanted. Slack documents the method
+      as Tier 1 ("1+ per minute", bursts tolerated) without saying whether failed calls count, so a
+      minute of this may draw a 429: its `Retry-After` is then obeyed exactly (`rate_limited`), and the
+      schedule can outrun Slack's real limit by one call at most.
     - `small_jitter` = 10 % in that first minute: enough to keep many bots that lost Slack at the same
       instant from knocking in lockstep, small enough that the wait never exceeds ~1.1 s.
     - after the first minute the wait grows by `growth` = 10 % of the time beyond it, up to `cap_s`
