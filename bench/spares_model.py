@@ -1,0 +1,158 @@
+"""The fault mix's losses worked out in the sandbox's model instead of measured: for each policy of spare links,
+the expected number of mentions lost on the fault mix's seeded schedules, and the odds of a run losing none.
+
+Why: a measured fault mix is one draw (bench/zero_loss.py). Whether "none lost" is within reach of some
+policy, and what the number of live links costs, needs the expectation over many schedules. Run it with
+`python -m bench.spares_model` (a few seconds; no bot, no sandbox).
+
+The model is the sandbox's (docs/sandbox-model.md), with the fault mix's schedule and timings:
+- Slack counts a silenced connection as alive for `silent_link_alive_s` (900 s). A TCP reset, and the
+  outage (its sockets are reset), end every connection Slack counts, the dead ones included.
+- When every link goes silent, the bot suspects them after `detect_s` and then holds as many live links
+  as the policy wants, within the 10 Slack counts. Before that, every link it holds is dead.
+- An attempt lands on a live connection with probability live / (live + dead): first attempts go
+  round-robin and retries at random, the same share on average. While Slack counts no connection (an
+  outage), an attempt waits for one up to its 3 s deadline.
+- Attempts: the first when the mention is sent; each retry after the previous attempt's 3 s deadline and
+  the bench's retry delay (0, 10, 30 s). A mention is lost when all four land on dead connections.
+- Warnings and refresh_requested are make-before-break: they change nothing here. Lateness (answered,
+  but later than 5 s) is not modelled; the measured rows show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.procs import BENCH_CONFIG
+from bench.zero_loss import MIX_EVERY_S, MIX_OUTAGE_S, MIX_SEED, fault_schedule
+from nonstop.budget import Budget
+from nonstop.settings import SupervisorSettings
+
+LIMIT = Budget().limit
+ACK_DEADLINE_S = BENCH_CONFIG.ack_deadline_s
+RETRY_DELAYS_S = BENCH_CONFIG.retry_delays_s
+ALIVE_S = BENCH_CONFIG.silent_link_alive_s
+PING_INTERVAL_S = SupervisorSettings().ping_interval_s
+PONG_TIMEOUT_S = SupervisorSettings().pong_timeout_s
+DETECT_S = tuple(PONG_TIMEOUT_S + PING_INTERVAL_S * (i + 0.5) / 5 for i in range(5))
+"""When the bot suspects a silence: the next ping, somewhere in the interval, plus the pong timeout. The
+outcome is averaged over these five points of the interval."""
+RECONNECT_AFTER_OUTAGE_S = 1.0  # the policy's one try a second (nonstop/policy.py): ~0.5 s on average
+
+Policy = Callable[[int, int], int]  # (target links, dead connections Slack counts) -> live links wanted
+
+POLICIES: dict[str, Policy] = {
+    "Nonstop (Budget.live_wanted)": lambda target, dead: Budget().live_wanted(target, dead),
+    "no spare links": lambda target, dead: target,
+    "the whole budget": lambda target, dead: LIMIT - dead if dead else target,
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    begin: float
+    live: int
+    dead: int  # dead connections Slack counts (each one's 900 s is checked where the span starts)
+    outage_end: float | None = None  # while Slack counts nothing: when a connection comes back
+
+
+def spans(faults: list[tuple[float, str]], target: int, policy: Policy, detect_s: float, alive_s: float) -> list[Span]:
+    """What Slack counts, live and dead, from each fault on: one span per change."""
+    out = [Span(0.0, target, 0)]
+    dead_since: list[float] = []
+    live = target
+    for at, fault in faults:
+        if fault in ("reset", "outage"):
+            dead_since, live = [], target
+            if fault == "outage":
+                back = at + MIX_OUTAGE_S + RECONNECT_AFTER_OUTAGE_S / 2
+                out += [Span(at, 0, 0, outage_end=back), Span(back, target, 0)]
+            else:
+                out.append(Span(at, target, 0))
+        elif fault == "silence":
+            dead_since = [t for t in dead_since if t + alive_s > at] + [at] * live
+            out.append(Span(at, 0, len(dead_since)))
+            seen = at + detect_s
+            dead = len([t for t in dead_since if t + alive_s > seen])
+            live = max(0, min(policy(target, dead), LIMIT - dead))
+            out.append(Span(seen, live, dead))
+    return out
+
+
+def _at(timeline: list[Span], t: float) -> Span:
+    found = timeline[0]
+    for span in timeline:
+        if span.begin > t:
+            break
+        found = span
+    return found
+
+
+def p_dead(timeline: list[Span], t: float) -> float:
+    """The chance that an attempt made at `t` reaches no live connection."""
+    span = _at(timeline, t)
+    if span.outage_end is not None:
+        return 0.0 if span.outage_end <= t + ACK_DEADLINE_S else 1.0
+    if span.live + span.dead == 0:
+        return 1.0
+    return span.dead / (span.live + span.dead)
+
+
+def p_lost(timeline: list[Span], sent: float) -> float:
+    """The chance that a mention sent at `sent` is lost: every attempt reaches no live connection."""
+    p, t = p_dead(timeline, sent), sent
+    for delay in RETRY_DELAYS_S:
+        t += ACK_DEADLINE_S + delay
+        p *= p_dead(timeline, t)
+    return p
+
+
+@dataclass(frozen=True)
+class Outcome:
+    expected_lost: float
+    p_none_lost: float
+
+
+def outcome(seed: int, duration_s: float, target: int, policy: Policy, alive_s: float = ALIVE_S) -> Outcome:
+    lost, none = 0.0, 0.0
+    for detect_s in DETECT_S:
+        timeline = spans(fault_schedule(seed, duration_s), target, policy, detect_s, alive_s)
+        ps = [p_lost(timeline, i * MIX_EVERY_S) for i in range(round(duration_s / MIX_EVERY_S))]
+        lost += sum(ps) / len(DETECT_S)
+        none += math.prod(1 - p for p in ps) / len(DETECT_S)
+    return Outcome(lost, none)
+
+
+def table(seeds: range, duration_s: float, seed: int, alive_s: float) -> str:
+    rows = [
+        f"| policy | links | expected lost per run, {len(seeds)} schedules | runs losing none | "
+        f"seed {seed}: expected lost | seed {seed}: odds of none lost |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, policy in POLICIES.items():
+        for target in (1, 2):
+            many = [outcome(s, duration_s, target, policy, alive_s) for s in seeds]
+            one = outcome(seed, duration_s, target, policy, alive_s)
+            mean = sum(o.expected_lost for o in many) / len(many)
+            none = sum(o.p_none_lost for o in many) / len(many)
+            rows.append(
+                f"| {name} | {target} | {mean:.2f} | {none:.0%} | {one.expected_lost:.2f} | {one.p_none_lost:.0%} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--schedules", type=int, default=200, help="seeded schedules to average over")
+    parser.add_argument("--seed", type=int, default=MIX_SEED, help="the schedule shown on its own")
+    parser.add_argument("--duration", type=float, default=240.0, help="seconds of mentions (the fault mix: 240)")
+    parser.add_argument("--alive", type=float, default=ALIVE_S, help="seconds Slack counts a silent link (900)")
+    a = parser.parse_args()
+    print(table(range(1, a.schedules + 1), a.duration, a.seed, a.alive))
+
+
+if __name__ == "__main__":
+    main()
