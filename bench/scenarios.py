@@ -254,7 +254,7 @@ BURST_TITLES = {ONE_BY_ONE: "one by one, back to back", AT_ONCE: "all written at
 
 
 @contextlib.contextmanager
-def _no_harness_gc() -> Iterator[None]:
+def harness_collector_off() -> Iterator[None]:
     """The harness's own collector off while a burst is sent and acked, after a full collection.
 
     The sandbox that writes the envelopes and reads the acks runs in this process, and a full collection
@@ -286,7 +286,7 @@ def burst(lane: Lane, count: int, shape: str = AT_ONCE, timeout_s: float = 60.0)
     def records() -> list[DeliveryRecord]:
         return [r for r in sb.deliveries() if r.key in keys]
 
-    with _no_harness_gc():
+    with harness_collector_off():
         start = time.monotonic()
         deliveries = sb.mentions(texts) if shape == AT_ONCE else [sb.mention(text) for text in texts]
         sent_s = time.monotonic() - start
