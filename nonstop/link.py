@@ -86,9 +86,9 @@ class _Connection(ClientConnection):
     heard: Callable[[bytes], None] | None = None
 
     def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # first: whatever the hook does, the library's stream stays whole
         if self.heard is not None:
             self.heard(data)
-        super().data_received(data)
 
 
 class Link:
@@ -328,7 +328,7 @@ class Link:
         if self._pong_overdue is None:
             due = sent + self._pong_timeout_s
             self._pong_overdue = self._loop.call_at(due, self._overdue, due)
-        if ws.transport.get_write_buffer_size():
+        if ws.transport.is_closing() or ws.transport.get_write_buffer_size():
             return
         payload = self._mask_keys.next()  # random, so the pong cannot be mistaken for an older ping's
         self._write(ws, ping_frame(payload, self._mask_keys.next()))
