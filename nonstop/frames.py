@@ -7,6 +7,9 @@ listener thread, once per ack. Here one `os.urandom` read yields the keys of 1,0
 unpredictable as RFC 6455 §5.3 asks ("derived from a strong source of entropy"), one system call
 instead of 1,024. The link sends no fragmented or compressed messages (it connects with
 compression=None), so a frame is the whole message.
+
+Its pings are framed here too, for the same reason and because an idle bot does little else: see
+`Link.ping`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ except ImportError:  # pragma: no cover - pure-Python wheels
     from websockets.utils import apply_mask
 
 _OP_TEXT_FIN = 0x81
+_OP_PING_FIN = 0x89
+_OP_PONG_FIN = 0x8A
 _MASKED = 0x80
 _KEYS_PER_READ = 1024
 
@@ -51,3 +56,14 @@ def text_frame(text: str, key: bytes) -> bytes:
     else:
         head = struct.pack("!BBQ", _OP_TEXT_FIN, _MASKED | 127, length)
     return head + key + apply_mask(data, key)
+
+
+def ping_frame(payload: bytes, key: bytes) -> bytes:
+    """One masked ping carrying `payload` (at most 125 bytes, as for any control frame)."""
+    assert len(payload) < 126, "a control frame's payload is at most 125 bytes"
+    return struct.pack("!BB", _OP_PING_FIN, _MASKED | len(payload)) + key + apply_mask(payload, key)
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """The pong a server sends back for a ping carrying `payload`, as it appears on the wire (unmasked)."""
+    return struct.pack("!BB", _OP_PONG_FIN, len(payload)) + payload

@@ -1,20 +1,21 @@
 """One Socket Mode WebSocket link: ticket URL → handshake → hello → frames, until it dies.
 
 A `Link` never reconnects by itself; the supervisor decides what happens next. It knows exactly one
-thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Every inbound
-frame (hello, envelope, disconnect, the pong to our ping) refreshes `last_inbound`; a ping goes out
-every `ping_interval_s`. A ping left unanswered for `pong_timeout_s`, with no other frame since, makes
-the link *suspect*: the supervisor opens its replacement at once but keeps this one, since it may only
-be slow; any frame clears the suspicion. When nothing has come in for `stale_after_s` the link is
-declared half-open and aborted. Close frames, resets and EOF are seen the moment the kernel reports them (asyncio), so
-there is no polling loop and no spinning on a dead socket.
+thing the stock clients get wrong: a link is alive only while Slack is *talking* on it. Whatever comes
+in (hello, envelope, disconnect, Slack's ping, the pong to ours: any bytes) refreshes `last_inbound`;
+a ping goes out every `ping_interval_s`. A ping left unanswered for `pong_timeout_s`, with nothing else
+in since, makes the link *suspect*: the supervisor opens its replacement at once but keeps this one,
+since it may only be slow; anything that comes in clears the suspicion. When nothing has come in for
+`stale_after_s` the link is declared half-open and aborted. Close frames, resets and EOF are seen the
+moment the kernel reports them (asyncio), so there is no polling loop and no spinning on a dead socket.
 
-The public API of `websockets` does the work (`connect`, `recv`, `send`, `ping`, `close`, the
+The public API of `websockets` does the work (`connect`, `recv`, `send`, `close`, the
 `ConnectionClosed` exceptions), with the library's own frame-size cap: a frame larger than
-`max_frame_bytes` ends the link with close code 1009 and one line that names the cap. Two documented
-lower layers are used where the public one has no equivalent, both pinned by a contract test: the
-connection's Sans-I/O `protocol` to write a turn's acks in one system call, and its asyncio
-`transport` to drop a dead path without a close handshake.
+`max_frame_bytes` ends the link with close code 1009 and one line that names the cap. Documented lower
+layers are used where the public one has no equivalent, all pinned by a contract test: the connection's
+Sans-I/O `protocol` and asyncio `transport` to write a turn's acks, or a ping, in one system call; the
+`transport` to drop a dead path without a close handshake; and a `ClientConnection` subclass (passed
+as `create_connection`) whose `data_received` shows the link every byte Slack sends.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from websockets.protocol import State
 
 from nonstop import network
 from nonstop.closecodes import describe_close
-from nonstop.frames import MaskKeys, text_frame
+from nonstop.frames import MaskKeys, ping_frame, pong_frame, text_frame
 from nonstop.redact import redact
 from nonstop.turns import PerTurn
 
@@ -76,6 +77,20 @@ class LinkFailed(Exception):
 EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
 
 
+class _Connection(ClientConnection):
+    """A `ClientConnection` that shows the link every chunk of bytes Slack sends, before websockets parses it.
+
+    Any bytes from Slack prove the path alive, so this one hook replaces a callback per frame and a
+    future per ping (see `Link.ping`). `create_connection` is `connect()`'s documented way in."""
+
+    heard: Callable[[bytes], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # first: whatever the hook does, the library's stream stays whole
+        if self.heard is not None:
+            self.heard(data)
+
+
 class Link:
     def __init__(
         self,
@@ -105,7 +120,10 @@ class Link:
         self._on_inbound = on_inbound or (lambda: None)
         self._on_rtt = on_rtt or (lambda _ms: None)
         self._max_frame_bytes = max_frame_bytes
-        self._ws: ClientConnection | None = None
+        self._ws: _Connection | None = None
+        self._loop = asyncio.get_running_loop()  # each get_running_loop() is a getpid() system call
+        self._ping_sent: float | None = None  # while the pong to the last ping is awaited, for the RTT
+        self._pong = b""  # that pong as it will appear on the wire
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: PerTurn[tuple[str, Callable[[], None]]] = PerTurn(self._write_soon)
@@ -118,7 +136,7 @@ class Link:
         self.last_inbound = time.monotonic()
         self.refresh_requested = asyncio.Event()
         self.refresh_reason = ""
-        self.ended: asyncio.Future[LinkEnd] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[LinkEnd] = self._loop.create_future()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -128,8 +146,9 @@ class Link:
             async with asyncio.timeout(timeout_s):
                 # Our own ping/watchdog replaces the library keepalive: it also counts data and hello as
                 # signs of life and aborts instead of attempting a close handshake on a dead path.
-                self._ws = await connect(
+                ws = await connect(
                     self._url,
+                    create_connection=_Connection,
                     ping_interval=None,
                     ping_timeout=None,
                     close_timeout=1,
@@ -139,7 +158,10 @@ class Link:
                     user_agent_header="nonstop (websockets)",
                     **network.current().websocket_options(self._url),  # the Web API's CAs and proxy decision
                 )
-                self._mark_inbound()  # the handshake's answer came from Slack
+                assert isinstance(ws, _Connection)
+                self._ws = ws
+                ws.heard = self._heard
+                self._mark_inbound(time.monotonic())  # the handshake's answer (and what came with it) was Slack's
                 await self._await_hello()
         except TimeoutError:
             stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
@@ -160,9 +182,7 @@ class Link:
     async def _await_hello(self) -> None:
         assert self._ws is not None
         while True:
-            raw = await self._ws.recv()
-            self._mark_inbound()
-            message = self._parse(raw)
+            message = self._parse(await self._ws.recv())
             if message is None:
                 continue
             kind = message.get("type")
@@ -187,8 +207,17 @@ class Link:
                 extra={"connection": self.name, "envelope_id": envelope_id},
             )
 
-    def _mark_inbound(self) -> None:
-        self.last_inbound = time.monotonic()
+    def _heard(self, data: bytes) -> None:
+        now = time.monotonic()
+        # A pong is 6 bytes and arrives whole; in the rare case it is split across reads, the link is still
+        # proven alive by the bytes, only this RTT sample is lost.
+        if self._ping_sent is not None and self._pong in data:
+            self._on_rtt((now - self._ping_sent) * 1000)
+            self._ping_sent = None
+        self._mark_inbound(now)
+
+    def _mark_inbound(self, now: float) -> None:
+        self.last_inbound = now
         self._on_inbound()
         if self._pong_overdue is not None:
             self._pong_overdue.cancel()
@@ -223,9 +252,7 @@ class Link:
         end: LinkEnd
         try:
             while True:
-                raw = await self._ws.recv()
-                self._mark_inbound()
-                message = self._parse(raw)
+                message = self._parse(await self._ws.recv())  # `_heard` has marked it inbound already
                 if message is None:
                     continue
                 if message.get("type") == "disconnect":
@@ -285,34 +312,27 @@ class Link:
     def suspect(self) -> bool:
         return self.suspect_since is not None
 
-    async def ping(self) -> None:
-        """Send one ping and arm its deadline; its pong, or any other frame, disarms it.
+    def ping(self) -> None:
+        """Send one ping and arm its deadline; its pong, or any other bytes from Slack, disarm it.
 
-        Awaited inline by the pulse, without a task of its own, and the deadline is a timer that a
-        healthy link cancels before it fires: an idle bot pays one wake per ping interval and little
-        more (bench/: idle CPU). It never waits: a link whose earlier writes have not left yet (a dead
-        path, most likely) gets no new ping, only the deadline."""
+        Called by the pulse for every link at once, and an idle bot does little else, so it costs as
+        little as it can (bench/: idle CPU): the frame is masked from the link's pool of keys and
+        written straight to the transport, like the acks (`_write`), and the pong needs no future of
+        its own, as any bytes that come in prove the link alive (`_heard`), the pong among them. The
+        deadline is a timer that a healthy link cancels before it fires. It never waits: a link whose
+        earlier writes have not left yet (a dead path, most likely) gets no new ping, only the deadline."""
         ws = self._ws
         if ws is None or self.ended.done() or ws.state is not State.OPEN:
             return
         sent = time.monotonic()
         if self._pong_overdue is None:
-            self._pong_overdue = asyncio.get_running_loop().call_at(
-                sent + self._pong_timeout_s, self._overdue, sent + self._pong_timeout_s
-            )
-        if ws.transport.get_write_buffer_size():
+            due = sent + self._pong_timeout_s
+            self._pong_overdue = self._loop.call_at(due, self._overdue, due)
+        if ws.transport.is_closing() or ws.transport.get_write_buffer_size():
             return
-        try:
-            pong = await ws.ping()
-        except (ConnectionClosed, RuntimeError):
-            return
-
-        def answered(done: asyncio.Future[float]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                self._mark_inbound()
-                self._on_rtt((time.monotonic() - sent) * 1000)
-
-        pong.add_done_callback(answered)
+        payload = self._mask_keys.next()  # random, so the pong cannot be mistaken for an older ping's
+        self._write(ws, ping_frame(payload, self._mask_keys.next()))
+        self._ping_sent, self._pong = sent, pong_frame(payload)
 
     def _overdue(self, due: float) -> None:
         """A ping's deadline passed with no frame since. A loop that ran this timer late was busy and
@@ -323,7 +343,7 @@ class Link:
             self._pong_overdue = None
             return
         if now - due > LATE_TIMER_S:
-            self._pong_overdue = asyncio.get_running_loop().call_at(now + RECHECK_S, self._overdue, now + RECHECK_S)
+            self._pong_overdue = self._loop.call_at(now + RECHECK_S, self._overdue, now + RECHECK_S)
             return
         self._pong_overdue = None
         if self.suspect_since is None:
@@ -376,7 +396,7 @@ class Link:
 
     def send_soon(self, text: str, on_failure: Callable[[], None]) -> bool:
         """Queue one text frame; the frames queued in one loop turn leave together, in order, in one write
-        (see `_write_batch`). False, with nothing queued, if the link is gone; `on_failure` runs for every
+        (see `_write`). False, with nothing queued, if the link is gone; `on_failure` runs for every
         frame that could not be written (the peer is not reading: a dead path, most likely).
         """
         if not self.is_open:
@@ -391,15 +411,26 @@ class Link:
         self._outbox.flush_now()
 
     def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
-        if self._write_batch([text for text, _ in batch]):
+        ws = self._writable()
+        if ws is not None:
+            self._write(ws, b"".join(text_frame(text, self._mask_keys.next()) for text, _ in batch))
             return
         # Backed up (or closing): the library's own send, which waits for the peer to read, with a deadline.
-        task = asyncio.get_running_loop().create_task(self._write_slowly(batch), name=f"{self.name}-send")
+        task = self._loop.create_task(self._write_slowly(batch), name=f"{self.name}-send")
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
 
-    def _write_batch(self, texts: list[str]) -> bool:
-        """Frame every text (`nonstop.frames`) and write them all in one call, after whatever the
+    def _writable(self) -> _Connection | None:
+        """The connection, if `_write` may write to it now: open, and the peer reading what it was sent."""
+        ws = self._ws
+        if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN or ws.transport.is_closing():
+            return None
+        if ws.transport.get_write_buffer_size() > _BACKED_UP:
+            return None
+        return ws
+
+    def _write(self, ws: _Connection, frames: bytes) -> None:
+        """Write frames made by `nonstop.frames` (a turn's acks, a ping) in one call, after whatever the
         connection's Sans-I/O protocol has pending (a pong), honouring its end-of-stream marker.
 
         Why not `send()` per frame: each write is a system call, each system call hands the GIL to
@@ -407,22 +438,16 @@ class Link:
         burst ack p50 36 ms batched vs 141 ms per frame, bench/); the library's framing makes one more
         system call per frame for its masking key (see `nonstop.frames`). The link never sends
         fragmented messages, so no frame can land inside one. Flow control: above `_BACKED_UP` bytes
-        waiting in the transport nothing is written here and the caller falls back to `send()`, which
-        waits for the peer. websockets is pinned and this use is pinned by
+        waiting in the transport (`_writable`) nothing is written here and the caller falls back to
+        `send()`, which waits for the peer. websockets is pinned and this use is pinned by
         tests/nonstop/test_websockets_contract.py.
         """
-        ws = self._ws
-        if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN or ws.transport.is_closing():
-            return False
-        if ws.transport.get_write_buffer_size() > _BACKED_UP:
-            return False
         chunks = ws.protocol.data_to_send()  # whatever the protocol still has to send (a pong) goes first
-        data = b"".join(chunks) + b"".join(text_frame(text, self._mask_keys.next()) for text in texts)
+        data = b"".join(chunks) + frames if chunks else frames
         if data:
             ws.transport.write(data)
         if b"" in chunks and ws.transport.can_write_eof():  # the protocol asked to end the stream
             ws.transport.write_eof()
-        return True
 
     async def _write_slowly(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
         sent = 0

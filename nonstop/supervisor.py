@@ -435,7 +435,7 @@ class Supervisor:
         await link.open(remaining)
         self._links.add(link)
         self._count_hello(link)
-        await link.ping()  # the first round trip now, not at the next pulse
+        link.ping()  # the first round trip now, not at the next pulse
         self._telemetry.connection_up()
         loop.call_later(self._settings.healthy_after_s, self._healthy, link)
         log.info(
@@ -772,23 +772,43 @@ class Supervisor:
 
     async def _pulse(self) -> None:
         """One timer for the whole process: every ping interval it pings every link and proves the
-        loop is alive (/healthz); in between it wakes only if some link would turn stale sooner."""
+        loop is alive (/healthz); in between it wakes only if some link would turn stale sooner.
+
+        A plain timer callback rather than a sleep in this task: a sleep's timer only wakes the task,
+        one more loop iteration per pulse, and an idle bot does little but pulse (bench/: idle CPU).
+        The task is what the supervisor starts and cancels; it fails if a pulse does."""
+        loop = asyncio.get_running_loop()
         interval = self._settings.ping_interval_s
+        failed: asyncio.Future[None] = loop.create_future()
         next_ping = time.monotonic()
-        while True:
-            now = time.monotonic()
-            ping = now >= next_ping
-            if ping:
-                next_ping = now + interval
-                self._telemetry.beat()
-            due = next_ping
-            for link in list(self._links):
-                stale_at = link.pulse(now)
-                if stale_at is not None:
-                    due = min(due, stale_at)
-                    if ping:
-                        await link.ping()
-            await asyncio.sleep(max(0.01, due - time.monotonic()))
+        timer: asyncio.TimerHandle | None = None
+
+        def beat() -> None:
+            nonlocal next_ping, timer
+            try:
+                now = time.monotonic()
+                ping = now >= next_ping
+                if ping:
+                    next_ping = now + interval
+                    self._telemetry.beat()
+                due = next_ping
+                for link in list(self._links):
+                    stale_at = link.pulse(now)
+                    if stale_at is not None:
+                        due = min(due, stale_at)
+                        if ping:
+                            link.ping()
+                timer = loop.call_at(max(due, time.monotonic() + 0.01), beat)
+            except Exception as e:  # the task fails with it, as it did when the pulse was its body
+                if not failed.done():
+                    failed.set_exception(e)
+
+        beat()
+        try:
+            await failed
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _update_state(self, connecting: bool = False, backing_off: float | None = None) -> None:
         if self._stopping:

@@ -9,7 +9,7 @@ from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
 
 from nonstop import frames
-from nonstop.frames import MaskKeys, text_frame
+from nonstop.frames import MaskKeys, ping_frame, pong_frame, text_frame
 
 
 def server_reads(wire: bytes) -> list[tuple[Opcode, bytes, bool]]:
@@ -52,3 +52,15 @@ def test_keys_come_from_the_os_one_read_per_thousand_frames(monkeypatch: pytest.
     for _ in range(2048):
         keys.next()
     assert reads == [4096, 4096]
+
+
+def test_a_server_answers_the_links_ping_with_the_pong_the_link_looks_for() -> None:
+    """`Link` recognises the pong to its ping by its bytes on the wire (`pong_frame`): they must be what
+    a server writes back for that ping."""
+    keys = MaskKeys()
+    payload = keys.next()
+    server = Protocol(Side.SERVER)
+    server.receive_data(ping_frame(payload, keys.next()))
+    assert server.parser_exc is None, server.parser_exc
+    assert [(f.opcode, f.data, f.fin) for f in server.events_received()] == [(Opcode.PING, payload, True)]
+    assert b"".join(server.data_to_send()) == pong_frame(payload)

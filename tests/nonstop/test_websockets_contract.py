@@ -30,9 +30,17 @@ def test_installed_websockets_is_the_pinned_one() -> None:
 
 def test_the_api_the_link_relies_on_is_there() -> None:
     params = inspect.signature(connect).parameters
-    for name in ("ping_interval", "ping_timeout", "close_timeout", "compression", "max_size", "open_timeout"):
+    for name in (
+        "ping_interval",
+        "ping_timeout",
+        "close_timeout",
+        "compression",
+        "max_size",
+        "open_timeout",
+        "create_connection",
+    ):
         assert name in params, name
-    for method in ("recv", "send", "ping", "close"):
+    for method in ("recv", "send", "close", "data_received"):
         assert callable(getattr(ClientConnection, method)), method
     assert {"sent", "rcvd"} <= set(inspect.signature(ConnectionClosed).parameters)
     assert CloseCode.MESSAGE_TOO_BIG == 1009
@@ -69,3 +77,41 @@ def test_the_sans_io_layer_the_link_batches_acks_with_is_there() -> None:
     assert callable(ClientProtocol.send_text)
     assert callable(ClientProtocol.data_to_send)
     assert State.OPEN.name == "OPEN"
+
+
+def test_every_byte_reaches_the_connections_data_received_and_a_written_ping_is_answered(sandbox) -> None:
+    """`Link` passes a `ClientConnection` subclass as `create_connection` and learns from its
+    `data_received` that Slack is talking; it writes its pings itself (`nonstop.frames.ping_frame`) and
+    recognises the pong by its bytes. Pinned here so an upgrade that stops feeding bytes through
+    `data_received`, or answers differently, fails."""
+    import asyncio
+
+    from nonstop.frames import MaskKeys, ping_frame, pong_frame
+    from sandbox.testing import ws_url
+
+    class Recording(ClientConnection):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.seen = bytearray()
+            self.arrived = asyncio.Event()
+
+        def data_received(self, data: bytes) -> None:
+            self.seen += data
+            self.arrived.set()
+            super().data_received(data)
+
+    async def probe() -> None:
+        async with connect(ws_url(sandbox), ping_interval=None, proxy=None, create_connection=Recording) as ws:
+            assert isinstance(ws, Recording)
+            hello = await asyncio.wait_for(ws.recv(), 5)
+            assert str(hello).encode() in ws.seen  # the frames recv() returns came through data_received
+            keys = MaskKeys()
+            payload = keys.next()
+            ws.transport.write(ping_frame(payload, keys.next()))
+            async with asyncio.timeout(5):
+                while pong_frame(payload) not in ws.seen:
+                    ws.arrived.clear()
+                    await ws.arrived.wait()
+            ws.transport.abort()  # the sandbox takes its time over a closing handshake; not what is tested
+
+    asyncio.run(probe())
