@@ -119,6 +119,7 @@ class _Arrival:
     request: SocketModeRequest
     message: dict[str, Any]
     received_at: float
+    text: str | None = None
 
 
 class Dispatcher:
@@ -179,7 +180,8 @@ class Dispatcher:
 
     # -- on the event-loop thread --------------------------------------------------------------------
 
-    def on_envelope(self, link: object, message: dict[str, Any]) -> None:
+    def on_envelope(self, link: object, message: dict[str, Any], text: str | None = None) -> None:
+        """`text`: the envelope as it came off the wire, if known; the ledger keeps it as is."""
         received_at = time.monotonic()
         envelope_id = message.get("envelope_id")
         kind = str(message.get("type") or "")
@@ -209,7 +211,7 @@ class Dispatcher:
             self._send_ack(link, envelope_id, None, kind, received_at)
             return
         if request.type == "events_api":
-            self._on_event(_Arrival(link, request, message, received_at))
+            self._on_event(_Arrival(link, request, message, received_at, text))
         else:
             self._on_interaction(link, request, kind, received_at)
 
@@ -228,7 +230,7 @@ class Dispatcher:
         self._arrivals.add(arrival)
 
     def _admit_batch(self, batch: list[_Arrival]) -> None:
-        entries = [Entry(event_key(a.request), a.message) for a in batch]
+        entries = [Entry(event_key(a.request), a.message, text=a.text) for a in batch]
         try:
             fresh = self._ledger.admit_now(entries)
         except LedgerError as e:

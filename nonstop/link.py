@@ -74,7 +74,7 @@ class LinkFailed(Exception):
         self.detail = detail
 
 
-EnvelopeCallback = Callable[["Link", dict[str, Any]], None]
+EnvelopeCallback = Callable[["Link", dict[str, Any], str], None]  # the envelope parsed, and as received
 
 
 class _Connection(ClientConnection):
@@ -193,11 +193,11 @@ class Link:
                 reason = str(message.get("reason", ""))
                 raise LinkFailed(reason or "disconnect", f"Slack sent disconnect ({reason}) instead of hello")
             if "envelope_id" in message:
-                self._deliver(message)
+                self._deliver(message, raw)
 
-    def _deliver(self, message: dict[str, Any]) -> None:
+    def _deliver(self, message: dict[str, Any], raw: str | bytes) -> None:
         try:
-            self._on_envelope(self, message)
+            self._on_envelope(self, message, raw if isinstance(raw, str) else raw.decode())
         except Exception:  # one bad envelope must not take the link (and every later envelope) down
             envelope_id = str(message.get("envelope_id"))
             log.exception(
@@ -258,7 +258,7 @@ class Link:
                 if message.get("type") == "disconnect":
                     self._on_disconnect(str(message.get("reason", "")))
                 elif "envelope_id" in message:
-                    self._deliver(message)
+                    self._deliver(message, raw)
         except ConnectionClosed as closed:
             self._close_sent, self._close_rcvd = closed.sent, closed.rcvd
             end = self._closed_end()

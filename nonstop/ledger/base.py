@@ -36,9 +36,11 @@ class Entry:
     key: str  # "event:<event_id>", or "envelope:<envelope_id>" for an event without an id
     envelope: dict[str, Any]
     runs: int = 0  # completed start-ups during which it was run and did not finish
+    text: str | None = None  # the envelope as received, when the link has it: stored as is
 
     def envelope_json(self) -> str:
-        return json.dumps(self.envelope, separators=(",", ":"))
+        # Serialising again was most of an admission's time on the loop (docs/benchmark.md, ledger overhead).
+        return self.text if self.text is not None else json.dumps(self.envelope, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +152,32 @@ def test_durable_backends_hand_back_unfinished_entries_after_a_restart(backend) 
     assert recovered.unfinished[0].envelope == entry(1).envelope
     assert run(second.admit([entry(2), entry(1)])) == [False, False], "done and pending survive the restart"
     run(second.close())
+
+
+def test_an_envelope_kept_as_received_comes_back_as_that_envelope(backend) -> None:
+    _, make, _ = backend
+    wire = (  # Slack's spacing and escapes, not json.dumps's
+        '{"envelope_id": "env-w", "type": "events_api",  "payload": {"event_id": "EvW", "text": "caf\\u00e9 \u2603"}}'
+    )
+    first = make()
+    run(first.open())
+    assert run(first.admit([Entry("event:EvW", json.loads(wire), text=wire)])) == [True]
+    run(first.close())
+    second = make()
+    recovered = recover(second)
+    expected = [json.loads(wire)] if second.durable else []
+    assert [e.envelope for e in recovered.unfinished] == expected
+    run(second.close())
+
+
+def test_sqlite_stores_the_envelope_as_received_without_serialising_it_again(tmp_path: Path) -> None:
+    wire = '{"envelope_id": "env-w",  "type": "events_api", "payload": {"event_id": "EvW"}}'
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3", ttl_s=60)
+    run(ledger.open())
+    run(ledger.admit([Entry("event:EvW", json.loads(wire), text=wire)]))
+    run(ledger.close())
+    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.sqlite3")) as db:
+        assert db.execute("SELECT envelope FROM events WHERE key = 'event:EvW'").fetchone() == (wire,)
 
 
 def test_an_event_that_never_finishes_is_given_up_after_max_runs(backend) -> None:
