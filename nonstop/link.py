@@ -182,7 +182,8 @@ class Link:
     async def _await_hello(self) -> None:
         assert self._ws is not None
         while True:
-            message = self._parse(await self._ws.recv())
+            raw = await self._ws.recv()
+            message = self._parse(raw)
             if message is None:
                 continue
             kind = message.get("type")
@@ -252,7 +253,8 @@ class Link:
         end: LinkEnd
         try:
             while True:
-                message = self._parse(await self._ws.recv())  # `_heard` has marked it inbound already
+                raw = await self._ws.recv()  # `_heard` has marked it inbound already
+                message = self._parse(raw)
                 if message is None:
                     continue
                 if message.get("type") == "disconnect":
