@@ -127,7 +127,7 @@ def stop_and_restart(lane: Lane, how: str) -> dict[str, Any]:
         "signal": "SIGKILL" if how == "kill" else "SIGTERM",
         "mentions": len(ds),
         "exit_code": code,
-        "exit_s": round(exit_s, 2),
+        "exit_s": round(exit_s, 4),  # a SIGKILL takes milliseconds: 2 decimals printed them as 0.0 ms
         "replies_on_their_way": on_their_way,  # requests the first process had made before it was gone
         "left_in_ledger": int(left.group(1)) if left else None,
         "answered": sum(1 for n in counts.values() if n >= 1),
