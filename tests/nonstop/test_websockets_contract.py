@@ -6,6 +6,7 @@ the pin in requirements.txt, and names each piece of the library the link relies
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from pathlib import Path
@@ -15,6 +16,9 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close, CloseCode
+
+from nonstop.frames import MaskKeys, ping_frame, pong_frame
+from sandbox.testing import ws_url
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
 
@@ -84,10 +88,6 @@ def test_every_byte_reaches_the_connections_data_received_and_a_written_ping_is_
     `data_received` that Slack is talking; it writes its pings itself (`nonstop.frames.ping_frame`) and
     recognises the pong by its bytes. Pinned here so an upgrade that stops feeding bytes through
     `data_received`, or answers differently, fails."""
-    import asyncio
-
-    from nonstop.frames import MaskKeys, ping_frame, pong_frame
-    from sandbox.testing import ws_url
 
     class Recording(ClientConnection):
         def __init__(self, *args: object, **kwargs: object) -> None:
