@@ -29,10 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from nonstop.ledger import RedisLedger
-from nonstop.ledger.redis_ledger import REDIS_NOW_MS
+from nonstop.ledger.redis_ledger import REDIS_NOW_MS, RedisError
 from nonstop.telemetry import ClusterView, Replica, Telemetry
 
 log = logging.getLogger("nonstop.cluster")

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 from nonstop.ledger.memory import MemoryLedger
-from nonstop.ledger.redis_ledger import DEFAULT_LEASE_S, RedisLedger
+from nonstop.ledger.redis_ledger import DEFAULT_LEASE_S, REDIS_MISSING, RedisLedger
 from nonstop.ledger.sqlite import SqliteLedger
 
 __all__ = [
@@ -55,6 +55,8 @@ def parse_ledger_url(url: str) -> tuple[str, Path | None, dict[str, str]]:
             raise ValueError("synchronous= is normal or full")
         return "sqlite", Path(path), options
     if parts.scheme in ("redis", "rediss"):
+        if REDIS_MISSING is not None:
+            raise ValueError(f"a {parts.scheme}:// ledger needs {REDIS_MISSING}")
         try:
             port = parts.port
         except ValueError:

@@ -34,16 +34,27 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    NoPermissionError,
-    RedisError,
-    ResponseError,
-)
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        NoPermissionError,
+        RedisError,
+        ResponseError,
+    )
+except ModuleNotFoundError as missing:  # the nonstop[redis] extra is not installed
+    if (missing.name or "").partition(".")[0] != "redis":
+        raise
+    REDIS_MISSING: str | None = "the Redis client, which is not installed: pip install 'nonstop[redis]'"
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis' base error (for `except` clauses elsewhere): without redis nothing raises it."""
+
+else:
+    REDIS_MISSING = None
 
 from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 
