@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import random
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from sandbox.config import APP_ID, BOT_USER_ID, GENERAL_CHANNEL, HUMAN_USER_ID, 
 from sandbox.control import make_control_handler
 from sandbox.delivery import Router
 from sandbox.faults import DISCONNECT_REASONS, OUTAGE_MODES, Faults, Outage
+from sandbox.ports import HOLDS, hold_port
 from sandbox.recorder import Recorder
 from sandbox.records import Ack, ApiCall, ConnectionInfo, Delivery, DeliveryRecord
 from sandbox.socket import SocketHub, WsConnection
@@ -60,6 +62,7 @@ class Sandbox:
         # second sandbox session must not reuse the first one's: each session gets its own id prefix.
         self._event_prefix = "Ev" + secrets.token_hex(3).upper()
         self._reopening: asyncio.Future[None] | None = None
+        self._api_hold: socket.socket | None = None  # the API port, kept bound while a refused outage closes it
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -123,8 +126,19 @@ class Sandbox:
         outage = self._faults.outage
         if outage is not None and outage.mode == "refused":  # a new refused outage began meanwhile
             api.close()
+            self._hold_api_port()
             return
         self._servers["api"] = api
+        if self._api_hold is not None:
+            self._api_hold.close()
+            self._api_hold = None
+
+    def _hold_api_port(self) -> None:
+        """While the API port is closed, keep it bound without listening (connections are still refused),
+        so that no other listener on the machine, a parallel test's, takes it before it comes back
+        (`sandbox.ports`)."""
+        if HOLDS and self._api_hold is None:
+            self._api_hold = hold_port(self.config.host, self.api_port)
 
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
@@ -143,6 +157,9 @@ class Sandbox:
             self._faults.outage.ended.set()
         for server in self._servers.values():
             server.close()
+        if self._api_hold is not None:
+            self._api_hold.close()
+            self._api_hold = None
         self._hub.shutdown()
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]
@@ -523,6 +540,7 @@ class Sandbox:
             listener = self._servers.pop("api", None) if mode == "refused" else None
             if listener is not None:
                 listener.close()
+                self._hold_api_port()
             if drop_connections:
                 for conn in self._hub.open_connections():
                     conn.reset()
