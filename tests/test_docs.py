@@ -84,6 +84,14 @@ def test_the_readme_listener_example_works(tmp_path: Path) -> None:
     assert registered.stdout.strip() == "['/hello', '/nonstop']", registered.stderr
 
 
+def test_ci_runs_the_test_command_the_readme_and_the_development_guide_give() -> None:
+    [command] = re.findall(r"&& (\.venv/bin/python -m pytest[^\n]*)", (REPO / "README.md").read_text(encoding="utf-8"))
+    ci = [line for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert ci[-1] == command, "the last step of .ci/run is the README's test command, verbatim"
+    guide = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    assert re.search(rf"^{re.escape(command)} +#", guide, flags=re.M), "docs/development.md shows the same command"
+
+
 def test_the_configuration_reference_lists_exactly_the_settings_read() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", doc, flags=re.M))
