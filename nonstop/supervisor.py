@@ -4,7 +4,7 @@ One asyncio loop owns every link, timer and retry; Bolt's listeners run on threa
 Each of the N slots loops: get a link live (ticket → handshake → hello), wait until it ends or Slack
 asks for a refresh, then replace it — at once after a healthy link dies, with backoff after failures,
 make-before-break on refresh and on a link that turns *suspect* (silent for a few seconds: it may be
-dead, or only slow). Connection attempts go through one gate (`nonstop.gate`), so links are replaced
+dead, or only slow). Connection attempts go through one gate (`nonstop.links.gate`), so links are replaced
 one at a time and an outage costs Slack about one attempt per wait, however many links are wanted.
 
 Spare links: Slack routes envelopes and retries to every connection it believes alive, including dead
@@ -12,7 +12,7 @@ sockets it has not noticed (that can take many minutes). While Slack counts more
 this process holds live — suspect links, or dead ones it has let go — the supervisor fills Slack's
 budget with spare live links, so most of what Slack sends lands on a live one; once a fresh `hello`
 shows Slack counts nothing dead any more, the spares are closed. Every link counts against the budget
-in one place, `Supervisor._room` (`nonstop.budget`).
+in one place, `Supervisor._room` (`nonstop.links.budget`).
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from nonstop.budget import Budget
-from nonstop.cluster import ClusterShare, LocalShare, Share
-from nonstop.dispatch import Dispatcher, FailureReply
-from nonstop.gate import ConnectGate
+from nonstop.config.settings import SupervisorSettings
+from nonstop.coordination.cluster import ClusterShare, LocalShare, Share
+from nonstop.errors import EX_CONFIG
 from nonstop.humanize import human_duration
 from nonstop.ledger import Ledger, LedgerError, Recovered, RedisLedger, open_ledger
-from nonstop.link import Link, LinkEnd, LinkFailed
-from nonstop.policy import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
-from nonstop.settings import EX_CONFIG, SupervisorSettings
-from nonstop.state import State
-from nonstop.telemetry import Drop, Telemetry
-from nonstop.tickets import TicketRefused, open_ticket
+from nonstop.links.budget import Budget
+from nonstop.links.gate import ConnectGate
+from nonstop.links.link import Link, LinkEnd, LinkFailed
+from nonstop.links.tickets import TicketRefused, open_ticket
+from nonstop.net.retry import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
+from nonstop.pipeline.dispatch import Dispatcher, FailureReply
+from nonstop.status import Drop, Telemetry
+from nonstop.status.state import State
 from nonstop.webclient import InstrumentedWebClient
 
 log = logging.getLogger("nonstop.supervisor")
@@ -78,7 +79,7 @@ class Supervisor:
         self._tickets = ticket_client or WebClient(
             base_url=base.base_url,
             timeout=int(max(1, settings.connect_timeout_s)),
-            ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.network)
+            ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.net.network)
             proxy=base.proxy,
             retry_handlers=[],
             logger=_QUIET,  # failures are logged once, by the retry policy, with what happens next
@@ -321,7 +322,7 @@ class Supervisor:
 
         A `spare` link is tried once, and only while the budget has room: a spare is never worth a
         wait of its own (the gate still spaces attempts after a failure). Each attempt first reserves
-        a connection of Slack's budget with this process's share (`nonstop.cluster`): among replicas,
+        a connection of Slack's budget with this process's share (`nonstop.coordination.cluster`): among replicas,
         atomically against what all of them hold."""
         assert self._gate is not None
         if first_delay > 0:
@@ -386,7 +387,7 @@ class Supervisor:
                     )
             except LinkFailed as e:
                 self._telemetry.attempt(e.cause)
-                if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.network)
+                if is_fatal(e.cause):  # link_disabled, a certificate or proxy login (nonstop.net.network)
                     self._fatal(e.cause, detail=e.detail)
                     return None
                 if e.cause == "too_many_websockets":  # Slack counts more than we thought: no room left
@@ -579,7 +580,7 @@ class Supervisor:
     async def _balance_spares(self) -> None:
         target = self._settings.connections
         doubtful = len(self._links) + self._unaccounted - len(self._live())  # suspects + dead ones Slack counts
-        wanted = self._budget.live_wanted(target, doubtful, self._share.others_held())  # why: nonstop/budget.py
+        wanted = self._budget.live_wanted(target, doubtful, self._share.others_held())  # why: nonstop/links/budget.py
         if self._share.others_short() > 0:  # other replicas are owed links: spares give way to them first
             wanted = target
         for spare in [link for link in self._spares if link.is_open and not link.suspect]:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 from nonstop.ledger.memory import MemoryLedger
-from nonstop.ledger.redis_ledger import DEFAULT_LEASE_S, RedisLedger
+from nonstop.ledger.redis import DEFAULT_LEASE_S, RedisLedger
 from nonstop.ledger.sqlite import SqliteLedger
 
 __all__ = [

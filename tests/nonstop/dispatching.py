@@ -1,4 +1,4 @@
-"""For tests that drive `nonstop.dispatch.Dispatcher` directly: an Events API envelope and an async wait."""
+"""For tests that drive `nonstop.pipeline.dispatch.Dispatcher` directly: an Events API envelope and an async wait."""
 
 from __future__ import annotations
 

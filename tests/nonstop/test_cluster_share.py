@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from nonstop.cluster import ClusterShare, LocalShare, Member, allocate
+from nonstop.coordination.cluster import ClusterShare, LocalShare, Member, allocate
 from nonstop.ledger import RedisLedger
-from nonstop.telemetry import Telemetry
+from nonstop.status import Telemetry
 from tests.redisserver import RedisServer
 
 

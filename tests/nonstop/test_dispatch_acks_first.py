@@ -16,11 +16,11 @@ import pytest
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from nonstop.dispatch import Dispatcher
 from nonstop.ledger import Ledger
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.ledger.sqlite import SqliteLedger
-from nonstop.telemetry import Telemetry
+from nonstop.pipeline.dispatch import Dispatcher
+from nonstop.status import Telemetry
 from sandbox import Sandbox
 from tests.nonstop.dispatching import mention_envelope, until
 

@@ -13,10 +13,10 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from nonstop.dispatch import Dispatcher
 from nonstop.ledger import Entry, LedgerError
 from nonstop.ledger.memory import MemoryLedger
-from nonstop.telemetry import Telemetry
+from nonstop.pipeline.dispatch import Dispatcher
+from nonstop.status import Telemetry
 from sandbox import Sandbox
 from tests.nonstop.dispatching import mention_envelope, until
 

@@ -8,8 +8,8 @@ import pytest
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
 
-from nonstop import frames
-from nonstop.frames import MaskKeys, ping_frame, pong_frame, text_frame
+from nonstop.links import frames
+from nonstop.links.frames import MaskKeys, ping_frame, pong_frame, text_frame
 
 
 def server_reads(wire: bytes) -> list[tuple[Opcode, bytes, bool]]:

@@ -4,8 +4,8 @@ import asyncio
 import itertools
 import time
 
-from nonstop.budget import Budget
-from nonstop.gate import ConnectGate
+from nonstop.links.budget import Budget
+from nonstop.links.gate import ConnectGate
 
 
 def test_a_hold_off_spaces_every_callers_attempts_not_each_ones() -> None:

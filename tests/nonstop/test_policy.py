@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from nonstop.policy import FATAL_ERRORS, Backoff, Schedule, fatal_message, is_fatal
+from nonstop.net.retry import FATAL_ERRORS, Backoff, Schedule, fatal_message, is_fatal
 
 
 class Clock:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from nonstop.settings import DEFAULT_API_URL, ConfigError, load_settings
+from nonstop.config.settings import DEFAULT_API_URL, load_settings
+from nonstop.errors import ConfigError
 
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_APP_TOKEN": "xapp-1-A1-2-abc"}
 

@@ -1,4 +1,4 @@
-"""`nonstop.link` uses the public API of `websockets`, at exactly the pinned version.
+"""`nonstop.links.link` uses the public API of `websockets`, at exactly the pinned version.
 
 An upgrade must be a deliberate change: this fails loudly when the installed version differs from
 the pin in requirements.txt, and names each piece of the library the link relies on.
@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close, CloseCode
 
-from nonstop.frames import MaskKeys, ping_frame, pong_frame
+from nonstop.links.frames import MaskKeys, ping_frame, pong_frame
 from sandbox.testing import ws_url
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
@@ -85,7 +85,7 @@ def test_the_sans_io_layer_the_link_batches_acks_with_is_there() -> None:
 
 def test_every_byte_reaches_the_connections_data_received_and_a_written_ping_is_answered(sandbox) -> None:
     """`Link` passes a `ClientConnection` subclass as `create_connection` and learns from its
-    `data_received` that Slack is talking; it writes its pings itself (`nonstop.frames.ping_frame`) and
+    `data_received` that Slack is talking; it writes its pings itself (`nonstop.links.frames.ping_frame`) and
     recognises the pong by its bytes. Pinned here so an upgrade that stops feeding bytes through
     `data_received`, or answers differently, fails."""
 

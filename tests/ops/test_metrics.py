@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from nonstop.metrics import close_code
-from nonstop.state import State
-from nonstop.telemetry import ClusterView, Drop, Telemetry
+from nonstop.status import ClusterView, Drop, Telemetry
+from nonstop.status.metrics import close_code
+from nonstop.status.state import State
 from nonstop.webclient import InstrumentedWebClient, outcome_of
 
 

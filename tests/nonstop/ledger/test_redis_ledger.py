@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from nonstop.config.settings import load_settings
+from nonstop.errors import ConfigError
 from nonstop.ledger import Entry, RedisLedger
-from nonstop.ledger.redis_ledger import redact_url
-from nonstop.settings import ConfigError, load_settings
+from nonstop.ledger.redis import redact_url
 from tests.redisserver import RedisServer
 
 LEASE_S = 0.4

@@ -30,7 +30,7 @@ FATAL_ERRORS: dict[str, str] = {
     "missing_scope": "the app-level token lacks the connections:write scope",
     "team_disabled": "the workspace has been disabled",
     "link_disabled": "Socket Mode has been turned off for this app",
-    # The network's (nonstop.network): certificates that do not verify, a proxy that refuses the credentials.
+    # The network's (nonstop.net.network): certificates that do not verify, a proxy that refuses the credentials.
     "tls_untrusted": "the certificate is not signed by a CA this machine trusts",
     "tls_wrong_name": "the certificate was issued for another host name",
     "tls_expired": "the certificate has expired or is not valid yet",
@@ -80,7 +80,7 @@ def is_fatal(error_code: str | None) -> bool:
 
 def fatal_message(error_code: str, token: str, detail: str = "") -> str:
     """One line: what happened and what to do. `token` is "app" or "bot" (never the token itself);
-    `detail` says where a network error happened (nonstop.network), in one line without secrets."""
+    `detail` says where a network error happened (nonstop.net.network), in one line without secrets."""
     what = FATAL_ERRORS.get(error_code, error_code)
     if error_code.startswith(("tls_", "proxy_")):
         return f"{detail or 'Network'}: {what} ({error_code}). Retrying cannot fix this. {WHAT_TO_DO[error_code]}"

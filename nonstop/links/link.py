@@ -34,13 +34,13 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.frames import Close, CloseCode
 from websockets.protocol import State
 
-from nonstop import network
-from nonstop.closecodes import describe_close
-from nonstop.frames import MaskKeys, ping_frame, pong_frame, text_frame
+from nonstop.aio import PerTurn
+from nonstop.links.closecodes import describe_close
+from nonstop.links.frames import MaskKeys, ping_frame, pong_frame, text_frame
+from nonstop.net import network
 from nonstop.redact import redact
-from nonstop.turns import PerTurn
 
-log = logging.getLogger("nonstop.link")
+log = logging.getLogger("nonstop.links.link")
 
 _BACKED_UP = 64 * 1024  # bytes waiting in the transport: the peer is not reading; stop writing past it
 CLOSE_TIMEOUT_S = 1.0
@@ -432,13 +432,13 @@ class Link:
         return ws
 
     def _write(self, ws: _Connection, frames: bytes) -> None:
-        """Write frames made by `nonstop.frames` (a turn's acks, a ping) in one call, after whatever the
+        """Write frames made by `nonstop.links.frames` (a turn's acks, a ping) in one call, after whatever the
         connection's Sans-I/O protocol has pending (a pong), honouring its end-of-stream marker.
 
         Why not `send()` per frame: each write is a system call, each system call hands the GIL to
         whichever listener thread is runnable, and a burst of 300 acks then waits 300 times (measured:
         burst ack p50 36 ms batched vs 141 ms per frame, bench/); the library's framing makes one more
-        system call per frame for its masking key (see `nonstop.frames`). The link never sends
+        system call per frame for its masking key (see `nonstop.links.frames`). The link never sends
         fragmented messages, so no frame can land inside one. Flow control: above `_BACKED_UP` bytes
         waiting in the transport (`_writable`) nothing is written here and the caller falls back to
         `send()`, which waits for the peer. websockets is pinned and this use is pinned by

@@ -32,13 +32,13 @@ from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from nonstop.dedup import TTLCache
-from nonstop.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
+from nonstop.aio import PerTurn
+from nonstop.bolt.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
 from nonstop.ledger import Entry, Ledger, LedgerError
-from nonstop.telemetry import Telemetry
-from nonstop.turns import PerTurn
+from nonstop.pipeline.dedup import TTLCache
+from nonstop.status import Telemetry
 
-log = logging.getLogger("nonstop.dispatch")
+log = logging.getLogger("nonstop.pipeline.dispatch")
 
 START_WHEN_QUIET_S = 0.005
 START_WITHIN_S = 0.5

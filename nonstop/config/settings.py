@@ -14,12 +14,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from nonstop.errors import ConfigError
 from nonstop.ledger import DEFAULT_LEASE_S, default_ledger_url, parse_ledger_url
-from nonstop.ledger.redis_ledger import redact_url
-from nonstop.policy import Schedule
-
-EX_CONFIG = 78
-"""sysexits.h: configuration error. Service managers are told not to restart on it."""
+from nonstop.ledger.redis import redact_url
+from nonstop.net.retry import Schedule
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -42,16 +40,12 @@ PLACEHOLDER_TOKENS = {"SLACK_BOT_TOKEN": "xoxb-your-bot-token", "SLACK_APP_TOKEN
 SETTING_PREFIX = "NONSTOP_"
 
 
-class ConfigError(Exception):
-    """A setting is missing or ill-formed. The message is one line, safe to print."""
-
-
 @dataclass(frozen=True)
 class SupervisorSettings:
     """How the supervisor keeps the link alive. Defaults are the production ones."""
 
     connections: int = 2
-    # Waits between attempts while Slack is unreachable: see nonstop.policy.Schedule for why these numbers.
+    # Waits between attempts while Slack is unreachable: see nonstop.net.retry.Schedule for why these numbers.
     backoff_base_s: float = 1.0  # the wait during the first minute of trouble
     fast_retry_for_s: float = 60.0  # how long the trouble may last before the wait starts to grow
     backoff_cap_s: float = 30.0  # the longest wait, reached after about five minutes

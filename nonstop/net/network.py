@@ -19,7 +19,7 @@ context and the same proxy decision, made once from the conventional variables:
 
 Failures no retry can fix are recognised here (`Network.problem`): a certificate that does not
 verify, and a proxy that refuses the credentials (HTTP 407). The messages and remedies live in
-`nonstop.policy` with the other fatal errors.
+`nonstop.net.retry` with the other fatal errors.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, HttpRequest, HttpResponse, RetryState
 from websockets.exceptions import InvalidProxyStatus
 
-from nonstop.settings import ConfigError
+from nonstop.errors import ConfigError
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")  # slack_sdk's order of precedence
 ENV_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", *PROXY_VARS, "NO_PROXY", "no_proxy")

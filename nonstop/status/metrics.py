@@ -26,10 +26,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
-from nonstop.state import State
+from nonstop.status.state import State
 
 if TYPE_CHECKING:
-    from nonstop.telemetry import ClusterView, Snapshot
+    from nonstop.status.snapshot import ClusterView, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -4,7 +4,7 @@ Slack allows 10 Socket Mode connections per app and refuses the 11th (`too_many_
 supervisor asks its share before every connection it opens (`acquire`: "may I open one more link?",
 atomic in Redis against what all replicas hold) and tells it when a link is gone (`release`); a slot
 past `allowed` waits or closes its link. `others_held()` feeds the supervisor's one budget check
-(`nonstop.budget`): the other replicas' connections count against Slack's 10 like its own.
+(`nonstop.links.budget`): the other replicas' connections count against Slack's 10 like its own.
 
 - `LocalShare`: one process, `NONSTOP_CONNECTIONS` links.
 - `ClusterShare`: replicas on one Redis. Each registers with a heartbeat (its name, the links it
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from nonstop.ledger import RedisLedger
-from nonstop.ledger.redis_ledger import REDIS_NOW_MS
-from nonstop.telemetry import ClusterView, Replica, Telemetry
+from nonstop.ledger.redis import REDIS_NOW_MS
+from nonstop.status import ClusterView, Replica, Telemetry
 
-log = logging.getLogger("nonstop.cluster")
+log = logging.getLogger("nonstop.coordination.cluster")
 
 SLACK_CONNECTION_LIMIT = 10
 """Socket Mode connections Slack allows one app at once [Slack docs: "up to 10"; `too_many_websockets`]."""
@@ -80,7 +80,7 @@ class LocalShare(_Room):
         return 0
 
     async def acquire(self) -> bool:
-        """One more link? Alone, the supervisor's own budget check (`nonstop.budget`) decides: always yes."""
+        """One more link? Alone, the supervisor's own budget check (`nonstop.links.budget`) decides: always yes."""
         self._asking()
         if self.held >= SLACK_CONNECTION_LIMIT:
             return False

@@ -5,8 +5,8 @@ from __future__ import annotations
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from nonstop import network
-from nonstop.policy import is_fatal
+from nonstop.net import network
+from nonstop.net.retry import is_fatal
 from nonstop.redact import redact
 
 
@@ -55,7 +55,7 @@ def open_ticket(client: WebClient, app_token: str) -> str:
 
 
 def _raise_if_network_problem(error: BaseException, url: str) -> None:
-    problem = network.current().problem(error, url)  # a certificate or proxy login: fatal, see nonstop.policy
+    problem = network.current().problem(error, url)  # a certificate or proxy login: fatal, see nonstop.net.retry
     if problem is not None:
         raise TicketRefused(problem.cause, problem.detail) from None
 

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from nonstop.metrics import CONTENT_TYPE
-from nonstop.settings import ConfigError
-from nonstop.telemetry import TELEMETRY, Snapshot, Telemetry
+from nonstop.errors import ConfigError
+from nonstop.status.metrics import CONTENT_TYPE
+from nonstop.status.snapshot import Snapshot
+from nonstop.status.telemetry import TELEMETRY, Telemetry
 
-log = logging.getLogger("nonstop.health")
+log = logging.getLogger("nonstop.status.health")
 
 WEDGED_AFTER_S = 10.0
 """Liveness fails when the supervisor loop has not beaten for this long (it beats with every ping)."""
