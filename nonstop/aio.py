@@ -1,14 +1,16 @@
-"""Work gathered during one turn of the event loop and handled together at its end.
+"""Small asyncio helpers shared by the links and the pipeline: work gathered in one loop turn, and tasks kept.
 
-Acks for every frame read in a turn leave in one go; the events of a turn are admitted to the ledger
-in one write; the events that finished in a turn are marked done in one write. One pattern, here.
+`PerTurn`: the frames a link writes in one turn leave in one write. `TaskSet`: the loop keeps only weak
+references to tasks, so whoever starts one in the background keeps it here until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+__all__ = ["PerTurn", "TaskSet"]
 
 T = TypeVar("T")
 
@@ -35,3 +37,28 @@ class PerTurn(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class TaskSet:
+    """Background tasks, kept alive until they end."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait(self) -> None:
+        """Until every task started so far has ended (their errors are theirs to log)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def __len__(self) -> int:
+        return len(self._tasks)

@@ -18,9 +18,9 @@ import threading
 
 from slack_bolt import App
 
+from nonstop.bolt.runner import FailureReply
 from nonstop.config.settings import SupervisorSettings
 from nonstop.ledger import Ledger
-from nonstop.pipeline.dispatch import FailureReply
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.supervisor import Supervisor
 

@@ -30,6 +30,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from nonstop.bolt.runner import BoltRunner, FailureReply
 from nonstop.config.settings import SupervisorSettings
 from nonstop.coordination.cluster import ClusterShare, LocalShare, Share
 from nonstop.errors import EX_CONFIG
@@ -40,7 +41,8 @@ from nonstop.links.gate import ConnectGate
 from nonstop.links.link import Link, LinkEnd, LinkFailed
 from nonstop.links.tickets import TicketRefused, open_ticket
 from nonstop.net.retry import DEAD_TOKEN_ERRORS, Backoff, fatal_message, is_fatal
-from nonstop.pipeline.dispatch import Dispatcher, FailureReply
+from nonstop.pipeline.core import EventPipeline
+from nonstop.pipeline.driver import PipelineDriver
 from nonstop.status import Drop, Telemetry
 from nonstop.status.state import State
 from nonstop.webclient import InstrumentedWebClient
@@ -99,7 +101,9 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._gate: ConnectGate | None = None
-        self._dispatcher: Dispatcher | None = None
+        self._runner: BoltRunner | None = None
+        self._pipeline: EventPipeline | None = None
+        self._driver: PipelineDriver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_asked: str | None = None  # request_stop() before run(): honoured as soon as it starts
         self._loop_lock = threading.Lock()  # request_stop() from another thread vs run() taking the loop
@@ -122,20 +126,21 @@ class Supervisor:
             log.critical("cannot use the event ledger (NONSTOP_LEDGER=%s): %s", self._ledger.url, e)
             self._telemetry.set_state(State.FATAL, "ledger")
             return EX_CONFIG
-        self._dispatcher = Dispatcher(
+        self._runner = BoltRunner(
             self._app,
-            send_ack=self._send_ack,
-            flush_acks=self._flush_acks,
-            call_soon=loop.call_soon_threadsafe,
-            telemetry=self._telemetry,
-            ledger=self._ledger,
-            dedup_ttl_s=self._settings.dedup_ttl_s,
             event_threads=self._settings.handler_threads,
             command_threads=self._settings.command_threads,
-            max_backlog=self._settings.max_backlog,
+            telemetry=self._telemetry,
             handler_nice=self._settings.handler_nice,
             failure_reply=self._failure_reply,
         )
+        self._pipeline = EventPipeline(
+            max_backlog=self._settings.max_backlog,
+            dedup_ttl_s=self._settings.dedup_ttl_s,
+            durable=self._ledger.durable,
+            observer=self._telemetry,
+        )
+        self._driver = PipelineDriver(self._pipeline, ledger=self._ledger, runner=self._runner, acks=self)
         self._recover(recovered)
         if isinstance(self._ledger, RedisLedger):
             self._share = ClusterShare(
@@ -167,26 +172,8 @@ class Supervisor:
     def _recover(
         self, recovered: Recovered, source: str = "were acked but never finished before the last stop"
     ) -> None:
-        assert self._dispatcher is not None
-        for entry in recovered.given_up:
-            log.error(
-                "gave up on event %s: it was started %d times and never finished (each time the process died or "
-                "stopped first); it will not run again",
-                entry.key.split(":", 1)[1],
-                entry.runs,
-                extra={"event_id": entry.key.split(":", 1)[1]},
-            )
-        if recovered.unfinished:
-            ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
-            more = len(recovered.unfinished) - 20
-            log.warning(
-                "running %d event(s) again that %s: %s%s",
-                len(recovered.unfinished),
-                source,
-                ids,
-                f" and {more} more" if more > 0 else "",
-            )
-            self._dispatcher.replay(recovered.unfinished)
+        assert self._driver is not None
+        self._driver.replay(recovered, source)
 
     async def _housekeeping(self) -> None:
         """Forget done events once Slack can no longer retry them, so the ledger stays small."""
@@ -206,7 +193,7 @@ class Supervisor:
         if not isinstance(self._ledger, RedisLedger):
             return
         interval = self._settings.lease_s / 3
-        assert self._dispatcher is not None
+        assert self._pipeline is not None
         while True:
             await asyncio.sleep(interval)
             try:
@@ -214,7 +201,7 @@ class Supervisor:
                     await self._share.beat()
                     if self._spares and self._share.others_short() > 0:
                         self._wake_spares()  # a replica is owed links this one holds as spares
-                await self._ledger.renew(self._dispatcher.running)
+                await self._ledger.renew(self._pipeline.unfinished())
                 if not self._stopping:
                     taken = await self._ledger.takeover()
                     if taken.unfinished or taken.given_up:
@@ -420,11 +407,11 @@ class Supervisor:
         except TimeoutError:
             raise LinkFailed("connect_timeout", "apps.connections.open did not answer in time") from None
         remaining = max(0.5, self._settings.connect_timeout_s - (time.monotonic() - started))
-        assert self._dispatcher is not None
+        assert self._driver is not None
         link = Link(
             f"{name}",
             url,
-            on_envelope=self._dispatcher.on_envelope,
+            on_envelope=self._driver.receive,
             ping_interval_s=self._settings.ping_interval_s,
             stale_after_s=self._settings.stale_after_s,
             pong_timeout_s=self._settings.pong_timeout_s,
@@ -650,7 +637,7 @@ class Supervisor:
 
     # -- acks --------------------------------------------------------------------------------------
 
-    def _send_ack(
+    def send_ack(
         self, link: object, envelope_id: str, payload: dict[str, Any] | None, kind: str, received_at: float
     ) -> None:
         body: dict[str, Any] = {"envelope_id": envelope_id}
@@ -666,7 +653,7 @@ class Supervisor:
             return
         elsewhere()
 
-    def _flush_acks(self) -> None:
+    def flush(self) -> None:
         for link in self._links:
             link.flush()
 
@@ -715,13 +702,17 @@ class Supervisor:
             self._stop_event.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        assert self._dispatcher is not None
+        assert self._driver is not None
+        assert self._runner is not None
         loop = asyncio.get_running_loop()
-        in_flight = self._dispatcher.in_flight + self._dispatcher.backlog
-        self._dispatcher.stop_accepting()
-        drained = await loop.run_in_executor(None, self._dispatcher.drain, self._settings.drain_timeout_s)
+        in_flight = self._driver.backlog
+        self._driver.stop_accepting()
+        drained = await loop.run_in_executor(
+            None,
+            lambda: self._runner.stop_events(self._settings.drain_timeout_s, leave_queued=self._ledger.durable),  # type: ignore[union-attr]
+        )
         self.drained = drained
-        unfinished = await self._dispatcher.settle()
+        unfinished = await self._driver.settle()
         if not drained:
             log.warning(
                 "in-flight handlers did not finish within %.1f s; exiting anyway", self._settings.drain_timeout_s
@@ -759,6 +750,7 @@ class Supervisor:
         await asyncio.gather(*(link.close(LinkEnd("shutdown", "the bot is stopping")) for link in links))
         for link in links:
             self._forget(link, LinkEnd("shutdown", "the bot is stopping"))
+        self._runner.close()  # interactions were taken until the links closed
         # Only now, with its links closed, may this replica's share of Slack's budget go to the others.
         if isinstance(self._share, ClusterShare):
             await self._share.leave()
