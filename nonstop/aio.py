@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerTurn", "TaskSet"]
+__all__ = ["PerTurn", "TaskSet", "raise_if_cancelled"]
 
 T = TypeVar("T")
 
@@ -62,3 +62,12 @@ class TaskSet:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+def raise_if_cancelled() -> None:
+    """Raise `CancelledError` if the current task was asked to stop. For a loop that catches a library's
+    errors: a client that turns a cancellation into its own timeout error (redis-py can, when its socket
+    timeout and the cancellation meet) must not keep a cancelled task running forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from nonstop.config.urls import default_ledger_url, parse_ledger_url
 from nonstop.errors import ConfigError
-from nonstop.ledger import DEFAULT_LEASE_S, default_ledger_url, parse_ledger_url
-from nonstop.ledger.redis import redact_url
 from nonstop.net.retry import Schedule
+from nonstop.redact import redact_url
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -71,7 +71,10 @@ class SupervisorSettings:
     command_threads: int = 8  # slash command and interaction listeners (their own lane: never queued behind events)
     max_backlog: int = 1000  # events acked and not finished; past it, new events are left for Slack to retry
     ledger_url: str = "memory://"  # `python app.py` keeps a durable one (see load_settings)
-    lease_s: float = DEFAULT_LEASE_S  # replicas on Redis: how long a claim lives unrenewed (see redis_ledger)
+    # Replicas on Redis: how long a replica's heartbeat holds. It is the delay before a dead replica's events run
+    # elsewhere, so it is short; it is beaten every third of it, so a live replica must miss three beats in a row
+    # (a stalled loop, a Redis blip) before another replica would run its events a second time.
+    lease_s: float = 10.0
     replica_name: str = ""  # replicas on Redis: this one's name in status and logs ("": host name and pid)
     max_frame_bytes: int = 16 * 1024 * 1024  # a larger frame from Slack ends its link (1009), memory stays bounded
     # Process-wide tuning, off unless asked for: a drop-in handler leaves its host process as it found it.

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
+from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, load_envelope
 
 T = TypeVar("T")
 
@@ -140,7 +139,7 @@ class SqliteLedger(Ledger):
         given_up: list[Entry] = []
         now = self._clock()
         for key, envelope, runs in rows:
-            entry = Entry(key, _load(envelope), runs)
+            entry = Entry(key, load_envelope(envelope), runs)
             if runs >= MAX_RUNS or not entry.envelope:
                 given_up.append(entry)
                 db.execute("UPDATE events SET done_at = ?, envelope = NULL WHERE key = ?", (now, key))
@@ -255,11 +254,3 @@ def _insert_rows(n: int) -> str:
 @functools.cache
 def _finish_keys(n: int) -> str:
     return f"UPDATE events SET done_at = ?, envelope = NULL WHERE key IN ({','.join('?' * n)})"
-
-
-def _load(envelope: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(envelope) if envelope else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -35,7 +35,10 @@ socket for `silent_link_alive_s`, 900 s; every retry of an event falls inside th
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 LIVE_PER_DOUBTFUL = 4
 """Hold up to this many live connections per connection Slack counts that cannot answer (suspect, or dead
@@ -62,3 +65,38 @@ class Budget:
             return target
         keep_free = self.limit - others - doubtful - target  # what a next silence's replacements need
         return max(target, min(LIVE_PER_DOUBTFUL * doubtful, keep_free))
+
+
+class ConnectionShare(Protocol):
+    """This process's share of Slack's connections, as the link pool asks it (`nonstop.coordination`)."""
+
+    changed: asyncio.Event  # set (and replaced) whenever `allowed` changes
+
+    @property
+    def allowed(self) -> int:
+        """How many slot links this process may hold now (0: a standby)."""
+
+    @property
+    def recheck_s(self) -> float:
+        """How long to wait before asking again after a refused `acquire` (room made elsewhere shows late)."""
+
+    async def acquire(self) -> bool:
+        """Reserve one connection before opening it; False when none is free."""
+
+    def release(self) -> None:
+        """One connection is gone (closed, dropped or never opened)."""
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """After a refused `acquire`: until a connection here is released, or `timeout_s`."""
+
+    def others_held(self) -> int:
+        """Connections other processes of the app hold: Slack counts them too."""
+
+    def others_short(self) -> int:
+        """Connections other processes are owed and do not hold yet (spares here give way to them)."""
+
+    def hello(self, num_connections: object) -> None:
+        """Slack's count of the app's connections, from a new link's hello."""
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """`callback()` whenever what other processes hold or are owed may have changed."""

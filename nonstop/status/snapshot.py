@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nonstop.status.state import State
 
-__all__ = ["ClusterView", "Drop", "Replica", "Snapshot"]
+__all__ = ["ClusterView", "Drop", "LinksView", "Replica", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,20 @@ class ClusterView:
     @property
     def standby(self) -> bool:
         return self.allowed == 0
+
+
+@dataclass(frozen=True)
+class LinksView:
+    """What the link pool holds at one moment, as it publishes it (read from any thread)."""
+
+    target: int = 0  # links wanted now: NONSTOP_CONNECTIONS, or this replica's share of Slack's budget
+    live: int = 0  # open and heard from
+    suspect: int = 0  # silent for a while: replaced, kept until known dead or heard from again
+    spare: int = 0  # live links beyond the target, held while Slack counts dead ones
+    attempting: bool = False  # a connection attempt is under way
+    retry_at: float | None = None  # monotonic time of the next attempt, while the gate holds attempts off
+    slack_counted: int | None = None  # num_connections in the latest hello
+    unaccounted: int = 0  # connections Slack counted at that hello that this process does not hold
 
 
 @dataclass(frozen=True)

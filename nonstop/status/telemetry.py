@@ -11,9 +11,11 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.status.metrics import Metrics
+from nonstop.status.reporter import Report
 from nonstop.status.snapshot import ClusterView, Drop, Snapshot
 from nonstop.status.state import State
 
@@ -41,9 +43,7 @@ class Telemetry:
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
     _cluster: ClusterView | None = None
-    _spare: int = 0
-    _suspect: int = 0
-    _slack_reported: int | None = None
+    _report: Callable[[], Report] | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind(self.snapshot)
@@ -80,6 +80,11 @@ class Telemetry:
         with self._lock:
             self._duplicates += 1
 
+    @property
+    def envelopes_handled(self) -> int:
+        with self._lock:
+            return self._handled
+
     def beat(self) -> None:
         now = time.time()
         with self._lock:
@@ -115,39 +120,42 @@ class Telemetry:
         with self._lock:
             self._cluster = view
 
-    def links(self, *, spare: int, suspect: int, slack_reported: int | None) -> None:
-        """What the supervisor holds beyond its target, and what Slack counted at the latest hello."""
-        with self._lock:
-            self._spare, self._suspect, self._slack_reported = spare, suspect, slack_reported
-
     def set_state(self, state: State, detail: str = "") -> None:
+        """The state to show while no reporter is bound (before the supervisor runs)."""
         with self._lock:
             self._state, self._state_detail = state, detail
 
+    def bind_report(self, report: Callable[[], Report] | None) -> None:
+        """Where snapshots take the state and the links' numbers from while the supervisor runs (None: unbind)."""
+        self._report = report
+
     def snapshot(self) -> Snapshot:
+        report = self._report() if self._report is not None else None  # outside the lock: it reads other parts
         with self._lock:
+            if report is None:
+                report = Report(self._state, self._state_detail, self.target_connections, 0, 0, None, self._cluster)
             return Snapshot(
                 started_at=self.started_at,
                 now=time.time(),
                 live_connections=self._live,
-                target_connections=self.target_connections,
+                target_connections=report.target,
                 connected_since=self._connected_since,
                 last_inbound_at=self._last_inbound_at,
                 reconnects_by_cause=dict(self._reconnects),
                 last_drop=self._last_drop,
                 envelopes_handled=self._handled,
                 duplicates_suppressed=self._duplicates,
-                state=self._state,
-                state_detail=self._state_detail,
+                state=report.state,
+                state_detail=report.detail,
                 backlog=self._backlog,
                 backlog_limit=self._backlog_limit,
                 last_rtt_ms=self._last_rtt_ms,
                 last_beat_at=self._last_beat_at,
                 stale_after_s=self.stale_after_s,
-                cluster=self._cluster,
-                spare_connections=self._spare,
-                suspect_connections=self._suspect,
-                slack_reported_connections=self._slack_reported,
+                cluster=report.cluster,
+                spare_connections=report.spare,
+                suspect_connections=report.suspect,
+                slack_reported_connections=report.slack_reported,
             )
 
 
