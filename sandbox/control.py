@@ -44,6 +44,11 @@ VERBS = (
     "set_rate_limits",
     "fail_calls",
     "set_scopes",
+    # conversations and Slack itself
+    "add_conversation",
+    "user_message",
+    "incident",
+    "end_incident",
 )
 # Read-only views served on GET (query string values are passed as keyword arguments).
 VIEWS = (
@@ -56,6 +61,8 @@ VIEWS = (
     "home_view",
     "rate_limits",
     "scopes",
+    "history",
+    "conversations",
 )
 
 

@@ -14,6 +14,7 @@ from sandbox.config import SandboxConfig
 from sandbox.control import make_control_handler
 from sandbox.delivery import Router
 from sandbox.faults import Faults
+from sandbox.history import History
 from sandbox.recorder import Recorder
 from sandbox.records import ApiCall, ConnectionInfo
 from sandbox.socket import SocketHub, WsConnection
@@ -49,6 +50,7 @@ class SandboxBase:
             hub=self._hub,
             tokens={self.bot_token: "bot", self.app_token: "app"},
             ws_url=lambda: f"{'wss' if tls else 'ws'}://{self.config.host}:{self.ws_port}",
+            history=History(),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -61,6 +63,7 @@ class SandboxBase:
         # second sandbox session must not reuse the first one's: each session gets its own id prefix.
         self._event_prefix = "Ev" + secrets.token_hex(3).upper()
         self._reopening: asyncio.Future[None] | None = None
+        self._incident_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property

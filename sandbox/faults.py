@@ -65,6 +65,7 @@ class Faults:
     withhold_hello: bool = False
     link_disabled: bool = False
     failure: Failure | None = None
+    incident: bool = False  # events are recorded in history but never delivered
 
     def api_delay(self, method: str) -> float:
         if self.slow_delay_s <= 0:

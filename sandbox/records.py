@@ -109,7 +109,7 @@ class DeliveryRecord:
     ack_payload: dict[str, Any] | None = None
     acks_lost: int = 0
     duplicate_acks: int = 0
-    outcome: str = "pending"  # pending|acked|timeout|exhausted|dispatch_failed
+    outcome: str = "pending"  # pending|acked|timeout|exhausted|dispatch_failed|dropped (an incident)
     finished_at: float | None = None
 
     def snapshot(self) -> DeliveryRecord:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sandbox.config import BOT_USER_ID
+from sandbox.config import BOT_USER_ID, GENERAL_CHANNEL
 from sandbox.records import Ack, ApiCall, ConnectionInfo, Delivery, DeliveryRecord
 from sandbox.switches import Switches
 from sandbox.users import UserActions
@@ -54,6 +55,24 @@ class Sandbox(UserActions, Switches):
                 if r.kind == "events_api" and r.event_id
             ]
         return {event_id: replies.get(ts, 0) for event_id, ts in events}
+
+    def history(self, channel: str = GENERAL_CHANNEL) -> list[dict[str, Any]]:
+        """Every message Slack holds in a conversation, oldest first, replies included, metadata whole:
+        what the bot and its users wrote, whatever the Web API answered. [] for an unknown conversation."""
+
+        def run() -> list[dict[str, Any]]:
+            conv = self._webapi.history.conversations.get(channel)
+            return copy.deepcopy(conv.messages) if conv is not None else []
+
+        return self._call(run)
+
+    def conversations(self) -> list[dict[str, Any]]:
+        """Every conversation of the workspace (as users.conversations lists them, with `kind`, `member`)."""
+        return self._call(
+            lambda: [
+                {**c.summary(), "kind": c.kind, "member": c.member} for c in self._webapi.history.conversations.values()
+            ]
+        )
 
     def subscribe(self, callback: Callable[[ApiCall], None]) -> Callable[[], None]:
         """callback(call) for every answered Web API call (on the sandbox thread). Returns unsubscribe."""

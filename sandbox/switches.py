@@ -220,3 +220,36 @@ class Switches(SandboxBase):
     def scopes(self) -> list[str]:
         """The bot token's scopes (what every answer's `x-oauth-scopes` header says)."""
         return list(self._call(lambda: self._webapi.bot_scopes))
+
+    # --- Slack itself -----------------------------------------------------------------------------
+    def incident(self, seconds: float | None = None) -> None:
+        """A Slack-side incident: from now on every new event (a mention, any `send_event`) is recorded in
+        history but never delivered, not even retried, while every link stays up and `hello`s, pings and
+        the Web API carry on. Its delivery ends as "dropped".
+
+        Args:
+            seconds: how long it lasts; None: until `end_incident`.
+        """
+        assert self._loop is not None
+        loop = self._loop
+
+        def run() -> None:
+            self._end_incident()
+            self._faults.incident = True
+            if seconds is not None:
+                self._incident_timer = loop.call_later(float(seconds), self._end_incident)
+
+        self._call(run)
+
+    def end_incident(self) -> None:
+        """The incident is over: new events are delivered again (those it dropped stay dropped)."""
+        self._call(self._end_incident)
+
+    def incident_active(self) -> bool:
+        return self._call(lambda: self._faults.incident)
+
+    def _end_incident(self) -> None:
+        self._faults.incident = False
+        if self._incident_timer is not None:
+            self._incident_timer.cancel()
+            self._incident_timer = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox import payloads
+from sandbox import history, payloads
 from sandbox.config import APP_ID, GENERAL_CHANNEL, HUMAN_USER_ID, TEAM_ID
 from sandbox.core import SandboxBase
 from sandbox.records import Delivery, DeliveryRecord
@@ -64,7 +64,33 @@ class UserActions(SandboxBase):
 
         return self._call(run)
 
+    def user_message(
+        self, text: str, channel: str = GENERAL_CHANNEL, user: str = HUMAN_USER_ID, thread_ts: str | None = None
+    ) -> str:
+        """A user writes a message that does not mention the bot: it is in the conversation's history, and
+        no event is sent (the bot subscribes to mentions only). Returns its ts.
+
+        Args:
+            text: the message's text, as written.
+            channel: the conversation (created on first use, see `add_conversation`).
+            user: who writes it.
+            thread_ts: the parent's ts, for a reply in a thread.
+        """
+
+        def run() -> str:
+            ts = self._webapi.clock.next()
+            conv = self._webapi.history.resolve(channel)
+            self._webapi.history.record(conv, history.user_message(text=text, user=user, ts=ts, thread_ts=thread_ts))
+            return ts
+
+        return self._call(run)
+
     def _start_event(self, event: dict[str, Any]) -> Delivery:
+        if event.get("type") == "app_mention" and event.get("channel") and event.get("ts"):
+            # The message is in history whatever happens to the event: delivered, retried, given up on,
+            # or dropped by an incident.
+            conv = self._webapi.history.resolve(str(event["channel"]))
+            self._webapi.history.record(conv, history.mention_message(event))
         self._seq += 1
         event_id = f"{self._event_prefix}{self._seq:05d}"
         payload = payloads.event_callback(event, event_id)
@@ -158,3 +184,25 @@ class UserActions(SandboxBase):
     def home_view(self, user: str = HUMAN_USER_ID) -> dict[str, Any] | None:
         """The Home view last published for `user` (None before the first views.publish)."""
         return self._call(lambda: self._webapi.home_views.get(user))
+
+    # --- the workspace's conversations ------------------------------------------------------------
+    def add_conversation(
+        self, channel: str, kind: str = "public_channel", name: str = "", member: bool = True, user: str = ""
+    ) -> dict[str, Any]:
+        """A conversation, or new settings for one: what the bot may read and post to.
+
+        Args:
+            channel: its id: C… (a channel, public or private), G… (private or mpim), D… (an im).
+            kind: `public_channel`, `private_channel`, `mpim` or `im` (users.conversations' types).
+            name: its name (the id in lower case by default).
+            member: is the bot in it? Not: its posts and reads answer `not_in_channel`.
+            user: the other party of an im.
+
+        Returns the conversation as users.conversations lists it, plus `kind` and `member`.
+        """
+
+        def run() -> dict[str, Any]:
+            conv = self._webapi.history.add(channel, kind, name, member=bool(member), user=user or None)
+            return {**conv.summary(), "kind": conv.kind, "member": conv.member}
+
+        return self._call(run)

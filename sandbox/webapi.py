@@ -20,6 +20,7 @@ from typing import Any
 from sandbox import payloads
 from sandbox.config import APP_ID, SandboxConfig
 from sandbox.faults import AFTER_EFFECT, Faults
+from sandbox.history import History
 from sandbox.httpio import HttpRequest, HttpResponse, RequestHandler, error, parse_params, serve_one
 from sandbox.limits import RateLimits
 from sandbox.recorder import Recorder
@@ -45,6 +46,7 @@ class WebApi:
         hub: SocketHub,
         tokens: dict[str, str],  # token -> "bot" | "app"
         ws_url: Callable[[], str],
+        history: History,
     ) -> None:
         self.config = config
         self.recorder = recorder
@@ -52,6 +54,7 @@ class WebApi:
         self.hub = hub
         self.tokens = tokens
         self.ws_url = ws_url
+        self.history = history
         self.clock = payloads.TsClock()
         self.control: RequestHandler | None = None
         self.limits = RateLimits(
@@ -197,8 +200,12 @@ class WebApi:
         metadata, problem = payloads.message_metadata(params.get("metadata"))
         if problem:
             return error(problem)
+        conv = self.history.resolve(str(params["channel"]))
+        if not conv.member:
+            return error("not_in_channel")
         message = payloads.posted_message(params, self.clock.next(), metadata)
-        return HttpResponse(200, {"ok": True, "channel": params["channel"], "ts": message["ts"], "message": message})
+        self.history.record(conv, message)
+        return HttpResponse(200, {"ok": True, "channel": conv.id, "ts": message["ts"], "message": message})
 
     def m_chat_postEphemeral(self, token: str, params: dict[str, Any]) -> HttpResponse:
         if not params.get("channel"):
@@ -216,6 +223,9 @@ class WebApi:
             return error("message_not_found")
         ts = str(params["ts"])
         message = payloads.posted_message(params, ts, None)
+        conv = self.history.conversations.get(str(params["channel"]))
+        if conv is not None:  # an edit of a message Slack holds [INF: one it does not hold is answered ok too]
+            self.history.update(conv, ts, {k: message[k] for k in ("text", "blocks", "attachments") if k in message})
         return HttpResponse(
             200,
             {"ok": True, "channel": params["channel"], "ts": ts, "text": params.get("text", ""), "message": message},
@@ -245,3 +255,15 @@ class WebApi:
         stored = payloads.published_view(view, view_id=view_id, view_hash=self.clock.next())
         self.home_views[str(user)] = stored
         return HttpResponse(200, {"ok": True, "view": stored})
+
+    def m_users_conversations(self, token: str, params: dict[str, Any]) -> HttpResponse:
+        return HttpResponse(200, self.history.users_conversations(params, self.scopes_of(token)))
+
+    def m_conversations_history(self, token: str, params: dict[str, Any]) -> HttpResponse:
+        return HttpResponse(200, self.history.conversations_history(params, self.scopes_of(token)))
+
+    def m_conversations_replies(self, token: str, params: dict[str, Any]) -> HttpResponse:
+        readable = self.config.bot_reads_channel_threads
+        return HttpResponse(
+            200, self.history.conversations_replies(params, self.scopes_of(token), bot_reads_channel_threads=readable)
+        )
