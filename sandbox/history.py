@@ -122,6 +122,48 @@ def _encode(prefix: str, position: str) -> str:
     return base64.b64encode(f"{prefix}{position}".encode()).decode()
 
 
+@dataclass(frozen=True)
+class _Window:
+    """Which messages a read asks for: `oldest`/`latest` (exclusive unless `inclusive`), the cursor's
+    position (`start`), and `limit`."""
+
+    oldest: int
+    latest: int
+    inclusive: bool
+    start: int | None
+    limit: int
+
+    def holds(self, key: int, newest_first: bool) -> bool:
+        in_range = self.oldest < key < self.latest or (self.inclusive and key in (self.oldest, self.latest))
+        if self.start is None:
+            return in_range
+        return in_range and (key <= self.start if newest_first else key >= self.start)
+
+
+def _window(params: dict[str, Any], limits: tuple[int, int]) -> _Window | Body:
+    """The read's window from its arguments, or the error Slack answers for a bad one [DOC: the errors]."""
+    try:
+        oldest = ts_key(params.get("oldest") or "0")
+    except ValueError:
+        return _error("invalid_ts_oldest")
+    try:
+        latest = ts_key(params["latest"]) if params.get("latest") else 1 << 62
+    except ValueError:
+        return _error("invalid_ts_latest")
+    position = _cursor(params.get("cursor"), "next_ts:")
+    try:
+        start = ts_key(position) if position else None
+    except ValueError:
+        position = None
+    if position is None:
+        return _error("invalid_cursor")
+    try:
+        limit = _limit(params.get("limit"), limits)
+    except ValueError:
+        return _error("invalid_arguments")
+    return _Window(oldest, latest, _flag(params.get("inclusive")), start, limit)
+
+
 class History:
     """The workspace's conversations; owned by the sandbox's loop thread."""
 
@@ -201,18 +243,6 @@ class History:
         return conv
 
     @staticmethod
-    def _bounds(params: dict[str, Any]) -> tuple[int, int, bool] | Body:
-        try:
-            oldest = ts_key(params.get("oldest") or "0")
-        except ValueError:
-            return _error("invalid_ts_oldest")
-        try:
-            latest = ts_key(params["latest"]) if params.get("latest") else None
-        except ValueError:
-            return _error("invalid_ts_latest")
-        return oldest, latest if latest is not None else 1 << 62, _flag(params.get("inclusive"))
-
-    @staticmethod
     def _shown(message: dict[str, Any], all_metadata: bool) -> dict[str, Any]:
         """A message as a read returns it: its metadata whole with include_all_metadata, else only the
         event_type [OBS-3p: Automattic/matrix-appservice-slack #8, the slack-web-api crate's docs]."""
@@ -225,23 +255,13 @@ class History:
         conv = self._readable(params, scopes)
         if isinstance(conv, dict):
             return conv
-        bounds = self._bounds(params)
-        if isinstance(bounds, dict):
-            return bounds
-        oldest, latest, inclusive = bounds
-        position = _cursor(params.get("cursor"), "next_ts:")
-        if position is None:
-            return _error("invalid_cursor")
-        try:
-            limit = _limit(params.get("limit"), HISTORY_LIMIT)
-            start = ts_key(position) if position else None
-        except ValueError:
-            return _error("invalid_arguments" if not position else "invalid_cursor")
+        window = _window(params, HISTORY_LIMIT)
+        if isinstance(window, dict):
+            return window
+        limit = window.limit
         picked = [
             m for key, m in zip(reversed(conv.keys), reversed(conv.messages), strict=True)
-            if m.get("thread_ts") in (None, m["ts"])
-            and (oldest < key < latest or (inclusive and key in (oldest, latest)))
-            and (start is None or key <= start)
+            if m.get("thread_ts") in (None, m["ts"]) and window.holds(key, newest_first=True)
         ]  # fmt: skip
         all_metadata = _flag(params.get("include_all_metadata"))
         body: dict[str, Any] = {
@@ -272,25 +292,14 @@ class History:
         if asked is None:
             return _error("thread_not_found")
         parent = conv.find(asked.get("thread_ts") or asked["ts"]) or asked
-        bounds = self._bounds(params)
-        if isinstance(bounds, dict):
-            return bounds
-        oldest, latest, inclusive = bounds
-        position = _cursor(params.get("cursor"), "next_ts:")
-        if position is None:
-            return _error("invalid_cursor")
-        try:
-            limit = _limit(params.get("limit"), REPLIES_LIMIT)
-            start = ts_key(position) if position else None
-        except ValueError:
-            return _error("invalid_arguments" if not position else "invalid_cursor")
+        window = _window(params, REPLIES_LIMIT)
+        if isinstance(window, dict):
+            return window
         replies = [
             m for key, m in zip(conv.keys, conv.messages, strict=True)
-            if m.get("thread_ts") == parent["ts"] and m is not parent
-            and (oldest < key < latest or (inclusive and key in (oldest, latest)))
-            and (start is None or key >= start)
+            if m.get("thread_ts") == parent["ts"] and m is not parent and window.holds(key, newest_first=False)
         ]  # fmt: skip
-        page = replies[: max(limit - 1, 1)]  # the parent comes first on every page [INF], within `limit`
+        page = replies[: max(window.limit - 1, 1)]  # the parent comes first on every page [INF], within `limit`
         more = replies[len(page) :]
         all_metadata = _flag(params.get("include_all_metadata"))
         return {
