@@ -35,7 +35,7 @@ def _demo_logging(output: ChatOutput) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("nonstop.supervisor", "nonstop.links.link", "nonstop.pipeline.dispatch"):
+    for name in ("nonstop.supervisor", "nonstop.links", "nonstop.pipeline"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 

@@ -287,16 +287,20 @@ class ClusterShare(Room):
 
     # -- the ghost guard ---------------------------------------------------------------------------
 
-    def hello(self, num_connections: object) -> None:
-        """Slack's count of this app's connections, from a new link's hello, against the members' own."""
+    def hello(self, num_connections: object, open_here: int) -> None:
+        """Slack's count of this app's connections, from a new link's hello, against the members' own: the
+        links open here (not those reserved and still connecting, which Slack cannot count yet) and the
+        others' (as of their latest heartbeat)."""
         if not isinstance(num_connections, int) or self._conn.degraded or not self._members:
             return
-        ours = self.others_held() + self.held
+        ours = self.others_held() + open_here
         surplus = max(0, num_connections - ours)
         now = self._clock()
         self._surplus = surplus
         self._ghosts = [(at, n) for at, n in self._ghosts if now - at < 10 * self.lease_s] + [(now, surplus)]
-        lasting = surplus > 0 and all(n > 0 for _, n in self._ghosts) and now - self._ghosts[0][0] >= 2 * self.lease_s
+        # A hello that races a link of ours being dropped shows no surplus for a moment: judge the whole window.
+        positive = sum(1 for _, n in self._ghosts if n > 0)
+        lasting = surplus > 0 and positive >= 0.75 * len(self._ghosts) and now - self._ghosts[0][0] >= 2 * self.lease_s
         if lasting and not self._ghost_warned:
             self._ghost_warned = True
             log.error(

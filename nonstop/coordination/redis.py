@@ -123,7 +123,7 @@ class RedisCoordinator(Coordinator):
         for dead in self.share.dead:
             recovered = await self._ledger.reassign(dead)
             if recovered.unfinished or recovered.given_up:
-                takeover(recovered, f"replica {dead} acked and could not finish (it stopped or died)")
+                takeover(recovered, f"another replica acked and could not finish ({dead}: it stopped or died)")
             await self.share.buried(dead)
 
     def _usable(self, usable: bool) -> None:

@@ -76,5 +76,5 @@ class LocalShare(Room):
         self.held = max(0, self.held - 1)
         self.freed()
 
-    def hello(self, num_connections: object) -> None:
+    def hello(self, num_connections: object, open_here: int) -> None:
         return None

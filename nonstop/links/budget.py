@@ -95,8 +95,8 @@ class ConnectionShare(Protocol):
     def others_short(self) -> int:
         """Connections other processes are owed and do not hold yet (spares here give way to them)."""
 
-    def hello(self, num_connections: object) -> None:
-        """Slack's count of the app's connections, from a new link's hello."""
+    def hello(self, num_connections: object, open_here: int) -> None:
+        """Slack's count of the app's connections, from a new link's hello; `open_here`: the links open here."""
 
     def watch(self, callback: Callable[[], None]) -> None:
         """`callback()` whenever what other processes hold or are owed may have changed."""

@@ -14,19 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
 from nonstop.humanize import human_duration
-from nonstop.links.gate import ConnectGate
-from nonstop.links.link import Link, LinkEnd, LinkFailed
+from nonstop.links.ends import LinkEnd, LinkFailed
+from nonstop.links.holding import Holding
+from nonstop.links.link import Link
 from nonstop.links.tickets import TicketRefused, open_ticket
 from nonstop.net.retry import Backoff, is_fatal
 from nonstop.status import Telemetry
-
-if TYPE_CHECKING:
-    from nonstop.links.pool import LinkPool
 
 __all__ = ["Connector", "Fatal"]
 
@@ -39,7 +36,7 @@ Fatal = Callable[[str, str, str], None]
 class Connector:
     def __init__(
         self,
-        pool: LinkPool,
+        pool: Holding,
         *,
         app_token: str,
         tickets: WebClient,
@@ -53,7 +50,6 @@ class Connector:
         self.backoff = backoff
         self._telemetry = telemetry
         self._on_fatal = on_fatal
-        self.gate = ConnectGate()
 
     async def establish(self, name: str, first_delay: float = 0.0, *, spare: bool = False) -> Link | None:
         """Get one live link, retrying forever on transient failures. None when stopping or fatal.
@@ -63,7 +59,7 @@ class Connector:
         Slack's budget with this process's share: among replicas, atomically against what all of them hold."""
         pool = self._pool
         if first_delay > 0:
-            self.gate.hold_off(first_delay)
+            self._pool.gate.hold_off(first_delay)
             pool.changed()
         while not pool.stopping:
             if not await pool.share.acquire():
@@ -86,7 +82,7 @@ class Connector:
         """One attempt, in the gate's turn. None when it failed (the gate holds the next one off as long as
         the policy says), when stopping, or when a spare no longer has room."""
         pool = self._pool
-        async with self.gate.turn(pool.sleep, lambda: pool.stopping):
+        async with self._pool.gate.turn(pool.sleep, lambda: pool.stopping):
             if pool.stopping or (spare and pool.room() <= 0):
                 return None
             pool.opening += 1
@@ -102,7 +98,7 @@ class Connector:
                 pool.opening -= 1
             if delay is None:
                 return None
-            self.gate.hold_off(delay)
+            self._pool.gate.hold_off(delay)
             pool.changed()
         return None
 

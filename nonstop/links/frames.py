@@ -1,4 +1,5 @@
-"""Client text frames (RFC 6455 §5.2) for a loop turn's acks, masked with keys from a pool of entropy.
+"""Frames as they cross the wire. Out: client text frames (RFC 6455 §5.2) for a loop turn's acks, masked
+with keys from a pool of entropy. In: a frame from Slack read as the JSON object it must be.
 
 Why not the library's framing (`protocol.send_text`): websockets draws every frame's masking key with
 `secrets.token_bytes(4)`, one `getrandom` system call per frame, and CPython lets go of the GIL around
@@ -14,13 +15,18 @@ Its pings are framed here too, for the same reason and because an idle bot does 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import struct
+from typing import Any
 
 try:
     from websockets.speedups import apply_mask  # the library's C helper, when built for this platform
 except ImportError:  # pragma: no cover - pure-Python wheels
     from websockets.utils import apply_mask
+
+_log = logging.getLogger("nonstop.links.link")
 
 _OP_TEXT_FIN = 0x81
 _OP_PING_FIN = 0x89
@@ -67,3 +73,25 @@ def ping_frame(payload: bytes, key: bytes) -> bytes:
 def pong_frame(payload: bytes) -> bytes:
     """The pong a server sends back for a ping carrying `payload`, as it appears on the wire (unmasked)."""
     return struct.pack("!BB", _OP_PONG_FIN, len(payload)) + payload
+
+
+def parse_frame(raw: str | bytes, link: str) -> dict[str, Any] | None:
+    """In: a frame from Slack as the JSON object it must be, or None (said in the log of `link`). A bad frame is
+    described by its size and type, never by its content: it may carry user text."""
+    if isinstance(raw, bytes):
+        _log.warning("%s: ignored a binary frame of %d bytes", link, len(raw))
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        _log.warning("%s: ignored a text frame of %d characters that is not JSON", link, len(raw))
+        return None
+    if not isinstance(message, dict):
+        _log.warning(
+            "%s: ignored a JSON frame of %d characters that is a %s, not an object",
+            link,
+            len(raw),
+            type(message).__name__,
+        )
+        return None
+    return message

@@ -22,27 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.frames import Close, CloseCode
+from websockets.frames import Close
 from websockets.protocol import State
 
-from nonstop.aio import PerTurn
-from nonstop.links.closecodes import describe_close
-from nonstop.links.frames import MaskKeys, ping_frame, pong_frame, text_frame
+from nonstop.links.ends import LinkEnd, LinkFailed, closed_end
+from nonstop.links.frames import parse_frame
+from nonstop.links.writer import FrameWriter
 from nonstop.net import network
 from nonstop.redact import redact
 
 log = logging.getLogger("nonstop.links.link")
 
-_BACKED_UP = 64 * 1024  # bytes waiting in the transport: the peer is not reading; stop writing past it
 CLOSE_TIMEOUT_S = 1.0
 """How long a closing handshake may take before the TCP connection is dropped (as connect()'s close_timeout)."""
 
@@ -53,25 +50,6 @@ RECHECK_S = 0.05
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 """Far above any envelope Slack sends (a message's text is capped at 40,000 characters, a view at 250
 KB of JSON); a frame this large is a broken peer, and memory must stay bounded."""
-
-
-@dataclass(frozen=True)
-class LinkEnd:
-    """Why a link ended, in a bounded `cause` label and in words."""
-
-    cause: str  # reset | half_open | server_close | refresh | too_many_websockets | link_disabled | frame_too_big
-    #             | shutdown | error
-    explanation: str
-    code: int | None = None
-
-
-class LinkFailed(Exception):
-    """The link never became live (handshake, hello). `cause` is a bounded label."""
-
-    def __init__(self, cause: str, detail: str) -> None:
-        super().__init__(detail)
-        self.cause = cause
-        self.detail = detail
 
 
 EnvelopeCallback = Callable[["Link", dict[str, Any], str], None]  # the envelope parsed, and as received
@@ -126,8 +104,7 @@ class Link:
         self._pong = b""  # that pong as it will appear on the wire
         self._end_cause: LinkEnd | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: PerTurn[tuple[str, Callable[[], None]]] = PerTurn(self._write_soon)
-        self._mask_keys = MaskKeys()
+        self._writer = FrameWriter(name)
         self._close_sent: Close | None = None
         self._close_rcvd: Close | None = None
         self.hello: dict[str, Any] = {}
@@ -160,6 +137,7 @@ class Link:
                 )
                 assert isinstance(ws, _Connection)
                 self._ws = ws
+                self._writer.attach(ws)
                 ws.heard = self._heard
                 self._mark_inbound(time.monotonic())  # the handshake's answer (and what came with it) was Slack's
                 await self._await_hello()
@@ -183,7 +161,7 @@ class Link:
         assert self._ws is not None
         while True:
             raw = await self._ws.recv()
-            message = self._parse(raw)
+            message = parse_frame(raw, self.name)
             if message is None:
                 continue
             kind = message.get("type")
@@ -228,33 +206,13 @@ class Link:
             self.suspected.clear()
             self._on_suspect(self, False)
 
-    def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
-        # A bad frame is described by its size and type, never by its content (it may carry user text).
-        if isinstance(raw, bytes):
-            log.warning("%s: ignored a binary frame of %d bytes", self.name, len(raw))
-            return None
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            log.warning("%s: ignored a text frame of %d characters that is not JSON", self.name, len(raw))
-            return None
-        if not isinstance(message, dict):
-            log.warning(
-                "%s: ignored a JSON frame of %d characters that is a %s, not an object",
-                self.name,
-                len(raw),
-                type(message).__name__,
-            )
-            return None
-        return message
-
     async def _read(self) -> None:
         assert self._ws is not None
         end: LinkEnd
         try:
             while True:
                 raw = await self._ws.recv()  # `_heard` has marked it inbound already
-                message = self._parse(raw)
+                message = parse_frame(raw, self.name)
                 if message is None:
                     continue
                 if message.get("type") == "disconnect":
@@ -318,11 +276,10 @@ class Link:
         """Send one ping and arm its deadline; its pong, or any other bytes from Slack, disarm it.
 
         Called by the pulse for every link at once, and an idle bot does little else, so it costs as
-        little as it can (bench/: idle CPU): the frame is masked from the link's pool of keys and
-        written straight to the transport, like the acks (`_write`), and the pong needs no future of
-        its own, as any bytes that come in prove the link alive (`_heard`), the pong among them. The
-        deadline is a timer that a healthy link cancels before it fires. It never waits: a link whose
-        earlier writes have not left yet (a dead path, most likely) gets no new ping, only the deadline."""
+        little as it can: the frame is written straight to the transport, like the acks
+        (`nonstop.links.writer`), and the pong needs no future of its own, as any bytes that come in prove
+        the link alive (`_heard`), the pong among them. The deadline is a timer that a healthy link cancels
+        before it fires. A link whose earlier writes have not left yet gets no new ping, only the deadline."""
         ws = self._ws
         if ws is None or self.ended.done() or ws.state is not State.OPEN:
             return
@@ -330,11 +287,9 @@ class Link:
         if self._pong_overdue is None:
             due = sent + self._pong_timeout_s
             self._pong_overdue = self._loop.call_at(due, self._overdue, due)
-        if ws.transport.is_closing() or ws.transport.get_write_buffer_size():
-            return
-        payload = self._mask_keys.next()  # random, so the pong cannot be mistaken for an older ping's
-        self._write(ws, ping_frame(payload, self._mask_keys.next()))
-        self._ping_sent, self._pong = sent, pong_frame(payload)
+        pong = self._writer.ping()
+        if pong is not None:
+            self._ping_sent, self._pong = sent, pong
 
     def _overdue(self, due: float) -> None:
         """A ping's deadline passed with no frame since. A loop that ran this timer late was busy and
@@ -356,8 +311,10 @@ class Link:
     def _closed_end(self) -> LinkEnd:
         if self._end_cause is not None:
             return self._end_cause
-        rcvd, sent = self._close_rcvd, self._close_sent
-        if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:  # we closed it: the frame was too big
+        end = closed_end(
+            self._close_sent, self._close_rcvd, self.refresh_reason if self.refresh_requested.is_set() else None
+        )
+        if end.cause == "frame_too_big":
             log.error(
                 "%s: Slack sent a frame larger than the cap of %d bytes; closed the link with 1009 (message too "
                 "big). Raise NONSTOP_MAX_FRAME_BYTES if such envelopes are expected",
@@ -365,16 +322,7 @@ class Link:
                 self._max_frame_bytes,
                 extra={"connection": self.name, "cause": "frame_too_big"},
             )
-            return LinkEnd("frame_too_big", describe_close(1009, "frame above the size cap"), 1009)
-        if self.refresh_requested.is_set():
-            # Slack drops the TCP connection itself shortly after a disconnect message.
-            how = describe_close(rcvd.code, rcvd.reason) if rcvd else "no close frame"
-            return LinkEnd("refresh", f"Slack asked for a refresh ({self.refresh_reason}), then closed it ({how})")
-        if rcvd is None:
-            return LinkEnd("reset", describe_close(1006), 1006)
-        return LinkEnd(
-            "server_close", "Slack closed the connection: " + describe_close(rcvd.code, rcvd.reason), rcvd.code
-        )
+        return end
 
     def _finish(self, end: LinkEnd) -> None:
         if self._pong_overdue is not None:
@@ -382,6 +330,7 @@ class Link:
             self._pong_overdue = None
         if not self.ended.done():
             self.ended.set_result(end)
+        self._writer.cancel()
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -398,80 +347,22 @@ class Link:
 
     def send_soon(self, text: str, on_failure: Callable[[], None]) -> bool:
         """Queue one text frame; the frames queued in one loop turn leave together, in order, in one write
-        (see `_write`). False, with nothing queued, if the link is gone; `on_failure` runs for every
+        (`nonstop.links.writer`). False, with nothing queued, if the link is gone; `on_failure` runs for every
         frame that could not be written (the peer is not reading: a dead path, most likely).
         """
         if not self.is_open:
             return False
-        self._outbox.add((text, on_failure))
+        self._writer.queue(text, on_failure)
         return True
 
     def flush(self) -> None:
-        """Write what `send_soon` queued now, instead of at the end of the loop turn: the dispatcher
-        calls it right after admitting a batch, so its acks do not wait one more loop iteration (each
-        iteration lets go of the GIL in the selector, and under a burst getting it back is the cost)."""
-        self._outbox.flush_now()
-
-    def _write_soon(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
-        ws = self._writable()
-        if ws is not None:
-            self._write(ws, b"".join(text_frame(text, self._mask_keys.next()) for text, _ in batch))
-            return
-        # Backed up (or closing): the library's own send, which waits for the peer to read, with a deadline.
-        task = self._loop.create_task(self._write_slowly(batch), name=f"{self.name}-send")
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
-
-    def _writable(self) -> _Connection | None:
-        """The connection, if `_write` may write to it now: open, and the peer reading what it was sent."""
-        ws = self._ws
-        if ws is None or self.ended.done() or ws.protocol.state is not State.OPEN or ws.transport.is_closing():
-            return None
-        if ws.transport.get_write_buffer_size() > _BACKED_UP:
-            return None
-        return ws
-
-    def _write(self, ws: _Connection, frames: bytes) -> None:
-        """Write frames made by `nonstop.links.frames` (a turn's acks, a ping) in one call, after whatever the
-        connection's Sans-I/O protocol has pending (a pong), honouring its end-of-stream marker.
-
-        Why not `send()` per frame: each write is a system call, each system call hands the GIL to
-        whichever listener thread is runnable, and a burst of 300 acks then waits 300 times (measured:
-        burst ack p50 36 ms batched vs 141 ms per frame, bench/); the library's framing makes one more
-        system call per frame for its masking key (see `nonstop.links.frames`). The link never sends
-        fragmented messages, so no frame can land inside one. Flow control: above `_BACKED_UP` bytes
-        waiting in the transport (`_writable`) nothing is written here and the caller falls back to
-        `send()`, which waits for the peer. websockets is pinned and this use is pinned by
-        tests/nonstop/test_websockets_contract.py.
-        """
-        chunks = ws.protocol.data_to_send()  # whatever the protocol still has to send (a pong) goes first
-        data = b"".join(chunks) + frames if chunks else frames
-        if data:
-            ws.transport.write(data)
-        if b"" in chunks and ws.transport.can_write_eof():  # the protocol asked to end the stream
-            ws.transport.write_eof()
-
-    async def _write_slowly(self, batch: list[tuple[str, Callable[[], None]]]) -> None:
-        sent = 0
-        try:
-            for text, _ in batch:
-                if not await self.send(text):
-                    break
-                sent += 1
-        finally:  # also when the link ends (and cancels this task) half-way through
-            for _, on_failure in batch[sent:]:
-                on_failure()
+        """Write what `send_soon` queued now, instead of at the end of the loop turn: the pipeline calls it
+        right after admitting a batch, so its acks do not wait one more loop iteration."""
+        self._writer.flush()
 
     async def send(self, text: str, timeout_s: float = 1.0) -> bool:
-        """Send one text frame; False if the link is gone or could not take it in time."""
-        if not self.is_open:
-            return False
-        assert self._ws is not None
-        try:
-            await asyncio.wait_for(self._ws.send(text), timeout_s)
-        except (ConnectionClosed, TimeoutError, RuntimeError):
-            return False
-        return True
+        """Send one text frame, waiting for the peer; False if the link is gone or could not take it in time."""
+        return self.is_open and await self._writer.send(text, timeout_s)
 
     def abort(self, end: LinkEnd) -> None:
         """Drop the TCP connection now, without a close handshake (it could hang on a dead path)."""

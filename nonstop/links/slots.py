@@ -19,14 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from nonstop.humanize import human_duration
 from nonstop.links.connect import Connector
-from nonstop.links.link import Link, LinkEnd
-
-if TYPE_CHECKING:
-    from nonstop.links.pool import LinkPool
+from nonstop.links.ends import LinkEnd
+from nonstop.links.holding import Holding
+from nonstop.links.link import Link
 
 __all__ = ["Slots"]
 
@@ -34,7 +32,7 @@ log = logging.getLogger("nonstop.links")
 
 
 class Slots:
-    def __init__(self, pool: LinkPool, connector: Connector) -> None:
+    def __init__(self, pool: Holding, connector: Connector) -> None:
         self._pool = pool
         self._connector = connector
         self.extras: set[Link] = set()  # links beyond the slots': spares, and suspects handed over

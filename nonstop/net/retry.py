@@ -95,7 +95,7 @@ class Schedule:
     been unreachable. Each number with its reason:
 
     - `fast_s` = 1 s for the first `fast_for_s` = 60 s. Most outages of Slack's edge or of the bot's own
-      network last seconds (issue 9 measured 8 s outages of `apps.connections.open`); Slack retries an
+      network last seconds (outages of `apps.connections.open` of a few seconds); Slack retries an
       unacked event almost at once and then only after a minute, so every second the bot stays away
       after Slack is back costs events. Trying once a second means the bot is back within ~1 s of
       Slack, while costing Slack at most one `apps.connections.open` per second; one gate for the whole

@@ -179,12 +179,12 @@ def test_redis_killed_and_restarted_empty_costs_no_answer(
             sandbox.wait_until(lambda: len(mentions.sent) >= 2, what="mentions before")
             redis_server.kill()
             for bot in bots:
-                bot.wait_for_log(r"Redis unreachable", timeout=20)
+                bot.wait_for_log(r"Redis unusable", timeout=20)
             gone_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= gone_at + 20, timeout=30, what="10 s without Redis")
             redis_server.start()
             for bot in bots:
-                bot.wait_for_log(r"Redis reachable again", timeout=20)
+                bot.wait_for_log(r"Redis usable again", timeout=20)
             back_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= back_at + 4, what="mentions after")
         ds = mentions.sent
@@ -331,7 +331,7 @@ def test_rediss_verifies_the_certificate_against_the_extra_ca_it_is_given(sandbo
             bot.wait_for_log(r"cluster mode on rediss://127\.0\.0\.1:\d+/0 as replica r1")
             d = sandbox.mention("ping")
             sandbox.wait_for_message(thread_ts=d.ts)
-            assert "Redis unreachable" not in bot.log
+            assert "Redis unusable" not in bot.log
         untrusted = run_once(replica_env(sandbox, server, "u"))  # the CA not given: it must not verify
         output = untrusted.stdout + untrusted.stderr
         assert untrusted.returncode == 78, output

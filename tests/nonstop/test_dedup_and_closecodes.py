@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from nonstop.links.closecodes import describe_close
+from nonstop.links.ends import describe_close
 from nonstop.pipeline.dedup import TTLCache
 
 

@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -295,49 +294,3 @@ def _in_main_file(path: Path, key: str) -> bool:
         return False
     finally:
         db.close()
-
-
-def _timeslices(native_id: int) -> int:
-    return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[2])
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a thread's schedstat from Linux's /proc")
-def test_sqlite_checkpoints_after_writes_and_never_wakes_while_idle(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("nonstop.ledger.sqlite.CHECKPOINT_EVERY_S", 0.02)
-    path = tmp_path / "ledger.sqlite3"
-    ledger = SqliteLedger(path, ttl_s=60)
-    run(ledger.open())
-    checkpointer = ledger._checkpointer
-    assert checkpointer is not None
-    assert checkpointer.native_id is not None
-    try:
-        run(ledger.admit([entry(1)]))
-        deadline = time.monotonic() + 10
-        while not _in_main_file(path, entry(1).key):
-            assert time.monotonic() < deadline, "a write was never checkpointed into the database file"
-            time.sleep(0.01)
-        # A write that landed while that checkpoint ran is owed one more round: let it pass (bounded).
-        deadline = time.monotonic() + 10
-        before = _timeslices(checkpointer.native_id)
-        while True:
-            time.sleep(0.1)  # 5 periods
-            now = _timeslices(checkpointer.native_id)
-            if now == before:
-                break
-            assert time.monotonic() < deadline, "the checkpoint thread never went quiet"
-            before = now
-        # Idle: the thread must not run at all, whatever its period (an idle bot pays for every wake).
-        time.sleep(0.3)  # 15 periods
-        assert _timeslices(checkpointer.native_id) == before, "the checkpoint thread woke with nothing written"
-        run(ledger.finish([entry(1).key]))
-        deadline = time.monotonic() + 10
-        while _timeslices(checkpointer.native_id) == before:
-            assert time.monotonic() < deadline, "a write did not wake the checkpoint thread"
-            time.sleep(0.01)
-    finally:
-        run(ledger.close())
-    assert not checkpointer.is_alive()
-    wal = path.with_name(path.name + "-wal")
-    assert not wal.exists() or wal.stat().st_size == 0, "close() leaves the log truncated"

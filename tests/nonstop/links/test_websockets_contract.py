@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close, CloseCode
 
 from nonstop.links.frames import MaskKeys, ping_frame, pong_frame
+from nonstop.links.writer import FrameWriter
 from sandbox.testing import ws_url
 
-REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+REQUIREMENTS = Path(__file__).resolve().parents[3] / "requirements.txt"
 
 
 def test_installed_websockets_is_the_pinned_one() -> None:
@@ -54,9 +56,6 @@ def test_the_api_the_link_relies_on_is_there() -> None:
 def test_a_live_connection_exposes_the_transport_the_link_aborts(sandbox) -> None:
     """websockets has no public abort; the link drops a dead path with the asyncio transport's own
     `abort()` (no close handshake that could hang). Pinned here so an upgrade that moves it fails."""
-    import asyncio
-
-    from sandbox.testing import ws_url
 
     async def drain(ws: ClientConnection) -> None:
         async with asyncio.timeout(5):
@@ -73,14 +72,31 @@ def test_a_live_connection_exposes_the_transport_the_link_aborts(sandbox) -> Non
     asyncio.run(probe())
 
 
-def test_the_sans_io_layer_the_link_batches_acks_with_is_there() -> None:
-    """`Link._write_batch` frames a turn's acks with `protocol.send_text` and writes `data_to_send()` at once."""
-    from websockets.client import ClientProtocol
-    from websockets.protocol import State
+@pytest.mark.parametrize("backed_up", [False, True], ids=["written-directly", "through-send"])
+def test_acks_the_writer_frames_are_acks_slack_takes(sandbox, monkeypatch: pytest.MonkeyPatch, backed_up: bool) -> None:
+    """`FrameWriter` writes a turn's acks straight to the transport (after what the Sans-I/O protocol has
+    pending: `data_to_send()`), or, when `transport.get_write_buffer_size()` says the peer is behind, through
+    the library's `send()`. Both paths are driven here against a live server that matches the acks to the
+    envelopes it sent, so an upgrade that changes any of it fails."""
+    if backed_up:
+        monkeypatch.setattr("nonstop.links.writer.BACKED_UP", -1)  # every write counts as backed up
 
-    assert callable(ClientProtocol.send_text)
-    assert callable(ClientProtocol.data_to_send)
-    assert State.OPEN.name == "OPEN"
+    async def probe() -> None:
+        async with connect(ws_url(sandbox), ping_interval=None, proxy=None) as ws:
+            await asyncio.wait_for(ws.recv(), 5)  # hello
+            deliveries = await asyncio.to_thread(sandbox.mentions, ["one", "two", "three"])
+            ids = [json.loads(await asyncio.wait_for(ws.recv(), 5))["envelope_id"] for _ in deliveries]
+            writer, failed = FrameWriter("probe"), []
+            writer.attach(ws)
+            for envelope_id in ids:
+                writer.queue(json.dumps({"envelope_id": envelope_id}), lambda e=envelope_id: failed.append(e))
+            writer.flush()
+            for delivery in deliveries:
+                await asyncio.to_thread(sandbox.wait_for_ack, delivery, 5)
+            assert failed == []
+            ws.transport.abort()
+
+    asyncio.run(probe())
 
 
 def test_every_byte_reaches_the_connections_data_received_and_a_written_ping_is_answered(sandbox) -> None:
