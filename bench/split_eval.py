@@ -120,7 +120,11 @@ def bursts(lanes: dict[str, Lane], rounds: int, size: int) -> dict[str, dict[str
                 done[shape][name].append(scenarios.burst(lanes[name], size, shape))
                 time.sleep(2.0)  # the last bot's replies are over before the next burst
             say(f"  bursts: round {r + 1} of {rounds}, {shape} done")
-    return {shape: {name: scenarios.pool_bursts(b) for name, b in by.items()} for shape, by in done.items()}
+    return {shape: {name: _pooled(b) for name, b in by.items()} for shape, by in done.items()}
+
+
+def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return scenarios.pool_bursts(rounds) | {"round_p50_s": [r["ack_p50_s"] for r in rounds]}
 
 
 def commands(lanes: dict[str, Lane], tries: int) -> dict[str, Any]:
@@ -186,7 +190,10 @@ def render(results: dict[str, Any]) -> str:
             )
         )
         rows.append(
-            (f"  per-burst p99, least to most ({title})", {k: _range(v["round_p99_s"]) for k, v in pooled.items()})
+            (
+                f"  per-burst p50; p99, least to most ({title})",
+                {k: f"{_range(v.get('round_p50_s', []))}; {_range(v['round_p99_s'])}" for k, v in pooled.items()},
+            )
         )
         rows.append(
             (
