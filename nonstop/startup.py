@@ -18,10 +18,11 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from nonstop import network
-from nonstop.policy import Backoff, fatal_message, is_fatal
+from nonstop.config.settings import DEFAULT_API_URL, Settings
+from nonstop.errors import ConfigError
+from nonstop.net import network
+from nonstop.net.retry import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
-from nonstop.settings import DEFAULT_API_URL, ConfigError, Settings
 from nonstop.webclient import CountListenerCalls, InstrumentedWebClient
 
 log = logging.getLogger("nonstop.startup")
@@ -110,7 +111,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
         # Bolt warns that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is not.
         bolt_logger.setLevel(logging.ERROR)
         try:
-            # Listeners run in the supervisor's lanes (nonstop.lanes), which it installs as Bolt's executor.
+            # Listeners run in the supervisor's lanes (nonstop.bolt.lanes), which it installs as Bolt's executor.
             app = App(client=client, logger=bolt_logger)
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more
             delay = backoff.failure()

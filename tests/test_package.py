@@ -110,27 +110,21 @@ def test_the_installed_package_works_from_outside_the_repository(venv: Path, tmp
 
 def test_without_the_redis_extra_nonstop_imports_and_a_redis_ledger_is_refused_in_one_line(venv: Path, tmp_path: Path):
     code = (
-        "import sys\n"
+        "import asyncio, sys\n"
         "sys.modules['redis'] = None  # as if the extra were not installed: any import of redis fails\n"
         "from nonstop import SupervisedSocketModeHandler\n"
-        "from nonstop.ledger import open_ledger\n"
-        "from nonstop.settings import ConfigError, load_settings\n"
-        "open_ledger('sqlite:///x.sqlite3', 60)\n"
-        "try:\n"
-        "    open_ledger('redis://127.0.0.1:6379/0', 60)\n"
-        "except ValueError as e:\n"
-        "    print(e)\n"
-        "env = {'SLACK_BOT_TOKEN': 'xoxb-1', 'SLACK_APP_TOKEN': 'xapp-1', 'NONSTOP_LEDGER': 'rediss://h:6380/0'}\n"
-        "try:\n"
-        "    load_settings(env)\n"
-        "except ConfigError as e:\n"
-        "    print(e)\n"
+        "from nonstop.backends import open_backends\n"
+        "from nonstop.errors import ConfigError\n"
+        "for url in ('sqlite:///x.sqlite3', 'rediss://h:6380/0'):\n"
+        "    try:\n"
+        "        asyncio.run(open_backends(url, ttl_s=60, wish=1, lease_s=10))\n"
+        "        print('opened', url)\n"
+        "    except ConfigError as e:\n"
+        "        print(e)\n"
     )
-    from_factory, from_settings = run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path).splitlines()
-    needs = "ledger needs the Redis client, which is not installed: pip install 'nonstop[redis]'"
-    assert from_factory == f"a redis:// {needs}"
-    assert from_settings.startswith("NONSTOP_LEDGER='rediss://h:6380/0' ")
-    assert from_settings.endswith(f"a rediss:// {needs}.")
+    local, redis = run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path).splitlines()
+    assert local == "opened sqlite:///x.sqlite3"
+    assert redis == "NONSTOP_LEDGER=rediss://… needs the redis package: pip install 'nonstop[redis]'"
 
 
 def test_a_users_own_test_uses_the_sandbox_fixture_as_docs_sandbox_md_shows(venv: Path, tmp_path: Path):

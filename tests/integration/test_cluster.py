@@ -111,12 +111,15 @@ def test_a_killed_replicas_acked_mentions_are_answered_by_the_others(
 
 
 class Mentions:
-    """A mention every `every_s` seconds from a thread of the test's, until stopped."""
+    """A mention every `every_s` seconds from a thread of the test's, until stopped; with `commands`, a
+    `/nonstop ping` after each one too."""
 
-    def __init__(self, sb: Sandbox, every_s: float) -> None:
+    def __init__(self, sb: Sandbox, every_s: float, *, commands: bool = False) -> None:
         self.sb = sb
         self.every_s = every_s
+        self.with_commands = commands
         self.sent: list[Delivery] = []
+        self.commands: list[Delivery] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -124,6 +127,8 @@ class Mentions:
         n = 0
         while not self._stop.wait(self.every_s):
             self.sent.append(self.sb.mention(f"ping {n}"))
+            if self.with_commands:
+                self.commands.append(self.sb.slash_command("ping"))
             n += 1
 
     def __enter__(self) -> Mentions:
@@ -142,7 +147,7 @@ def test_a_rolling_deploy_loses_and_doubles_nothing(
         env = {name: replica_env(sandbox, redis_server, name) for name in ("old1", "old2", "old3")}
         old = [stack.enter_context(run_bot(env[name], workdir=_dir(tmp_path, name))) for name in env]
         sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="3 replicas live")
-        with Mentions(sandbox, 0.5) as mentions:
+        with Mentions(sandbox, 0.5, commands=True) as mentions:
             for i, leaving in enumerate(old):
                 sent = len(mentions.sent)
                 sandbox.wait_until(lambda sent=sent: len(mentions.sent) >= sent + 2, what="mentions meanwhile")
@@ -161,7 +166,13 @@ def test_a_rolling_deploy_loses_and_doubles_nothing(
         ds = mentions.sent
         all_settled(sandbox, ds)
         counts = every_one_answered(sandbox, ds)
+        for command in mentions.commands:  # never redelivered by Slack: each must be answered in its ack, in time
+            ack = sandbox.wait_for_ack(command, timeout=10)
+            assert not ack.late
+            assert ack.payload is not None
+            assert "pong" in str(ack.payload.get("text"))
     assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+    assert len(mentions.commands) >= 10
 
 
 def _dir(tmp: Path, name: str) -> Path:
@@ -179,12 +190,12 @@ def test_redis_killed_and_restarted_empty_costs_no_answer(
             sandbox.wait_until(lambda: len(mentions.sent) >= 2, what="mentions before")
             redis_server.kill()
             for bot in bots:
-                bot.wait_for_log(r"Redis unreachable", timeout=20)
+                bot.wait_for_log(r"Redis unusable", timeout=20)
             gone_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= gone_at + 20, timeout=30, what="10 s without Redis")
             redis_server.start()
             for bot in bots:
-                bot.wait_for_log(r"Redis reachable again", timeout=20)
+                bot.wait_for_log(r"Redis usable again", timeout=20)
             back_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= back_at + 4, what="mentions after")
         ds = mentions.sent
@@ -231,7 +242,12 @@ def test_another_process_on_the_same_app_token_is_called_out(
             assert time.monotonic() < deadline, bot.log[-3000:]
             hellos = len(bot.wait_for_log(r": connected in"))
             sandbox.reset(conn=connections_of(sandbox, bot.pid)[:1])
-            bot.wait_for_log(r": connected in", count=hellos + 1, timeout=30)
+            # A reset slot link is replaced (a new hello); a reset spare may not be, when none is needed.
+            sandbox.wait_until(
+                lambda n=hellos: bot.log.count(": connected in") > n or len(connections_of(sandbox, bot.pid)) >= 2,
+                timeout=30,
+                what="the bot's links back",
+            )
         line = bot.wait_for_log(r"GHOST CONNECTIONS")[0]
         # The replica may hold spare links meanwhile (Slack counts one it does not hold): one ghost either way.
         assert re.search(
@@ -331,7 +347,7 @@ def test_rediss_verifies_the_certificate_against_the_extra_ca_it_is_given(sandbo
             bot.wait_for_log(r"cluster mode on rediss://127\.0\.0\.1:\d+/0 as replica r1")
             d = sandbox.mention("ping")
             sandbox.wait_for_message(thread_ts=d.ts)
-            assert "Redis unreachable" not in bot.log
+            assert "Redis unusable" not in bot.log
         untrusted = run_once(replica_env(sandbox, server, "u"))  # the CA not given: it must not verify
         output = untrusted.stdout + untrusted.stderr
         assert untrusted.returncode == 78, output
