@@ -333,17 +333,17 @@ class Dispatcher:
             if request is None:
                 self._finish(entry.key)
                 continue
-            self._start_event(request, entry.key)
+            self._start_event(request, entry.key, runs=entry.runs)
             started += 1
         return started
 
-    def _start_event(self, request: SocketModeRequest, key: str) -> None:
+    def _start_event(self, request: SocketModeRequest, key: str, runs: int = 1) -> None:
         self._running.add(key)
         self._telemetry.set_backlog(len(self._running), self._max_backlog)
         with self._lock:
             self._in_flight += 1
         try:
-            self._dispatch[EVENTS].submit(self._run_event, request, key)
+            self._dispatch[EVENTS].submit(self._run_event, request, key, runs)
         except RuntimeError:  # pool shut down while stopping: it stays pending in the ledger
             with self._lock:
                 self._in_flight -= 1
@@ -402,8 +402,8 @@ class Dispatcher:
 
     # -- on a dispatch thread ------------------------------------------------------------------------
 
-    def _run_event(self, request: SocketModeRequest, key: str) -> None:
-        tracker = Tracker(lambda: self._call_soon(lambda: self._finish(key)))
+    def _run_event(self, request: SocketModeRequest, key: str, runs: int = 1) -> None:
+        tracker = Tracker(lambda: self._call_soon(lambda: self._finish(key)), runs)
         try:
             with working_on(EVENTS, tracker):
                 self._bolt(request)

@@ -1,0 +1,248 @@
+"""The governor: which Web API call may go now, which waits and until when, and which is given up.
+
+Pure and synchronous (Sans-I/O, like `websockets`' protocol objects): it never sleeps, sends or reads a
+clock; a driver (`nonstop.outbound.sync`, `nonstop.outbound.aio`) passes `now` in, sends what it is told,
+and reports back. The same core therefore serves the threads of a sync `WebClient` and the tasks of an
+`AsyncWebClient`, and its tests run on a fake clock.
+
+- **Lanes keep order.** Every call belongs to a lane (an answer's conversation; any other call gets a lane
+  of its own). A lane sends one call at a time, lowest `order` first (the event it answers, then the
+  answer's place in it), so the answers to one conversation arrive in order even when one must be tried
+  again. A busy lane holds up nothing else.
+- **Buckets keep Slack's limits** (`nonstop.outbound.limits`). A bucket is *optimistic* until Slack
+  answers its first 429: calls go as fast as they come, because Slack tolerates bursts of unpublished
+  size and most traffic never nears a limit. The 429 *engages* it: no call for exactly `Retry-After`,
+  then the documented rate and burst. It is forgotten again once it has stayed full for `forget_after_s`
+  (the burst that taught it is over). Replicas share a pre-engaged bucket instead (`nonstop.outbound.shared`).
+- **Failures wait by the policy** (`nonstop.policy.Schedule`, the same as the links'), and no call waits
+  past its deadline: a call whose next chance lies beyond it is given up, and the driver says so.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from nonstop.outbound.limits import Limit
+from nonstop.policy import Schedule
+
+__all__ = ["Bucket", "Call", "Due", "Governor"]
+
+FORGET_AFTER_S = 60.0
+"""An engaged bucket that stayed full this long goes back to optimistic [INF: a minute, Slack's own window]."""
+
+
+@dataclass
+class Bucket:
+    """One of Slack's limits as this process has learned it."""
+
+    limit: Limit
+    engaged: bool = False
+    tokens: float = 0.0
+    at: float = 0.0  # when `tokens` was counted
+    blocked_until: float = 0.0  # Retry-After: nothing before this
+
+    def _count(self, now: float) -> None:
+        if now > self.at:
+            self.tokens = min(self.limit.burst, self.tokens + (now - self.at) * self.limit.per_s)
+            self.at = now
+
+    def ready_at(self, now: float) -> float:
+        """The earliest time a call may draw from this bucket."""
+        if not self.engaged:
+            return max(now, self.blocked_until)
+        self._count(now)
+        ready = now if self.tokens >= 1 else now + (1 - self.tokens) / self.limit.per_s
+        return max(ready, self.blocked_until)
+
+    def take(self, now: float) -> None:
+        if self.engaged:
+            self._count(now)
+            self.tokens -= 1
+
+    def ratelimited(self, now: float, retry_after_s: float) -> None:
+        """Slack said 429: empty, engaged, and closed for exactly `retry_after_s`."""
+        self.engaged = True
+        self.tokens, self.at = 0.0, now
+        self.blocked_until = max(self.blocked_until, now + retry_after_s)
+
+    def stale(self, now: float, forget_after_s: float) -> bool:
+        """Nothing learned here matters any more: no block, and (if engaged) full for `forget_after_s`."""
+        if now < self.blocked_until:
+            return False
+        if not self.engaged:
+            return True
+        self._count(now)
+        full_at = self.at + max(0.0, self.limit.burst - self.tokens) / self.limit.per_s
+        return self.tokens >= self.limit.burst and now - full_at >= forget_after_s
+
+
+_seq = itertools.count()
+
+
+@dataclass(eq=False)
+class Call:
+    """One Web API call on its way out. `key`/`limit`: the bucket its next try draws from (a driver may
+    switch it between steps, e.g. a lookup in the history before a post). `job`: the driver's own data."""
+
+    method: str
+    lane: str
+    order: tuple[float, float]
+    deadline: float
+    key: str
+    limit: Limit
+    job: Any = None
+    not_before: float = 0.0
+    tries: int = 0
+    trouble_since: float | None = None  # first failed try: the age of the trouble drives the backoff
+    seq: int = field(default_factory=lambda: next(_seq))
+
+    def sort_key(self) -> tuple[float, float, int]:
+        return (*self.order, self.seq)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What `Governor.due()` decided: send these now, give these up, and look again at `wake_at` (None: nothing
+    waits)."""
+
+    send: list[Call]
+    expired: list[Call]
+    wake_at: float | None
+
+
+class Governor:
+    """Decides, for every call, "send now", "wait until t" or "give up". Not thread-safe: drivers hold a lock.
+
+    Args:
+        schedule: the waits between tries of a call that failed for a passing reason (`nonstop.policy`).
+        rng: jitter for those waits.
+        forget_after_s: how long an engaged bucket must stay full before it is optimistic again.
+    """
+
+    def __init__(
+        self,
+        *,
+        schedule: Schedule | None = None,
+        rng: random.Random | None = None,
+        forget_after_s: float = FORGET_AFTER_S,
+    ) -> None:
+        self._schedule = schedule or Schedule()
+        self._rng = rng or random.Random()
+        self._forget_after_s = forget_after_s
+        self._buckets: dict[str, Bucket] = {}
+        self._lanes: dict[str, list[tuple[tuple[float, float, int], Call]]] = {}
+        self._busy: set[str] = set()
+        self._swept_at = 0.0
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued, not being sent."""
+        return sum(len(queue) for queue in self._lanes.values())
+
+    def bucket(self, key: str, limit: Limit) -> Bucket:
+        found = self._buckets.get(key)
+        if found is None:
+            found = self._buckets[key] = Bucket(limit)
+        return found
+
+    def engaged(self, key: str) -> bool:
+        found = self._buckets.get(key)
+        return found is not None and found.engaged
+
+    # -- deciding --------------------------------------------------------------------------------------
+
+    def submit(self, call: Call, now: float) -> bool:
+        """A new call. True: send it now (its lane is now busy until `done`/`again`). False: it waits."""
+        if call.lane not in self._busy and not self._lanes.get(call.lane) and self._ready(call, now) <= now:
+            self._start(call, now)
+            return True
+        self._push(call)
+        return False
+
+    def due(self, now: float) -> Due:
+        """Every waiting call whose turn has come (its lane free, its bucket ready, its backoff over), every
+        waiting call whose next chance lies past its deadline, and when to look again."""
+        send: list[Call] = []
+        expired: list[Call] = []
+        wake: float | None = None
+        heads = [queue[0] for lane, queue in self._lanes.items() if queue and lane not in self._busy]
+        heapq.heapify(heads)  # the oldest answer first, when lanes share a bucket
+        while heads:
+            call = heapq.heappop(heads)[1]
+            ready = self._ready(call, now)
+            if ready <= now:
+                self._pop(call.lane)
+                self._start(call, now)
+                send.append(call)
+            elif ready > call.deadline:
+                self._pop(call.lane)
+                expired.append(call)
+                nxt = self._lanes.get(call.lane)
+                if nxt:  # the lane's next call gets its chance in this same pass
+                    heapq.heappush(heads, nxt[0])
+            else:
+                wake = ready if wake is None else min(wake, ready)
+        self._sweep(now)
+        return Due(send, expired, wake)
+
+    def done(self, call: Call) -> None:
+        """The call's try is over for good (delivered, refused, or given up by the driver): its lane moves on."""
+        self._busy.discard(call.lane)
+        if not self._lanes.get(call.lane):
+            self._lanes.pop(call.lane, None)
+
+    def again(self, call: Call, at: float) -> bool:
+        """Back to the head of its lane, not before `at`. False if `at` lies past its deadline: the call is
+        then out of the governor (the driver gives it up) and its lane moves on."""
+        self._busy.discard(call.lane)
+        if at > call.deadline:
+            self.done(call)
+            return False
+        call.not_before = at
+        self._push(call)
+        return True
+
+    def ratelimited(self, call: Call, now: float, retry_after_s: float) -> bool:
+        """Slack answered 429: the bucket learns, and the call tries again exactly `retry_after_s` later."""
+        self.bucket(call.key, call.limit).ratelimited(now, retry_after_s)
+        return self.again(call, now + retry_after_s)
+
+    def failed(self, call: Call, now: float) -> bool:
+        """A try failed for a passing reason: the next one waits by the policy's schedule."""
+        if call.trouble_since is None:
+            call.trouble_since = now
+        return self.again(call, now + self._schedule.wait(now - call.trouble_since, self._rng))
+
+    # -- inside ----------------------------------------------------------------------------------------
+
+    def _ready(self, call: Call, now: float) -> float:
+        return max(call.not_before, self.bucket(call.key, call.limit).ready_at(now))
+
+    def _start(self, call: Call, now: float) -> None:
+        self.bucket(call.key, call.limit).take(now)
+        self._busy.add(call.lane)
+        call.tries += 1
+
+    def _push(self, call: Call) -> None:
+        heapq.heappush(self._lanes.setdefault(call.lane, []), (call.sort_key(), call))
+
+    def _pop(self, lane: str) -> None:
+        queue = self._lanes[lane]
+        heapq.heappop(queue)
+        if not queue and lane not in self._busy:
+            del self._lanes[lane]
+
+    def _sweep(self, now: float) -> None:
+        """Drop what no longer teaches anything (stale buckets), at most once a second: memory stays bounded
+        by the keys in use, however many channels the bot ever answered in."""
+        if now - self._swept_at < 1.0:
+            return
+        self._swept_at = now
+        for key in [k for k, b in self._buckets.items() if b.stale(now, self._forget_after_s)]:
+            del self._buckets[key]
