@@ -246,11 +246,12 @@ def judge(error: BaseException | None) -> Outcome:
         return Outcome(OK)
     if isinstance(error, SlackApiError):
         response = error.response
-        status = response.status_code
-        data = response.data if isinstance(response.data, dict) else {}
+        status = getattr(response, "status_code", 200)
+        data = getattr(response, "data", response)
+        data = data if isinstance(data, dict) else {}
         code = str(data.get("error") or "")
         if status == 429 or code in ("ratelimited", "rate_limited"):
-            return Outcome(RATELIMITED, "ratelimited", retry_after_of(response.headers))
+            return Outcome(RATELIMITED, "ratelimited", retry_after_of(getattr(response, "headers", None)))
         if code in UNSURE_ERRORS:
             return Outcome(UNSURE, "server_error")
         if code in NOT_DONE_ERRORS or status == 503:

@@ -9,7 +9,7 @@ from nonstop.outbound.answering import Answering
 from nonstop.outbound.client import AnswerThroughGovernor, GovernedWebClient
 from nonstop.outbound.governor import Call, Due, Governor
 from nonstop.outbound.limits import Limit, limit_for
-from nonstop.outbound.pending import NotDelivered, PendingResponse
+from nonstop.outbound.pending import NotDelivered, PendingResponse, slack_trouble
 from nonstop.outbound.scopes import Scopes
 from nonstop.outbound.sync import Outbound
 
@@ -26,4 +26,5 @@ __all__ = [
     "PendingResponse",
     "Scopes",
     "limit_for",
+    "slack_trouble",
 ]

@@ -75,9 +75,8 @@ class Bucket:
             return False
         if not self.engaged:
             return True
-        self._count(now)
-        full_at = self.at + max(0.0, self.limit.burst - self.tokens) / self.limit.per_s
-        return self.tokens >= self.limit.burst and now - full_at >= forget_after_s
+        full_at = self.at + max(0.0, self.limit.burst - self.tokens) / self.limit.per_s  # before counting moves `at`
+        return now - full_at >= forget_after_s
 
 
 _seq = itertools.count()
@@ -99,6 +98,7 @@ class Call:
     tries: int = 0
     trouble_since: float | None = None  # first failed try: the age of the trouble drives the backoff
     seq: int = field(default_factory=lambda: next(_seq))
+    queued: bool = False
 
     def sort_key(self) -> tuple[float, float, int]:
         return (*self.order, self.seq)
@@ -136,6 +136,7 @@ class Governor:
         self._buckets: dict[str, Bucket] = {}
         self._lanes: dict[str, list[tuple[tuple[float, float, int], Call]]] = {}
         self._busy: set[str] = set()
+        self._deadlines: list[tuple[float, int, Call]] = []  # queued calls by deadline (stale entries skipped)
         self._swept_at = 0.0
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class Governor:
         """Every waiting call whose turn has come (its lane free, its bucket ready, its backoff over), every
         waiting call whose next chance lies past its deadline, and when to look again."""
         send: list[Call] = []
-        expired: list[Call] = []
+        expired = self._expire(now)
         wake: float | None = None
         heads = [queue[0] for lane, queue in self._lanes.items() if queue and lane not in self._busy]
         heapq.heapify(heads)  # the oldest answer first, when lanes share a bucket
@@ -188,6 +189,8 @@ class Governor:
                     heapq.heappush(heads, nxt[0])
             else:
                 wake = ready if wake is None else min(wake, ready)
+        if self._deadlines:
+            wake = self._deadlines[0][0] if wake is None else min(wake, self._deadlines[0][0])
         self._sweep(now)
         return Due(send, expired, wake)
 
@@ -231,12 +234,30 @@ class Governor:
 
     def _push(self, call: Call) -> None:
         heapq.heappush(self._lanes.setdefault(call.lane, []), (call.sort_key(), call))
+        heapq.heappush(self._deadlines, (call.deadline, call.seq, call))
+        call.queued = True
 
     def _pop(self, lane: str) -> None:
         queue = self._lanes[lane]
-        heapq.heappop(queue)
+        heapq.heappop(queue)[1].queued = False
         if not queue and lane not in self._busy:
             del self._lanes[lane]
+
+    def _expire(self, now: float) -> list[Call]:
+        """Queued calls whose deadline has passed, wherever they stand in their lane."""
+        expired: list[Call] = []
+        while self._deadlines and self._deadlines[0][0] < now:
+            call = heapq.heappop(self._deadlines)[2]
+            if not call.queued or call.deadline >= now:
+                continue  # sent or requeued since (a requeued call has a fresh entry)
+            queue = self._lanes[call.lane]
+            queue.remove((call.sort_key(), call))
+            heapq.heapify(queue)
+            call.queued = False
+            if not queue and call.lane not in self._busy:
+                del self._lanes[call.lane]
+            expired.append(call)
+        return expired
 
     def _sweep(self, now: float) -> None:
         """Drop what no longer teaches anything (stale buckets), at most once a second: memory stays bounded

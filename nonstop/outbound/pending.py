@@ -15,7 +15,9 @@ from typing import Any
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web import SlackResponse
 
-__all__ = ["NotDelivered", "PendingResponse", "settled"]
+from nonstop.policy import FINAL, OK, judge
+
+__all__ = ["NotDelivered", "PendingResponse", "settled", "slack_trouble"]
 
 _UNSET: Any = object()
 
@@ -99,3 +101,11 @@ def settled(client: Any, api_url: str, req_args: dict[str, Any], data: dict[str,
     return SlackResponse(
         client=client, http_verb="POST", api_url=api_url, req_args=req_args, data=data, headers={}, status_code=200
     )
+
+
+def slack_trouble(error: BaseException) -> bool:
+    """Whether `error` is Slack's trouble (busy, down, unreachable, or a call given up over it) rather than a
+    listener's own failure: a listener that met it did nothing wrong, and an apology would meet it too."""
+    if isinstance(error, NotDelivered):
+        return True
+    return judge(error).kind not in (OK, FINAL)
