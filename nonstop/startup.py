@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -21,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from nonstop import network
 from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
 from nonstop.outbound.metrics import OutboundMetrics
+from nonstop.outbound.shared import SharedBuckets
 from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
 from nonstop.settings import DEFAULT_API_URL, ConfigError, Settings
@@ -91,11 +93,15 @@ def _raise_if_network_problem(error: BaseException, url: str) -> None:
 
 
 def build_outbound(settings: Settings) -> Outbound:
-    """The process's way out: the governor with the supervisor's retry schedule, counted in the bot's metrics."""
+    """The process's way out: the governor with the supervisor's retry schedule, counted in the bot's metrics;
+    on a Redis ledger (replicas) its buckets are shared through that Redis."""
+    ledger = settings.supervisor.ledger_url
+    shared = SharedBuckets.from_url(ledger) if urlsplit(ledger).scheme in ("redis", "rediss") else None
     outbound = Outbound(
         settings.outbound,
         schedule=settings.supervisor.retry_schedule,
         metrics=OutboundMetrics(TELEMETRY.metrics.registry),
+        shared=shared,
     )
     outbound.scopes.on_change(lambda granted: _say_history(outbound, granted))
     return outbound

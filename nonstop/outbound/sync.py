@@ -186,6 +186,15 @@ class Outbound:
                 self._hold(job)
         if not go:
             return self._pending(job)
+        wait = self._shared_wait(call) if self._shared is not None else 0.0
+        if wait > 0:  # other replicas used the shared budget: wait in the governor, not on this thread
+            with self._cond:
+                self._trying -= 1
+                if self.governor.again(call, now + wait):
+                    self._hold(job)
+                else:
+                    self._give_up(call, "deadline")
+            return self._pending(job)
         try:
             response, error = self._try(call)
             self._settle(call, response, error)
