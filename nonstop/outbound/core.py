@@ -265,7 +265,7 @@ class OutboundCore:
         waited = now - job.submitted_at
         minutes = self.settings.reply_deadline_s / 60
         why = {
-            "deadline": f"NONSTOP_REPLY_DEADLINE ({minutes:g} min) would pass before its next chance",
+            "deadline": f"NONSTOP_REPLY_DEADLINE ({minutes:.3g} min) would pass before its next chance",
             "unsure": "it may have reached Slack and the bot cannot look (NONSTOP_UNSURE_ANSWER=skip)",
         }.get(reason, "the answer path failed on it")
         log.error(

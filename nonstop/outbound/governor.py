@@ -211,6 +211,13 @@ class Governor:
         self._push(call)
         return True
 
+    def drop(self, call: Call) -> None:
+        """Take a waiting call out (its caller is gone); its lane moves on."""
+        if call.queued:
+            self._unqueue(call)
+        else:
+            self.done(call)  # it was the lane's call being sent
+
     def ratelimited(self, call: Call, now: float, retry_after_s: float) -> bool:
         """Slack answered 429: the bucket learns, and the call tries again exactly `retry_after_s` later."""
         self.bucket(call.key, call.limit).ratelimited(now, retry_after_s)
@@ -250,14 +257,17 @@ class Governor:
             call = heapq.heappop(self._deadlines)[2]
             if not call.queued or call.deadline >= now:
                 continue  # sent or requeued since (a requeued call has a fresh entry)
-            queue = self._lanes[call.lane]
-            queue.remove((call.sort_key(), call))
-            heapq.heapify(queue)
-            call.queued = False
-            if not queue and call.lane not in self._busy:
-                del self._lanes[call.lane]
+            self._unqueue(call)
             expired.append(call)
         return expired
+
+    def _unqueue(self, call: Call) -> None:
+        queue = self._lanes[call.lane]
+        queue.remove((call.sort_key(), call))
+        heapq.heapify(queue)
+        call.queued = False
+        if not queue and call.lane not in self._busy:
+            del self._lanes[call.lane]
 
     def _sweep(self, now: float) -> None:
         """Drop what no longer teaches anything (stale buckets), at most once a second: memory stays bounded
