@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
 FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once, then replies (harness calibration)
+ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio alone (the answer rows' yardstick)
 
 # Slack's production timers, except that retries come after 0 / 10 / 30 s instead of 0 / 60 / 300 s so
 # that a mixed-fault run can wait for every delivery's final outcome (see docs/benchmark.md).
@@ -49,6 +50,8 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "app.py")]
     if kind == FLOOR:
         return [python(), str(REPO / "bench" / "floor_client.py")]
+    if kind == ASYNC_FLOOR:
+        return [python(), str(REPO / "bench" / "asyncio_floor.py")]
     raise ValueError(f"unknown bot kind {kind!r}")
 
 
@@ -96,7 +99,7 @@ class Lane:
         assert self._workdir is not None
         self.log_path = Path(self._workdir.name) / f"bot-{self.restarts}.log"
         env = bot_env(self.sb) | {"LOG_LEVEL": "INFO"} | self.env
-        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
+        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind in (FLOOR, ASYNC_FLOOR) else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command(self.kind) + args,

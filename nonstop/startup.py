@@ -104,6 +104,7 @@ def build_outbound(settings: Settings) -> Outbound:
         shared=shared,
     )
     outbound.scopes.on_change(lambda granted: _say_history(outbound, granted))
+    outbound.start()  # here, not on a listener's thread: the senders keep this thread's priority (nonstop.lanes)
     return outbound
 
 

@@ -28,7 +28,7 @@ from nonstop.outbound.scopes import Scopes
 from nonstop.policy import CREATES, FINAL, OK, RATELIMITED, SETTLED_BY, UNSURE, Outcome, Schedule, judge
 from nonstop.settings import OutboundSettings
 
-__all__ = ["ANSWER_METHODS", "LOOK", "SEND", "Job", "OutboundCore", "param"]
+__all__ = ["ANSWER_METHODS", "LOOK", "SEND", "Job", "OutboundCore", "lane_of", "param"]
 
 log = logging.getLogger("nonstop.outbound")
 
@@ -59,6 +59,19 @@ def param(kwargs: dict[str, Any], name: str) -> str | None:
         if isinstance(body, dict) and isinstance(body.get(name), str) and body[name]:
             return body[name]
     return None
+
+
+def lane_of(method: str, kwargs: dict[str, Any], conversation: str | None, thread_ts: str | None) -> str:
+    """Where a call must keep its order: a conversation as people see it. A threaded reply is seen in its
+    thread (unless broadcast to the channel too), so replies to different threads need not wait for each
+    other; they still share the channel's rate limit, and calls waiting on one bucket leave oldest event first.
+    A call that says nothing in a conversation has a lane of its own."""
+    if not conversation or method not in ANSWER_METHODS:
+        return f"{method}#{next(_lanes)}"
+    broadcast = any(
+        isinstance(kwargs.get(p), dict) and kwargs[p].get("reply_broadcast") for p in ("json", "params", "data")
+    )
+    return f"{conversation}/{thread_ts}" if thread_ts and not broadcast else conversation
 
 
 @dataclass(eq=False)
@@ -127,7 +140,7 @@ class OutboundCore:
             reply = index if mark(kwargs, answering.event_id, index) else None
         post_key, post_limit = limit_for(method, conversation)
         job = Job(sender, method, kwargs, answering, conversation, thread_ts, reply, now, post_key, post_limit)
-        lane = conversation if conversation and method in ANSWER_METHODS else f"{method}#{next(_lanes)}"
+        lane = lane_of(method, kwargs, conversation, thread_ts)
         deadline = now + self.settings.reply_deadline_s
         job.call = Call(method, lane, (answering.rank, now), deadline, post_key, post_limit, job=job)
         if reply is not None and answering.replayed and conversation:

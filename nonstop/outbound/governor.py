@@ -5,10 +5,11 @@ clock; a driver (`nonstop.outbound.sync`, `nonstop.outbound.aio`) passes `now` i
 and reports back. The same core therefore serves the threads of a sync `WebClient` and the tasks of an
 `AsyncWebClient`, and its tests run on a fake clock.
 
-- **Lanes keep order.** Every call belongs to a lane (an answer's conversation; any other call gets a lane
-  of its own). A lane sends one call at a time, lowest `order` first (the event it answers, then the
-  answer's place in it), so the answers to one conversation arrive in order even when one must be tried
-  again. A busy lane holds up nothing else.
+- **Lanes keep order.** Every call belongs to a lane (a conversation as people see it: a channel, or one
+  thread of it; any other call gets a lane of its own). A lane sends one call at a time, lowest `order`
+  first (the event it answers, then the answer's place in it), so the answers in one conversation arrive
+  in order even when one must be tried again. A busy lane holds up nothing else. Lanes that wait on the
+  same bucket get it oldest event first.
 - **Buckets keep Slack's limits** (`nonstop.outbound.limits`). A bucket is *optimistic* until Slack
   answers its first 429: calls go as fast as they come, because Slack tolerates bursts of unpublished
   size and most traffic never nears a limit. The 429 *engages* it: no call for exactly `Retry-After`,
@@ -151,6 +152,10 @@ class Governor:
         if found is None:
             found = self._buckets[key] = Bucket(limit)
         return found
+
+    def busy(self, lane: str) -> bool:
+        """Whether a call of `lane` is being sent (the lane's next call waits for it)."""
+        return lane in self._busy
 
     def engaged(self, key: str) -> bool:
         found = self._buckets.get(key)

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
@@ -39,7 +39,7 @@ __all__ = ["LOOK_PAGES", "SENDERS", "Outbound", "Sender", "SharedGate"]
 log = logging.getLogger("nonstop.outbound")
 
 SENDERS = 8
-"""Threads that send the calls that waited: the conversations answered at once, each one call at a time."""
+"""Threads that send the calls that waited: up to 8 conversations answered at once, each one call at a time."""
 
 LOOK_PAGES = 5
 """At most this many pages read per lookup (5 x 200 messages): a thread longer than that is not searched to
@@ -84,10 +84,12 @@ class Outbound:
         self.core.metrics.bind(lambda: self.core.waiting)
         self._shared = shared
         self._clock = clock
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # senders wait on it for work
+        self._idle = threading.Condition(lock)  # wait_idle waits on it
         self._futures: dict[int, Future[SlackResponse]] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._thread: threading.Thread | None = None
+        self._senders: list[threading.Thread] = []
+        self._ready: list[Job] = []  # their turn has come, no sender has taken them yet
         self._closed = False
         self._trying = 0  # tries under way, on any thread
 
@@ -127,17 +129,19 @@ class Outbound:
         try:
             self._send(job)
         finally:
-            with self._cond:
-                self._trying -= 1
-                self._cond.notify_all()
+            self._tried(wake=True)
         return self._result(job) if job.settled else self._pending(job)
 
     # -- waiting ----------------------------------------------------------------------------------------
 
     def _wait(self, job: Job) -> None:
-        """Under the lock: the call waits in the governor."""
+        """Under the lock: the call waits in the governor. A sleeping sender looks at it again, unless its lane is
+        busy: whoever sends the lane's current call asks the governor again when done (a wake-up per queued
+        call would cost every listener a thread switch in a burst)."""
         self.core.hold(job)
-        self._cond.notify_all()
+        assert job.call is not None
+        if not self.core.governor.busy(job.call.lane):
+            self._cond.notify()
 
     def _requeue(self, job: Job, at: float, now: float) -> None:
         assert job.call is not None
@@ -157,7 +161,6 @@ class Outbound:
 
     def _settled(self, job: Job, verdict: str) -> None:
         """Under the lock, after the core decided: wake whoever reads the job's response."""
-        self._cond.notify_all()
         if verdict != SETTLED:
             return
         future = self._futures.pop(id(job), None)
@@ -175,27 +178,42 @@ class Outbound:
         assert job.response is not None
         return job.response
 
+    def start(self) -> None:
+        """Start the sender threads now (else on the first call that waits). They take the calling thread's
+        scheduling priority: start them from the main thread, not from a listener's lower-priority one."""
+        self._start()
+
     def _start(self) -> None:
         with self._cond:
-            if self._thread is not None or self._closed:
+            if self._senders or self._closed:
                 return
-            self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="nonstop-outbound")
-            self._thread = threading.Thread(target=self._loop, name="nonstop-governor", daemon=True)
-            self._thread.start()
+            for i in range(SENDERS):
+                thread = threading.Thread(target=self._send_loop, name=f"nonstop-outbound-{i}", daemon=True)
+                self._senders.append(thread)
+                thread.start()
 
-    def _loop(self) -> None:
-        """The scheduler: hands every call whose turn has come to the senders, gives up the late ones."""
-        with self._cond:
-            while not self._closed:
-                now = self._clock()
-                due = self.core.due(now)
-                for call in due.send:
-                    self._trying += 1
-                    assert self._pool is not None
-                    self._pool.submit(self._run, call.job)
-                for call in due.expired:
-                    self._settled(call.job, self.core.give_up(call.job, "deadline", now))
-                self._cond.wait(None if due.wake_at is None else max(0.0, due.wake_at - now))
+    def _send_loop(self) -> None:
+        """One sender: takes the next call whose turn has come and tries it, then the next. The governor is
+        asked again by whichever sender is free, so a conversation's next answer leaves from the thread that
+        sent the previous one, with no hand-over in between; a sender with nothing due sleeps until the
+        governor's next wake-up (or until a call is queued)."""
+        while True:
+            with self._cond:
+                while not self._ready:
+                    if self._closed:
+                        return
+                    now = self._clock()
+                    due = self.core.due(now)
+                    for call in due.expired:
+                        self._settled(call.job, self.core.give_up(call.job, "deadline", now))
+                    if due.send:
+                        self._ready.extend(call.job for call in due.send)
+                        self._cond.notify(len(due.send) - 1)  # other senders, for the other conversations
+                        break
+                    self._cond.wait(None if due.wake_at is None else max(0.0, due.wake_at - now))
+                job = self._ready.pop(0)
+                self._trying += 1
+            self._run(job)
 
     def _run(self, job: Job) -> None:
         try:
@@ -215,9 +233,16 @@ class Outbound:
                 self.core.governor.done(job.call)
                 self._settled(job, self.core.give_up(job, "failed", self._clock()))
         finally:
-            with self._cond:
-                self._trying -= 1
-                self._cond.notify_all()
+            self._tried(wake=False)  # this sender asks the governor again itself
+
+    def _tried(self, wake: bool) -> None:
+        """A try is over. `wake`: it was made on a caller's thread, so its lane's next call needs a sender."""
+        with self._cond:
+            self._trying -= 1
+            if wake:
+                self._cond.notify()
+            if self._trying == 0:
+                self._idle.notify_all()
 
     # -- tries ----------------------------------------------------------------------------------------------
 
@@ -300,7 +325,9 @@ class Outbound:
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait (bounded) until no call waits or is being tried; True if so. For a drain."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.core.waiting == 0 and self._trying == 0, timeout_s)
+            return self._idle.wait_for(
+                lambda: self.core.waiting == 0 and self._trying == 0 and not self._ready, timeout_s
+            )
 
     def close(self) -> None:
         """Stop the scheduler and the senders; calls still waiting are left unsettled (their events stay
@@ -308,8 +335,6 @@ class Outbound:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            pool, thread = self._pool, self._thread
-        if thread is not None:
+            senders = list(self._senders)
+        for thread in senders:
             thread.join(5)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
