@@ -43,7 +43,7 @@ from sandbox.records import Delivery  # noqa: E402
 from sandbox.testing import connections_of  # noqa: E402
 from tests.redisserver import REDIS_SERVER, RedisServer  # noqa: E402
 
-CONFIG = SandboxConfig(retry_delays_s=(0.0, 2.0, 5.0))
+CONFIG = SandboxConfig(retry_delays_s=(0.0, 2.0, 5.0), rate_limits=False)  # limits: as measured before
 KINDS = ("stock", "nonstop")
 REPLICAS = 3
 

@@ -13,7 +13,8 @@ import signal
 import sys
 import threading
 
-from sandbox.config import SandboxConfig
+from sandbox.config import HISTORY_SCOPES, READ_SCOPES, SandboxConfig
+from sandbox.limits import RateLimits
 from sandbox.server import Sandbox
 from sandbox.tls import SandboxTLS
 
@@ -36,7 +37,35 @@ def parse_args(argv: list[str] | None = None) -> tuple[SandboxConfig, bool]:
     p.add_argument("--ticket-ttl", type=float, default=defaults.ticket_ttl_s)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--tls", action="store_true", help="https:// and wss:// with a throwaway CA (its file is printed)")
+    limits = p.add_argument_group("the Web API's rate limits (docs/sandbox-model.md#rate-limits)")
+    limits.add_argument("--no-rate-limits", action="store_true", help="never answer 429 (they are on by default)")
+    limits.add_argument(
+        "--post-rate",
+        type=float,
+        default=defaults.post_per_channel_per_s,
+        help="chat.postMessage per second, per channel",
+    )
+    limits.add_argument(
+        "--post-burst", type=int, default=defaults.post_burst, help="chat.postMessage's burst, per channel"
+    )
+    limits.add_argument(
+        "--tiers", default=",".join(map(str, defaults.tier_per_minute)), help="calls per minute of Tiers 1-4"
+    )
+    scopes = p.add_argument_group("the bot token's scopes")
+    scopes.add_argument("--scopes", default=",".join(defaults.bot_scopes), help="comma-separated (the manifest's)")
+    scopes.add_argument(
+        "--history-scopes", action="store_true", help="grant the *:history and *:read scopes too (catch-up reads)"
+    )
     a = p.parse_args(argv)
+    try:
+        tiers = tuple(int(x) for x in a.tiers.split(",") if x.strip())
+    except ValueError:
+        tiers = ()
+    if len(tiers) != 4:
+        p.error("--tiers takes four whole numbers, e.g. 1,20,50,100")
+    bot_scopes = tuple(x.strip() for x in a.scopes.split(",") if x.strip())
+    if a.history_scopes:
+        bot_scopes = tuple(dict.fromkeys((*bot_scopes, *HISTORY_SCOPES, *READ_SCOPES)))
     config = SandboxConfig(
         host=a.host,
         api_port=a.api_port,
@@ -52,7 +81,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[SandboxConfig, bool]:
         silent_link_alive_s=a.silent_link_alive,
         ticket_ttl_s=a.ticket_ttl,
         seed=a.seed,
+        rate_limits=not a.no_rate_limits,
+        post_per_channel_per_s=a.post_rate,
+        post_burst=a.post_burst,
+        tier_per_minute=tiers,  # type: ignore[arg-type]  # four, checked above
+        bot_scopes=bot_scopes,
     )
+    try:
+        RateLimits(on=True, post_per_channel_per_s=a.post_rate, post_burst=a.post_burst, tier_per_minute=tiers)
+    except ValueError as exc:
+        p.error(str(exc))
     return config, a.tls
 
 

@@ -18,7 +18,10 @@ GENERAL_CHANNEL = "C0GENERAL"
 VERIFICATION_TOKEN = "ZZZZZZWSxiZZZ2yIvs3peJ"
 APPLINK_HOST = "applink-emul-1"
 SERVER_PING_PAYLOAD = "Ping from applink-emul"
-BOT_SCOPES = "app_mentions:read,chat:write,commands"
+BOT_SCOPES = "app_mentions:read,chat:write,commands"  # manifest.yml's bot scopes: what a default install grants
+# What a bot needs to read the conversations it is in (catch-up, looking before re-posting) [DOC].
+HISTORY_SCOPES = ("channels:history", "groups:history", "im:history", "mpim:history")
+READ_SCOPES = ("channels:read", "groups:read", "im:read", "mpim:read")  # users.conversations by kind [DOC]
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,14 @@ class SandboxConfig:
     ticket_ttl_s: float = 60.0  # single-use ticket URLs [SDK: always a fresh URL; INF: the TTL]
     close_handshake_timeout_s: float = 2.0  # how long a server close frame waits for the client to drop TCP
     seed: int = 0  # tokens and the random choices (retry routing, lost first acks)
+    # --- the Web API's limits (sandbox/limits.py has the model and its sources) ---
+    rate_limits: bool = True  # off in tests (sandbox.testing.TEST_CONFIG) unless a test turns them on
+    post_per_channel_per_s: float = 1.0  # chat.postMessage: 1 per second per channel [DOC]
+    post_burst: int = 4  # ... with short bursts [DOC]; how many is not published [INF]
+    tier_per_minute: tuple[int, int, int, int] = (1, 20, 50, 100)  # Tiers 1-4: "N+ per minute" [DOC]
+    # --- the bot token's scopes (sandbox/scopes.py): the manifest's by default ---
+    bot_scopes: tuple[str, ...] = tuple(BOT_SCOPES.split(","))
+    # conversations.replies with a bot token in a channel (not a DM): Slack's page says bot tokens "lack
+    # sufficient permissions" there [DOC], bots read channel threads with channels:history in practice
+    # [OBS-3p: LowyShin/giip-dev-agent #33]. True: allowed; False: not_allowed_token_type [INF: the error].
+    bot_reads_channel_threads: bool = True

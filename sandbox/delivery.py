@@ -14,6 +14,9 @@ The model, with its sources (docs/sandbox-model.md lists every modelled behaviou
   delivery's timeout covers connecting and answering [INF: Slack documents neither; failing at once made
   the "immediate" retry run in the same instant, so a bot reconnecting in milliseconds still lost 60 s].
 - Acks are matched by envelope_id on any connection [EXP]; a late ack for any attempt still counts.
+- During a Slack-side incident (`Sandbox.incident`) new events are recorded in history and never sent,
+  while the links stay up [OBS: Slack's February 2025 incident, events not delivered and not replayed;
+  INF: that nothing at all arrives, and that events already under way keep their retries].
 """
 
 from __future__ import annotations
@@ -64,10 +67,15 @@ class Router:
         self._rr += 1
         return conn
 
-    def start(self, record: DeliveryRecord) -> str:
-        """Register a delivery and begin its first attempt. Returns the first envelope_id."""
+    def start(self, record: DeliveryRecord) -> str | None:
+        """Register a delivery and begin its first attempt. Returns the first envelope_id, or None for an
+        event that a Slack-side incident drops (`Faults.incident`): never sent, never retried."""
         with self.recorder.lock:
             self.recorder.deliveries[record.key] = record
+        if self.faults.incident and record.kind == "events_api":
+            self._finish(record, "dropped")
+            self.recorder.changed()
+            return None
         return self._attempt(record, 0)
 
     def _envelope(self, record: DeliveryRecord, retry_attempt: int, envelope_id: str) -> dict[str, Any]:

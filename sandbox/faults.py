@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 
 OUTAGE_MODES = ("refused", "http_503", "ratelimited", "invalid_auth", "hang")
 DISCONNECT_REASONS = ("warning", "refresh_requested", "link_disabled", "too_many_websockets")
+# Bad moments of single calls (`Sandbox.fail_calls`). `http_503`: refused before anything happens
+# (nothing posted). The others happen after the method took effect (the message IS posted): `internal_error`
+# and `fatal_error` answer HTTP 500 with that error [DOC: both "it's possible some aspect of the operation
+# succeeded"; INF: the status 500], `cut` closes the connection without any answer.
+FAILURE_MODES = ("http_503", "internal_error", "fatal_error", "cut")
+AFTER_EFFECT = frozenset(FAILURE_MODES) - {"http_503"}
 
 
 @dataclass
@@ -23,6 +29,30 @@ class Outage:
 
 
 @dataclass
+class Failure:
+    """Every `every`-th call of `methods` (None: every method) fails with `mode`; `remaining` failures
+    left (None: no end)."""
+
+    mode: str
+    every: int
+    methods: frozenset[str] | None
+    remaining: int | None = None
+    seen: int = 0  # matching calls so far
+
+    def take(self, method: str) -> str | None:
+        if self.methods is not None and method not in self.methods:
+            return None
+        if self.remaining is not None and self.remaining <= 0:
+            return None
+        self.seen += 1
+        if self.seen % self.every:
+            return None
+        if self.remaining is not None:
+            self.remaining -= 1
+        return self.mode
+
+
+@dataclass
 class Faults:
     outage: Outage | None = None
     revoked: set[str] = field(default_factory=set)  # tokens
@@ -34,6 +64,8 @@ class Faults:
     stall_handshake: bool = False
     withhold_hello: bool = False
     link_disabled: bool = False
+    failure: Failure | None = None
+    incident: bool = False  # events are recorded in history but never delivered
 
     def api_delay(self, method: str) -> float:
         if self.slow_delay_s <= 0:
@@ -46,6 +78,10 @@ class Faults:
         if self.outage is not None and self.outage.applies_to(method):
             return self.outage
         return None
+
+    def take_failure(self, method: str) -> str | None:
+        """The bad moment this call of `method` meets, if any (see FAILURE_MODES)."""
+        return self.failure.take(method) if self.failure is not None else None
 
     def take_lost_ack(self, first: bool) -> bool:
         """Is this ack lost on the wire? `first`: it acks a delivery's first attempt, not yet acked."""

@@ -186,7 +186,26 @@ def auth_test(is_app_token: bool) -> dict[str, Any]:
     return body
 
 
-def posted_message(params: dict[str, Any], ts: str) -> dict[str, Any]:
+def message_metadata(raw: Any) -> tuple[dict[str, Any] | None, str]:
+    """chat.postMessage's `metadata` argument: a JSON object, or its text in a form field [DOC], with a
+    string `event_type` and an object `event_payload`. Returns (metadata or None, error code or "")
+    [DOC: invalid_metadata_format, invalid_metadata_schema; INF: which case gets which]."""
+    if raw is None or raw == "":
+        return None, ""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None, "invalid_metadata_format"
+    if not isinstance(raw, dict):
+        return None, "invalid_metadata_format"
+    if not isinstance(raw.get("event_type"), str) or not isinstance(raw.get("event_payload"), dict):
+        return None, "invalid_metadata_schema"
+    return {"event_type": raw["event_type"], "event_payload": raw["event_payload"]}, ""
+
+
+def posted_message(params: dict[str, Any], ts: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The message the bot's chat.postMessage (or chat.update) makes, as Slack answers and stores it."""
     message: dict[str, Any] = {
         "type": "message",
         "user": BOT_USER_ID,
@@ -199,6 +218,8 @@ def posted_message(params: dict[str, Any], ts: str) -> dict[str, Any]:
     for key in ("blocks", "attachments", "thread_ts"):
         if params.get(key):
             message[key] = params[key]
+    if metadata is not None:
+        message["metadata"] = metadata
     return message
 
 

@@ -17,9 +17,16 @@ class ApiCall:
     params: dict[str, Any]
     headers: dict[str, str]
     at: float  # time.monotonic() when the request was read
-    status: int | None = None  # None while the request is still being answered
-    response: Any = None  # parsed JSON body (dict) or text
+    status: int | None = None  # None while the request is still being answered, or when it was cut (`fault`)
+    response: Any = None  # parsed JSON body (dict) or text; None when the connection was cut
+    response_headers: dict[str, str] | None = None  # beyond Content-Type/Length: Retry-After, x-oauth-scopes
     answered_at: float | None = None
+    # What Slack did, whatever the answer says: the method took effect (a message posted, a view published).
+    # True for every ok answer, and for a call whose answer a fault replaced after the fact.
+    took_effect: bool = False
+    # The injected bad moment this call met, if any: "ratelimited" (a rate limit or a ratelimited outage),
+    # "http_503", "internal_error", "fatal_error", "cut" (sandbox.faults.FAILURE_MODES), or an outage mode.
+    fault: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,7 +109,7 @@ class DeliveryRecord:
     ack_payload: dict[str, Any] | None = None
     acks_lost: int = 0
     duplicate_acks: int = 0
-    outcome: str = "pending"  # pending|acked|timeout|exhausted|dispatch_failed
+    outcome: str = "pending"  # pending|acked|timeout|exhausted|dispatch_failed|dropped (an incident)
     finished_at: float | None = None
 
     def snapshot(self) -> DeliveryRecord:

@@ -91,6 +91,18 @@ class RemoteSandbox:
     def handled_counts(self) -> dict[str, int]:
         return self._request("GET", "handled_counts")
 
+    def rate_limits(self) -> dict[str, Any]:
+        return self._request("GET", "rate_limits")
+
+    def scopes(self) -> list[str]:
+        return self._request("GET", "scopes")
+
+    def history(self, channel: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", "history", channel=channel)
+
+    def conversations(self) -> list[dict[str, Any]]:
+        return self._request("GET", "conversations")
+
     def wait_until(self, predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
         """Polls (the control API has no push)."""
         deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ PROXY_VARS = (
 )  # fmt: skip
 
 TEST_CONFIG = SandboxConfig(
+    rate_limits=False,  # a test that needs them turns them on (Sandbox.set_rate_limits)
     ack_deadline_s=3.0,
     retry_delays_s=(0.0, 0.5, 1.0),
     server_ping_interval_s=1.0,

@@ -79,6 +79,9 @@ def test_lenient_bodies_and_chat_methods(sandbox):
     client = WebClient(token=token, base_url=sandbox.api_url)
     assert client.chat_postEphemeral(channel="C1", user="U1", text="psst")["message_ts"]
     assert client.chat_update(channel="C1", ts="1.1", text="edited")["ts"] == "1.1"
+    with pytest.raises(SlackApiError, match="missing_scope"):  # the manifest does not grant reactions:write
+        client.reactions_add(channel="C1", timestamp="1.1", name="eyes")
+    sandbox.set_scopes([*sandbox.scopes(), "reactions:write"])
     assert client.reactions_add(channel="C1", timestamp="1.1", name="eyes")["ok"]
     assert client.api_call("conversations.info", params={"channel": "C1"})["ok"]
     calls = sandbox.calls("chat.postMessage")
@@ -178,3 +181,20 @@ def test_wait_errors_list_what_was_seen(sandbox):
         sandbox.wait_for_message("goodbye", timeout=0.2)
     with pytest.raises(TimeoutError, match="live connection"):
         sandbox.wait_for_connections(1, timeout=0.2)
+
+
+def test_chat_post_message_keeps_its_metadata(sandbox):
+    metadata = {"event_type": "nonstop_reply", "event_payload": {"event_id": "Ev1", "index": 0}}
+    client = WebClient(token=sandbox.bot_token, base_url=sandbox.api_url)
+    answer = client.chat_postMessage(channel="C1", text="pong", metadata=metadata)
+    assert answer["message"]["metadata"] == metadata
+    form = f"channel=C1&text=pong&metadata={json.dumps(metadata)}".encode()  # a JSON text in a form field
+    _, _, body = post(sandbox, "chat.postMessage", form, sandbox.bot_token,
+                      content_type="application/x-www-form-urlencoded")  # fmt: skip
+    assert body["message"]["metadata"] == metadata
+    assert "metadata" not in client.chat_postMessage(channel="C1", text="plain")["message"]
+    bad = [("{not json", "invalid_metadata_format"), ('{"event_type": "x"}', "invalid_metadata_schema")]
+    for raw, error in bad:
+        _, _, body = post(sandbox, "chat.postMessage", json.dumps({"channel": "C1", "text": "t", "metadata": raw})
+                          .encode(), sandbox.bot_token)  # fmt: skip
+        assert body == {"ok": False, "error": error}
