@@ -154,7 +154,10 @@ class OutboundCore:
     def submit(self, job: Job, now: float) -> bool:
         """True: send it now (`job.step` is SEND). False: it waits in the governor."""
         assert job.call is not None
-        return job.step == SEND and self.governor.submit(job.call, now)
+        if job.step == SEND:
+            return self.governor.submit(job.call, now)
+        self.governor.queue(job.call)  # it looks in the conversation first: a sender does that
+        return False
 
     def due(self, now: float) -> Due:
         return self.governor.due(now)

@@ -10,7 +10,8 @@ and reports back. The same core therefore serves the threads of a sync `WebClien
   first (the event it answers, then the answer's place in it), so the answers in one conversation arrive
   in order even when one must be tried again. A busy lane holds up nothing else. Lanes that wait on the
   same bucket get it oldest event first.
-- **Buckets keep Slack's limits** (`nonstop.outbound.limits`). A bucket is *optimistic* until Slack
+- **Buckets keep Slack's limits** (`nonstop.outbound.limits`). At most a burst's worth of a bucket's calls
+  are in the air at once, so learning a limit costs at most that many 429s. A bucket is *optimistic* until Slack
   answers its first 429: calls go as fast as they come, because Slack tolerates bursts of unpublished
   size and most traffic never nears a limit. The 429 *engages* it: no call for exactly `Retry-After`,
   then the documented rate and burst. It is forgotten again once it has stayed full for `forget_after_s`
@@ -31,6 +32,8 @@ from nonstop.outbound.limits import Limit
 from nonstop.policy import Schedule
 
 __all__ = ["Bucket", "Call", "Due", "Governor"]
+
+_LATER = float("inf")
 
 FORGET_AFTER_S = 60.0
 """An engaged bucket that stayed full this long goes back to optimistic [INF: a minute, Slack's own window]."""
@@ -100,6 +103,7 @@ class Call:
     trouble_since: float | None = None  # first failed try: the age of the trouble drives the backoff
     seq: int = field(default_factory=lambda: next(_seq))
     queued: bool = False
+    flying: str | None = None  # the bucket it was sent on, while a try is under way
 
     def sort_key(self) -> tuple[float, float, int]:
         return (*self.order, self.seq)
@@ -137,6 +141,7 @@ class Governor:
         self._buckets: dict[str, Bucket] = {}
         self._lanes: dict[str, list[tuple[tuple[float, float, int], Call]]] = {}
         self._busy: set[str] = set()
+        self._flying: dict[str, int] = {}  # tries under way per bucket
         self._deadlines: list[tuple[float, int, Call]] = []  # queued calls by deadline (stale entries skipped)
         self._swept_at = 0.0
 
@@ -171,6 +176,10 @@ class Governor:
         self._push(call)
         return False
 
+    def queue(self, call: Call) -> None:
+        """A new call that must not go on its caller's thread: it waits for `due()`."""
+        self._push(call)
+
     def due(self, now: float) -> Due:
         """Every waiting call whose turn has come (its lane free, its bucket ready, its backoff over), every
         waiting call whose next chance lies past its deadline, and when to look again."""
@@ -186,6 +195,8 @@ class Governor:
                 self._pop(call.lane)
                 self._start(call, now)
                 send.append(call)
+            elif ready == _LATER:
+                continue  # woken again when a try of its bucket lands
             elif ready > call.deadline:
                 self._pop(call.lane)
                 expired.append(call)
@@ -201,6 +212,7 @@ class Governor:
 
     def done(self, call: Call) -> None:
         """The call's try is over for good (delivered, refused, or given up by the driver): its lane moves on."""
+        self._land(call)
         self._busy.discard(call.lane)
         if not self._lanes.get(call.lane):
             self._lanes.pop(call.lane, None)
@@ -208,6 +220,7 @@ class Governor:
     def again(self, call: Call, at: float) -> bool:
         """Back to the head of its lane, not before `at`. False if `at` lies past its deadline: the call is
         then out of the governor (the driver gives it up) and its lane moves on."""
+        self._land(call)
         self._busy.discard(call.lane)
         if at > call.deadline:
             self.done(call)
@@ -237,12 +250,25 @@ class Governor:
     # -- inside ----------------------------------------------------------------------------------------
 
     def _ready(self, call: Call, now: float) -> float:
+        if self._flying.get(call.key, 0) >= call.limit.burst:
+            return _LATER  # the bucket's burst is in the air: its next chance comes when one of them lands
         return max(call.not_before, self.bucket(call.key, call.limit).ready_at(now))
 
     def _start(self, call: Call, now: float) -> None:
         self.bucket(call.key, call.limit).take(now)
         self._busy.add(call.lane)
         call.tries += 1
+        call.flying = call.key
+        self._flying[call.key] = self._flying.get(call.key, 0) + 1
+
+    def _land(self, call: Call) -> None:
+        key, call.flying = call.flying, None
+        if key is not None:
+            left = self._flying[key] - 1
+            if left:
+                self._flying[key] = left
+            else:
+                del self._flying[key]
 
     def _push(self, call: Call) -> None:
         heapq.heappush(self._lanes.setdefault(call.lane, []), (call.sort_key(), call))
