@@ -18,6 +18,8 @@ from sandbox.config import BOT_SCOPES, HISTORY_SCOPES
 from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG
 from tests.botprocess import BotProcess, bot_env, run_bot
+from tests.integration.test_cluster import live_links, replicas
+from tests.redisserver import RedisServer
 
 SORRY = "Sorry, something went wrong"
 WITH_HISTORY = [*BOT_SCOPES.split(","), *HISTORY_SCOPES]
@@ -137,3 +139,16 @@ def test_sigkill_with_replies_in_flight_then_restart_answers_none_twice(sandbox:
         counts = answers(sandbox, ds)
     assert set(counts.values()) == {1}, "none twice"
     assert len(sandbox.calls("chat.postMessage")) == 30, "nothing posted again after the restart"
+
+
+def test_three_replicas_share_one_posting_budget(sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path) -> None:
+    sandbox.set_rate_limits(on=True)
+    with replicas(sandbox, redis_server, 3, tmp_path):
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="6 links")
+        ds = sandbox.mentions([f"ping {i}" for i in range(12)])
+        counts = all_answered(sandbox, ds)
+    assert set(counts.values()) == {1}, "each answered once, whichever replica took it"
+    ratelimited = [c for c in sandbox.calls("chat.postMessage") if c.status == 429]
+    # Alone, a process learns the limit from Slack's first 429s (up to a burst of them); replicas take
+    # turns on one shared bucket from the start, so Slack has no reason to refuse any.
+    assert len(ratelimited) <= 1
