@@ -1,7 +1,7 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
     python bench/run.py            # full run: about 35 min on 2 cores (estimate), the 30-min soak alongside
-    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 8 min on 2 cores, 5 of them the answer rows)
+    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 8 min on 2 cores: 5 the answer rows)
     python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
