@@ -177,11 +177,8 @@ class AsyncOutbound:
             for _ in range(LOOK_PAGES):
                 page = await job.sender.send_once(method, {"params": dict(params)})
                 self.core.seen(page, None)
-                messages.extend(page.get("messages") or [])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
+                if not job.read_page(page, messages, params):
                     break
-                params["cursor"] = cursor
         except Exception as e:
             error = e
         self.core.after_look(job, messages, error, self._clock())

@@ -21,7 +21,7 @@ from nonstop.lanes import current_tracker
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.sync import Outbound
 from nonstop.telemetry import TELEMETRY, Telemetry
-from nonstop.webclient import CallWatchers, InstrumentedWebClient
+from nonstop.webclient import CallWatchers, InstrumentedWebClient, settings_of
 
 __all__ = ["AnswerThroughGovernor", "GovernedWebClient"]
 
@@ -55,21 +55,8 @@ class GovernedWebClient(InstrumentedWebClient):
         """A copy of `client` (the settings Bolt copies into its per-request clients) bound to one request.
         No retry handlers of slack_sdk's own: the governor decides every retry, knowing what may have
         reached Slack."""
-        return cls(
-            token=client.token,
-            base_url=client.base_url,
-            timeout=client.timeout,
-            ssl=client.ssl,
-            proxy=client.proxy,
-            headers=dict(client.headers),
-            team_id=client.default_params.get("team_id"),
-            logger=client.logger,
-            retry_handlers=[],
-            telemetry=telemetry,
-            calls=calls,
-            outbound=outbound,
-            answering=answering,
-        )
+        settings = settings_of(client) | {"retry_handlers": []}
+        return cls(**settings, telemetry=telemetry, calls=calls, outbound=outbound, answering=answering)
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
         if self.outbound is None:

@@ -106,6 +106,14 @@ class Job:
         """The call's arguments for one try (the SDK adds to the dicts it is given)."""
         return {k: dict(v) if isinstance(v, dict) else v for k, v in self.kwargs.items()}
 
+    def read_page(self, page: SlackResponse, messages: list[Any], params: dict[str, Any]) -> bool:
+        """Keep a lookup page's messages; True if another page follows (then `params` asks for it)."""
+        messages.extend(page.get("messages") or [])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if cursor:
+            params["cursor"] = cursor
+        return bool(cursor)
+
     def lookup(self) -> tuple[str, dict[str, Any]]:
         """(method, params) of the look for this post in its conversation."""
         assert self.conversation is not None

@@ -269,11 +269,8 @@ class Outbound:
                 page = job.sender.send_once(method, {"params": dict(params)})
                 with self._cond:
                     self.core.seen(page, None)
-                messages.extend(page.get("messages") or [])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
+                if not job.read_page(page, messages, params):
                     break
-                params["cursor"] = cursor
         except Exception as e:
             error = e
         with self._cond:
