@@ -38,8 +38,10 @@ __all__ = ["LOOK_PAGES", "SENDERS", "Outbound", "Sender", "SharedGate"]
 
 log = logging.getLogger("nonstop.outbound")
 
-SENDERS = 8
-"""Threads that send the calls that waited: up to 8 conversations answered at once, each one call at a time."""
+SENDERS = 32
+"""Threads that send the calls that waited, as many as the event lane runs listeners (NONSTOP_HANDLER_THREADS'
+default): a call that had to wait must not leave slower than it would have from its listener's thread. A
+sender waiting on Slack holds a socket, not a core or the GIL."""
 
 LOOK_PAGES = 5
 """At most this many pages read per lookup (5 x 200 messages): a thread longer than that is not searched to
