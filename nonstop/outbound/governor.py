@@ -143,6 +143,9 @@ class Governor:
         self._busy: set[str] = set()
         self._flying: dict[str, int] = {}  # tries under way per bucket
         self._deadlines: list[tuple[float, int, Call]] = []  # queued calls by deadline (stale entries skipped)
+        self._heads: dict[str, list[tuple[tuple[float, float, int], Call]]] = {}  # free lanes' heads, by bucket
+        self._sleeping: list[tuple[float, int, Call]] = []  # heads backing off, by when they may go
+        self._dirty: set[str] = set()  # buckets whose heads `due` must (re)consider
         self._swept_at = 0.0
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -182,31 +185,47 @@ class Governor:
 
     def due(self, now: float) -> Due:
         """Every waiting call whose turn has come (its lane free, its bucket ready, its backoff over), every
-        waiting call whose next chance lies past its deadline, and when to look again."""
+        waiting call whose next chance lies past its deadline, and when to look again. The work is per bucket,
+        not per waiting call: lanes' heads are kept by bucket, oldest event first."""
         send: list[Call] = []
         expired = self._expire(now)
         wake: float | None = None
-        heads = [queue[0] for lane, queue in self._lanes.items() if queue and lane not in self._busy]
-        heapq.heapify(heads)  # the oldest answer first, when lanes share a bucket
-        while heads:
-            call = heapq.heappop(heads)[1]
-            ready = self._ready(call, now)
-            if ready <= now:
-                self._pop(call.lane)
-                self._start(call, now)
-                send.append(call)
-            elif ready == _LATER:
-                continue  # woken again when a try of its bucket lands
-            elif ready > call.deadline:
-                self._pop(call.lane)
-                expired.append(call)
-                nxt = self._lanes.get(call.lane)
-                if nxt:  # the lane's next call gets its chance in this same pass
-                    heapq.heappush(heads, nxt[0])
-            else:
-                wake = ready if wake is None else min(wake, ready)
-        if self._deadlines:
-            wake = self._deadlines[0][0] if wake is None else min(wake, self._deadlines[0][0])
+        while self._sleeping and self._sleeping[0][0] <= now:
+            self._offer_call(heapq.heappop(self._sleeping)[2])
+        self._dirty = set(self._heads)
+        while self._dirty:
+            key = self._dirty.pop()
+            heap = self._heads.get(key, [])
+            while heap:
+                call = heap[0][1]
+                if not self._is_head(call) or call.key != key:
+                    heapq.heappop(heap)  # stale: sent, requeued or expired since it was offered
+                    continue
+                if call.not_before > now:  # backing off: out of the way of its bucket's other lanes
+                    heapq.heappop(heap)
+                    heapq.heappush(self._sleeping, (call.not_before, call.seq, call))
+                    continue
+                ready = self._ready(call, now)
+                if ready <= now:
+                    heapq.heappop(heap)
+                    self._pop(call.lane)
+                    self._start(call, now)
+                    send.append(call)
+                elif ready == _LATER:
+                    break  # the bucket's burst is in the air: looked at again when one of them lands
+                elif ready > call.deadline:
+                    heapq.heappop(heap)
+                    self._pop(call.lane)
+                    expired.append(call)
+                    self._offer(call.lane)  # the lane's next call gets its chance in this same pass
+                else:
+                    wake = ready if wake is None else min(wake, ready)
+                    break
+            if not heap:
+                self._heads.pop(key, None)
+        for queue in (self._sleeping, self._deadlines):
+            if queue:
+                wake = queue[0][0] if wake is None else min(wake, queue[0][0])
         self._sweep(now)
         return Due(send, expired, wake)
 
@@ -216,6 +235,8 @@ class Governor:
         self._busy.discard(call.lane)
         if not self._lanes.get(call.lane):
             self._lanes.pop(call.lane, None)
+        else:
+            self._offer(call.lane)
 
     def again(self, call: Call, at: float) -> bool:
         """Back to the head of its lane, not before `at`. False if `at` lies past its deadline: the call is
@@ -274,6 +295,25 @@ class Governor:
         heapq.heappush(self._lanes.setdefault(call.lane, []), (call.sort_key(), call))
         heapq.heappush(self._deadlines, (call.deadline, call.seq, call))
         call.queued = True
+        self._offer(call.lane)
+
+    def _is_head(self, call: Call) -> bool:
+        """Whether `call` waits at the head of a free lane (its turn depends only on its bucket and backoff)."""
+        if not call.queued or call.lane in self._busy:
+            return False
+        queue = self._lanes.get(call.lane)
+        return bool(queue) and queue[0][1] is call  # type: ignore[index]
+
+    def _offer(self, lane: str) -> None:
+        """A free lane's head may have changed: index it by its bucket (duplicates are skipped in `due`)."""
+        queue = self._lanes.get(lane)
+        if queue and lane not in self._busy:
+            self._offer_call(queue[0][1])
+
+    def _offer_call(self, call: Call) -> None:
+        if self._is_head(call):
+            heapq.heappush(self._heads.setdefault(call.key, []), (call.sort_key(), call))
+            self._dirty.add(call.key)  # a pass of `due` under way looks at this bucket again
 
     def _pop(self, lane: str) -> None:
         queue = self._lanes[lane]
@@ -299,6 +339,8 @@ class Governor:
         call.queued = False
         if not queue and call.lane not in self._busy:
             del self._lanes[call.lane]
+        else:
+            self._offer(call.lane)
 
     def _sweep(self, now: float) -> None:
         """Drop what no longer teaches anything (stale buckets), at most once a second: memory stays bounded

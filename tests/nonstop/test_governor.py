@@ -191,3 +191,27 @@ def test_waiting_counts_queued_calls_only() -> None:
 def test_posts_are_limited_per_conversation_and_other_methods_per_method() -> None:
     assert limit_for("chat.postMessage", "C1")[0] != limit_for("chat.postMessage", "C2")[0]
     assert limit_for("chat.update", "C1")[0] == limit_for("chat.update", "C2")[0] == "chat.update"
+
+
+def test_a_thread_backing_off_does_not_hold_up_another_thread_of_its_channel() -> None:
+    g = governor()
+    key, limit = limit_for("chat.postMessage", "C1")
+    failing = Call("chat.postMessage", "C1/1.0", (1.0, 0.0), DEADLINE, key, limit)
+    other = Call("chat.postMessage", "C1/2.0", (2.0, 0.0), DEADLINE, key, limit)
+    assert g.submit(failing, 0.0)
+    assert g.failed(failing, 0.0), "it waits a second before its next try"
+    assert g.submit(other, 0.1), "another thread of the channel goes at once, though older events wait"
+    g.done(other)
+    assert g.due(0.5).send == []
+    assert g.due(1.0).send == [failing]
+
+
+def test_at_most_a_burst_of_one_bucket_is_in_the_air() -> None:
+    g = governor()
+    calls = [Call("chat.postMessage", f"C1/{i}", (float(i), 0.0), DEADLINE, *limit_for("chat.postMessage", "C1"))
+             for i in range(10)]  # fmt: skip
+    went = [g.submit(call, 0.0) for call in calls]
+    assert went.count(True) == POST_MESSAGE.burst
+    assert g.due(0.0).send == []
+    g.done(calls[0])
+    assert g.due(0.0).send == [calls[int(POST_MESSAGE.burst)]], "one lands, the oldest waiting one takes its place"
