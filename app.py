@@ -16,14 +16,15 @@ from dotenv import load_dotenv
 
 from listeners import register_listeners
 from listeners.replies import sorry_reply
+from nonstop.config.settings import load_settings
+from nonstop.errors import EX_CONFIG, ConfigError
 from nonstop.handler import SupervisedSocketModeHandler
-from nonstop.health import start_health_server
 from nonstop.logs import configure_logging
-from nonstop.settings import EX_CONFIG, ConfigError, load_settings
 from nonstop.startup import build_app
-from nonstop.telemetry import TELEMETRY
+from nonstop.status import TELEMETRY
+from nonstop.status.health import start_health_server
 
-log = logging.getLogger("nonstop.settings")
+log = logging.getLogger("nonstop.config.settings")
 
 
 class StoppedWhileSigningIn(BaseException):

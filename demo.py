@@ -13,9 +13,9 @@ import threading
 from typing import TextIO
 
 from listeners import register_listeners
+from nonstop.config.settings import load_settings
 from nonstop.handler import SupervisedSocketModeHandler
 from nonstop.redact import RedactingFilter
-from nonstop.settings import load_settings
 from nonstop.startup import build_app
 from sandbox.chat import Chat, ChatOutput
 from sandbox.config import SandboxConfig
@@ -35,7 +35,7 @@ def _demo_logging(output: ChatOutput) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("nonstop.supervisor", "nonstop.link", "nonstop.dispatch"):
+    for name in ("nonstop.supervisor", "nonstop.links", "nonstop.pipeline"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 

@@ -21,6 +21,16 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
 FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once, then replies (harness calibration)
 ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio alone (the answer rows' yardstick)
+# bench/split_eval.py's other bots: Nonstop with patches (bench/nonstop_plain.py), the two-process prototype
+NONSTOP_PLAIN = "nonstop-plain"
+SPLIT = "split"
+_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT)  # Nonstop's default NONSTOP_CONNECTIONS, which they all read
+
+
+def links_wanted(kind: str) -> int:
+    """How many live links a settled bot of this kind holds."""
+    return 2 if kind in _TWO_LINKS else 1
+
 
 # Slack's production timers, except that retries come after 0 / 10 / 30 s instead of 0 / 60 / 300 s so
 # that a mixed-fault run can wait for every delivery's final outcome (see docs/benchmark.md), and with the
@@ -53,6 +63,10 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "bench" / "floor_client.py")]
     if kind == ASYNC_FLOOR:
         return [python(), str(REPO / "bench" / "asyncio_floor.py")]
+    if kind == NONSTOP_PLAIN:
+        return [python(), str(REPO / "bench" / "nonstop_plain.py")]
+    if kind == SPLIT:
+        return [python(), "-m", "bench.split_prototype"]
     raise ValueError(f"unknown bot kind {kind!r}")
 
 
@@ -184,7 +198,7 @@ class Lane:
 
     def settle(self, min_age_s: float, timeout: float) -> bool:
         """Wait until every live connection is at least `min_age_s` old and the bot has its full set."""
-        want = 2 if self.kind == "nonstop" else 1  # Nonstop's default NONSTOP_CONNECTIONS
+        want = links_wanted(self.kind)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             live = [c for c in self.live() if c.state == "live"]

@@ -357,18 +357,31 @@ def _cpu_seconds(pid: int, fallback: psutil.Process) -> tuple[float, str]:
     return times.user + times.system, "cpu_times"
 
 
-def idle_cpu(lanes: list[Lane], seconds: float) -> dict[str, Any]:
-    """CPU % of one core used by each bot process over `seconds` with healthy, idle connections."""
+def tree_cpu_seconds(proc: psutil.Process) -> tuple[float, str]:
+    """`_cpu_seconds` of a bot and of every process it started (the split prototype is two)."""
+    with contextlib.suppress(psutil.Error):
+        procs = [proc, *proc.children(recursive=True)]
+        total, source = 0.0, "schedstat"
+        for p in procs:
+            used, source = _cpu_seconds(p.pid, p)
+            total += used
+        return total, source
+    return 0.0, "gone"
+
+
+def idle_cpu(lanes: list[Lane], seconds: float, by: Callable[[Lane], str] = lambda lane: lane.kind) -> dict[str, Any]:
+    """CPU % of one core used by each bot (its process and any it started) over `seconds` with healthy,
+    idle connections; keyed by `by(lane)`."""
     for lane in lanes:
         _ready(lane, [])
-    procs = {lane.kind: lane.ps() for lane in lanes}
-    start = {kind: _cpu_seconds(p.pid, p)[0] for kind, p in procs.items()}
+    procs = {by(lane): lane.ps() for lane in lanes}
+    start = {kind: tree_cpu_seconds(p)[0] for kind, p in procs.items()}
     t0 = time.monotonic()
     time.sleep(seconds)
     wall = time.monotonic() - t0
     out: dict[str, Any] = {}
     for kind, p in procs.items():
-        end, source = _cpu_seconds(p.pid, p)
+        end, source = tree_cpu_seconds(p)
         used = end - start[kind]
         out[kind] = {
             "cpu_percent": 100 * used / wall,

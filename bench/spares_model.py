@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from bench.procs import BENCH_CONFIG
 from bench.zero_loss import MIX_EVERY_S, MIX_OUTAGE_S, MIX_SEED, fault_schedule
-from nonstop.budget import Budget
-from nonstop.settings import SupervisorSettings
+from nonstop.config.settings import SupervisorSettings
+from nonstop.links.budget import Budget
 
 LIMIT = Budget().limit
 ACK_DEADLINE_S = BENCH_CONFIG.ack_deadline_s
@@ -40,7 +40,7 @@ PONG_TIMEOUT_S = SupervisorSettings().pong_timeout_s
 DETECT_S = tuple(PONG_TIMEOUT_S + PING_INTERVAL_S * (i + 0.5) / 5 for i in range(5))
 """When the bot suspects a silence: the next ping, somewhere in the interval, plus the pong timeout. The
 outcome is averaged over these five points of the interval."""
-RECONNECT_AFTER_OUTAGE_S = 1.0  # the policy's one try a second (nonstop/policy.py): ~0.5 s on average
+RECONNECT_AFTER_OUTAGE_S = 1.0  # the policy's one try a second (nonstop/net/retry.py): ~0.5 s on average
 
 Policy = Callable[[int, int], int]  # (target links, dead connections Slack counts) -> live links wanted
 

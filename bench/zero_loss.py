@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from bench.procs import Lane
+from bench.procs import Lane, links_wanted
 from bench.scenarios import SETTLE_S, percentile
 from sandbox.records import ConnectionInfo, Delivery, DeliveryRecord
 
@@ -40,7 +40,7 @@ QUICK = ZeroLossProfile(command_tries=3, ledger_rounds=2, mix_s=45.0, soak_min=0
 
 def wait_links(lane: Lane, timeout: float = 30.0) -> None:
     """The bot's full set of links live (no age asked for: these rows are not about reconnecting)."""
-    want = 2 if lane.kind == "nonstop" else 1  # Nonstop's default NONSTOP_CONNECTIONS
+    want = links_wanted(lane.kind)
     try:
         lane.sb.wait_until(
             lambda: len([c for c in lane.live() if c.state == "live"]) >= want, timeout=timeout, what="live links"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nonstop.humanize import human_duration
-from nonstop.telemetry import ClusterView, Snapshot
+from nonstop.status import ClusterView, Snapshot
 
 SUBCOMMANDS = ("ping", "status", "help")
 

@@ -18,11 +18,11 @@ import threading
 
 from slack_bolt import App
 
-from nonstop.dispatch import FailureReply
+from nonstop.bolt.runner import FailureReply
+from nonstop.config.settings import SupervisorSettings
 from nonstop.ledger import Ledger
-from nonstop.settings import SupervisorSettings
+from nonstop.status import TELEMETRY, Telemetry
 from nonstop.supervisor import Supervisor
-from nonstop.telemetry import TELEMETRY, Telemetry
 
 log = logging.getLogger("nonstop")
 
@@ -42,7 +42,7 @@ class SupervisedSocketModeHandler:
         (listener errors go to the App's own error handler); without it the ack carries no text.
         `ledger`: where events are recorded (default: the one `settings.ledger_url` names).
 
-        The handler installs its lanes (`nonstop.lanes`) as the App's listener executor."""
+        The handler installs its lanes (`nonstop.bolt.lanes`) as the App's listener executor."""
         self.app = app
         self.app_token = app_token or os.environ["SLACK_APP_TOKEN"]
         self.supervisor = Supervisor(

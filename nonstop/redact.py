@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 # LogRecord attributes that are not user-supplied `extra=` fields.
 STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -51,3 +52,14 @@ class RedactingFilter(logging.Filter):
             elif not isinstance(value, (int, float, bool, type(None))):
                 setattr(record, key, redact(str(value)))  # a formatter would print str(value) anyway
         return True
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, for log lines and messages (even when the URL is malformed)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    credentials, host = parts.netloc.rsplit("@", 1)
+    user, has_password, _ = credentials.partition(":")
+    shown = f"{user}:…@" if has_password and user else "…@"
+    return urlunsplit((parts.scheme, shown + host, parts.path, parts.query, parts.fragment))

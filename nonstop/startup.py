@@ -19,14 +19,14 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from nonstop import network
+from nonstop.config.settings import DEFAULT_API_URL, Settings
+from nonstop.errors import ConfigError
+from nonstop.net import network
+from nonstop.net.retry import Backoff, fatal_message, is_fatal
 from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
 from nonstop.outbound.metrics import OutboundMetrics
-from nonstop.outbound.shared import SharedBuckets
-from nonstop.policy import Backoff, fatal_message, is_fatal
 from nonstop.redact import redact
-from nonstop.settings import DEFAULT_API_URL, ConfigError, Settings
-from nonstop.telemetry import TELEMETRY
+from nonstop.status.telemetry import TELEMETRY
 
 log = logging.getLogger("nonstop.startup")
 
@@ -96,7 +96,11 @@ def build_outbound(settings: Settings) -> Outbound:
     """The process's way out: the governor with the supervisor's retry schedule, counted in the bot's metrics;
     on a Redis ledger (replicas) its buckets are shared through that Redis."""
     ledger = settings.supervisor.ledger_url
-    shared = SharedBuckets.from_url(ledger) if urlsplit(ledger).scheme in ("redis", "rediss") else None
+    shared = None
+    if urlsplit(ledger).scheme in ("redis", "rediss"):
+        from nonstop.outbound.shared import SharedBuckets  # noqa: PLC0415 - needs the replicas' redis package
+
+        shared = SharedBuckets.from_url(ledger)
     outbound = Outbound(
         settings.outbound,
         schedule=settings.supervisor.retry_schedule,
@@ -151,7 +155,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None, outbound:
         # Bolt warns that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is not.
         bolt_logger.setLevel(logging.ERROR)
         try:
-            # Listeners run in the supervisor's lanes (nonstop.lanes), which it installs as Bolt's executor.
+            # Listeners run in the supervisor's lanes (nonstop.bolt.lanes), which it installs as Bolt's executor.
             app = App(client=client, logger=bolt_logger)
         except BoltError as e:  # auth.test failed again between our check and Bolt's: try once more
             delay = backoff.failure()

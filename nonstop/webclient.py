@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from nonstop.telemetry import TELEMETRY, Telemetry
+from nonstop.status import TELEMETRY, Telemetry
 
 
 def outcome_of(error: BaseException | None) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nonstop.settings import setting_names
+from nonstop.config.settings import setting_names
 from sandbox.control import VERBS, VIEWS
 from sandbox.testing import clean_env
 from tests.botprocess import REPO

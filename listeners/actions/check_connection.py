@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from listeners.replies import ConnectionCheck, event_delay_ms, home_view
-from nonstop.telemetry import TELEMETRY
+from nonstop.status import TELEMETRY
 
 
 def check_web_api(client: WebClient) -> tuple[float | None, str | None]:

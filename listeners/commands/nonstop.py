@@ -7,7 +7,7 @@ from slack_bolt import Ack
 
 from listeners.errors import log_failure
 from listeners.replies import Reply, reply_for, sorry_reply
-from nonstop.telemetry import TELEMETRY
+from nonstop.status import TELEMETRY
 
 
 def nonstop_command_callback(ack: Ack, command: dict[str, Any], logger: Logger) -> None:

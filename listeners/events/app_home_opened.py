@@ -6,7 +6,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from listeners.replies import home_view
-from nonstop.telemetry import TELEMETRY
+from nonstop.status import TELEMETRY
 
 
 def app_home_opened_callback(event: dict[str, Any], client: WebClient, logger: Logger) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 from slack_bolt import Say
 
 from listeners.replies import reply_for, reply_thread_ts
-from nonstop.telemetry import TELEMETRY
+from nonstop.status import TELEMETRY
 
 
 def is_from_bot(event: dict[str, Any]) -> bool:

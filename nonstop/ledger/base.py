@@ -74,16 +74,6 @@ class Ledger(ABC):
     async def finish(self, keys: list[str]) -> None:
         """Mark `keys` done now (one write for all); they are remembered for `ttl_s`."""
 
-    async def renew(self, keys: list[str]) -> None:
-        """Keep the claims on `keys` (events running here) from running out. Only a shared ledger has
-        claims; a ledger of one process has nothing to renew."""
-        return None
-
-    async def takeover(self) -> Recovered:
-        """Claim the events another process admitted and can no longer finish (it died: its claims
-        ran out) and hand them back to run here. Only a shared ledger has any."""
-        return Recovered([], [])
-
     @abstractmethod
     async def prune(self) -> int:
         """Forget done entries older than `ttl_s`; return how many went."""
@@ -96,3 +86,12 @@ class Ledger(ABC):
     @abstractmethod
     def durable(self) -> bool:
         """Whether pending entries survive the process (memory: no)."""
+
+
+def load_envelope(stored: str | None) -> dict[str, Any]:
+    """An envelope as a backend stored it, or {} when it is missing or unreadable (then it cannot run again)."""
+    try:
+        value = json.loads(stored) if stored else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

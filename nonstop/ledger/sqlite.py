@@ -2,41 +2,48 @@
 
 `sqlite:///ledger.sqlite3` is relative to the working directory, `sqlite:////var/lib/nonstop/ledger.sqlite3`
 absolute. `?synchronous=full` makes every write wait for the disk (survives a power cut); the default,
-`normal`, survives any crash or kill of the process (the write is in the OS's hands when the ack
-leaves) at a fraction of the cost.
+`normal`, survives any crash or kill of the process (the write is in the OS's hands when the ack leaves).
 
-All calls come from the supervisor's event loop, one batch per loop turn; each is a single short
-transaction on a local file (well under a millisecond), so they run inline rather than on a thread.
-The one slow part of WAL mode, the checkpoint that copies the log back into the database (and flushes
-it to disk), never runs on that path: SQLite's automatic checkpoint is off on the loop's connection,
-and a background thread checkpoints with a connection of its own, at most every `CHECKPOINT_EVERY_S`
-seconds, which bounds the log's size without delaying an ack. It sleeps until something is written:
-an idle bot must not pay a thread wake every few seconds for a log that has not grown (bench/: idle CPU).
-It does not wait for writes to go quiet: a checkpoint beside the loop's writes costs them little (single-row
-INSERTs on ext4 with a checkpoint every 50 ms beside them: max 1.5-1.8 ms, against 0.3 ms alone), and in
-the bench's bursts it never overlapped one (docs/benchmark.md, "Ledger overhead", 2026-11-27). An
-envelope is stored as the link received it (`Entry.text`): serialising it again was about 80 % of an
-admission's time on the loop (a batch of 64 mentions: 9.5 µs per event with `json.dumps`, 2.1 µs without).
+All calls come from the pipeline on the event loop, one batch per loop turn; each is a short transaction on
+a local file, so they run inline rather than on a thread. Two things keep a slow disk from holding an ack:
+
+- The loop's connection waits at most `LOOP_BUSY_TIMEOUT_S` for the write lock, well inside Slack's 3 s ack
+  deadline. A batch that cannot be written by then is not recorded, so not acked: Slack retries it.
+- The one slow part of WAL mode, the checkpoint that copies the log back into the database and flushes it,
+  never runs on the loop: SQLite's automatic checkpoint is off on the loop's connection, and a thread
+  checkpoints with a connection of its own, at most every `CHECKPOINT_EVERY_S` seconds, and only after
+  something was written (an idle bot pays no wake-ups). It never waits for the write lock itself (timeout 0).
+  If it cannot run (it cannot connect, or it fails), the loop's connection checkpoints automatically again
+  and the log says so once: the log stays bounded either way.
+
+An envelope is stored as the link received it (`Entry.text`), not serialised again. Measurements behind
+these choices: docs/decisions.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
+from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, load_envelope
 
 T = TypeVar("T")
 
+log = logging.getLogger("nonstop.ledger")
+
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY_S = 2.0
+LOOP_BUSY_TIMEOUT_S = 0.25
+"""How long an admission waits for the write lock (the checkpointer's brief write, another process)."""
+AUTOCHECKPOINT_PAGES = 1000
+"""SQLite's own default, for when the checkpoint thread cannot do its job."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     key      TEXT PRIMARY KEY,
@@ -50,9 +57,16 @@ CREATE INDEX IF NOT EXISTS events_done_at ON events (done_at) WHERE done_at IS N
 
 class SqliteLedger(Ledger):
     def __init__(
-        self, path: Path, ttl_s: float, *, synchronous: str = "normal", clock: Callable[[], float] = time.time
+        self,
+        path: Path,
+        ttl_s: float,
+        *,
+        synchronous: str = "normal",
+        clock: Callable[[], float] = time.time,
+        connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
     ) -> None:
         self.path = path
+        self._connect = connect
         self.url = f"sqlite:///{path}"
         self._ttl_s = ttl_s
         self._synchronous = synchronous
@@ -61,6 +75,7 @@ class SqliteLedger(Ledger):
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         self._written = threading.Event()  # the log has grown since the last checkpoint began
+        self._checkpointer_lost = False  # the thread cannot checkpoint: the loop's connection does it again
 
     # -- Ledger --------------------------------------------------------------------------------------
 
@@ -73,7 +88,7 @@ class SqliteLedger(Ledger):
             return Recovered([], [])
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
+            db = self._connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOOP_BUSY_TIMEOUT_S)
         except (OSError, sqlite3.Error) as e:
             raise LedgerError(f"cannot open the ledger file {self.path}: {e}") from None
         try:
@@ -105,15 +120,18 @@ class SqliteLedger(Ledger):
         self._db = db
         self._closing.clear()
         self._written.set()  # opening wrote (the schema version, maybe recovered rows)
-        self._checkpointer = threading.Thread(target=self._checkpoint_forever, name="nonstop-ledger-wal", daemon=True)
-        self._checkpointer.start()
+        try:
+            checkpoints = self._connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+        except (OSError, sqlite3.Error) as e:
+            self._checkpointer_gone(e)
+        else:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_forever, args=(checkpoints,), name="nonstop-ledger-wal", daemon=True
+            )
+            self._checkpointer.start()
         return recovered
 
-    def _checkpoint_forever(self) -> None:
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
-        except sqlite3.Error:
-            return
+    def _checkpoint_forever(self, db: sqlite3.Connection) -> None:
         try:
             while True:
                 self._written.wait()
@@ -121,18 +139,37 @@ class SqliteLedger(Ledger):
                 if self._closing.is_set() or self._closing.wait(CHECKPOINT_EVERY_S):
                     break
                 self._written.clear()  # before the checkpoint: a write during it is caught by the next one
-                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if not busy and frames > 0 and copied == frames:
-                        # The whole log is back in the database, so the next write starts the log over,
-                        # and with synchronous=NORMAL whoever does that flushes the log's header to disk
-                        # (8-16 ms on this VM, seen with strace on the loop thread). Do it here instead:
-                        # a one-page write of the schema version this file already has.
-                        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._checkpoint(db)
             with contextlib.suppress(sqlite3.Error):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a small file behind
+        except Exception as e:  # never silently: without it the log would grow without bound
+            self._checkpointer_gone(e)
         finally:
             db.close()
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection) -> None:
+        try:
+            busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:  # busy now: the next round catches up
+            return
+        if not busy and frames > 0 and copied == frames:
+            # The whole log is back in the database, so the next write starts the log over, and with
+            # synchronous=NORMAL whoever does that flushes the log's header to disk. Do it here instead of on
+            # the loop: a one-page write of the schema version the file already has. Timeout 0: if the loop
+            # holds the lock, the loop pays that flush this once rather than wait for this thread.
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _checkpointer_gone(self, error: BaseException) -> None:
+        self._checkpointer_lost = True
+        log.error(
+            "the ledger's checkpoint thread cannot run (%s: %s); the write-ahead log of %s is checkpointed on "
+            "the event loop from now on, which may delay acks a little",
+            type(error).__name__,
+            error,
+            self.path,
+        )
 
     def _recover(self, db: sqlite3.Connection) -> Recovered:
         rows = db.execute("SELECT key, envelope, runs FROM events WHERE done_at IS NULL ORDER BY rowid").fetchall()
@@ -140,7 +177,7 @@ class SqliteLedger(Ledger):
         given_up: list[Entry] = []
         now = self._clock()
         for key, envelope, runs in rows:
-            entry = Entry(key, _load(envelope), runs)
+            entry = Entry(key, load_envelope(envelope), runs)
             if runs >= MAX_RUNS or not entry.envelope:
                 given_up.append(entry)
                 db.execute("UPDATE events SET done_at = ?, envelope = NULL WHERE key = ?", (now, key))
@@ -216,6 +253,10 @@ class SqliteLedger(Ledger):
     def _wrote(self) -> None:
         if not self._written.is_set():  # the common case under load: no lock taken
             self._written.set()
+        if self._checkpointer_lost and self._db is not None:
+            self._checkpointer_lost = False
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -223,12 +264,10 @@ class SqliteLedger(Ledger):
         return self._db
 
 
-# A batch is written with a few statements, not one per event, and without BEGIN/COMMIT around them:
-# sqlite3 lets go of the GIL at every statement step, and when listener threads run the loop thread
-# then queues behind them to get it back, once per step (measured: burst ack p50 98 ms with a statement
-# per event; with BEGIN, SELECT, INSERT, COMMIT per turn, 4 futex waits of 3-17 ms per turn on the loop
-# thread under strace). Pieces are powers of two, so the connection's statement cache holds at most
-# nine of each kind: one per batch size kept up to 128 large prepared statements (RSS +54 MB, measured).
+# A batch is written with a few statements, not one per event, and without BEGIN/COMMIT around them: sqlite3
+# lets go of the GIL at every statement step, and when listener threads run, the loop thread then queues
+# behind them to get it back, once per step. Pieces are powers of two, so the connection's statement cache
+# holds at most nine shapes of each statement, not one per batch size. Numbers: docs/decisions.md.
 _LARGEST_PIECE = 256
 
 
@@ -255,11 +294,3 @@ def _insert_rows(n: int) -> str:
 @functools.cache
 def _finish_keys(n: int) -> str:
     return f"UPDATE events SET done_at = ?, envelope = NULL WHERE key IN ({','.join('?' * n)})"
-
-
-def _load(envelope: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(envelope) if envelope else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -22,13 +22,13 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
+from nonstop.config.settings import OutboundSettings
+from nonstop.net.retry import RATELIMITED, Schedule, judge
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.core import LOOK, Job, OutboundCore, param
 from nonstop.outbound.limits import Limit, limit_for
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.outbound.sync import LOOK_PAGES
-from nonstop.policy import RATELIMITED, Schedule, judge
-from nonstop.settings import OutboundSettings
 
 __all__ = ["AsyncOutbound", "AsyncSender", "AsyncSharedGate", "governed_async_client_class"]
 

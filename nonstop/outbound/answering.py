@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from nonstop.lanes import Tracker
+from nonstop.bolt.lanes import Tracker
 
 __all__ = ["Answering"]
 

@@ -17,10 +17,10 @@ from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
-from nonstop.lanes import current_tracker
+from nonstop.bolt.lanes import current_tracker
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.sync import Outbound
-from nonstop.telemetry import TELEMETRY, Telemetry
+from nonstop.status import TELEMETRY, Telemetry
 from nonstop.webclient import CallWatchers, InstrumentedWebClient, settings_of
 
 __all__ = ["AnswerThroughGovernor", "GovernedWebClient"]

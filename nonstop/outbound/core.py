@@ -17,7 +17,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from nonstop import network
+from nonstop.config.settings import OutboundSettings
+from nonstop.net import network
+from nonstop.net.retry import CREATES, FINAL, OK, RATELIMITED, SETTLED_BY, UNSURE, Outcome, Schedule, judge
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.governor import Call, Due, Governor
 from nonstop.outbound.limits import Limit, limit_for
@@ -25,8 +27,6 @@ from nonstop.outbound.marks import lookup_call, mark, marked_replies
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.outbound.pending import NotDelivered, settled
 from nonstop.outbound.scopes import Scopes
-from nonstop.policy import CREATES, FINAL, OK, RATELIMITED, SETTLED_BY, UNSURE, Outcome, Schedule, judge
-from nonstop.settings import OutboundSettings
 
 __all__ = ["ANSWER_METHODS", "LOOK", "SEND", "Job", "OutboundCore", "lane_of", "param"]
 

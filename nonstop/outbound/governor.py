@@ -28,8 +28,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from nonstop.net.retry import Schedule
 from nonstop.outbound.limits import Limit
-from nonstop.policy import Schedule
 
 __all__ = ["Bucket", "Call", "Due", "Governor"]
 

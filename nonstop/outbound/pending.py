@@ -15,7 +15,7 @@ from typing import Any
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web import SlackResponse
 
-from nonstop.policy import FINAL, OK, judge
+from nonstop.net.retry import FINAL, OK, judge
 
 __all__ = ["NotDelivered", "PendingResponse", "settled", "slack_trouble"]
 

@@ -16,7 +16,6 @@ is not); the scripts keep nothing longer than a minute past its last use.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from nonstop.net.redis import tls_options
 from nonstop.outbound.limits import Limit
 
 __all__ = ["SharedBuckets"]
@@ -74,10 +74,12 @@ KEEP_MS = 60_000
 
 
 class SharedBuckets:
-    """The buckets of every replica of one app, on one Redis.
+    """The buckets of every replica of one app, on one Redis. Requires the `redis` package (the replicas'
+    extra), like the ledger that names this Redis.
 
     Args:
-        client: a sync `redis.Redis` (the replicas' shared connection; see `from_url`).
+        client: a sync `redis.Redis` of its own (see `from_url`): its calls are made by sender threads, and
+            the process's shared connection (`nonstop.net.redis`) is an asyncio one, on the loop that acks.
         prefix: the key prefix of the replicas' ledger (`?prefix=` of NONSTOP_LEDGER, default "nonstop").
     """
 
@@ -93,18 +95,10 @@ class SharedBuckets:
         """A client of its own for NONSTOP_LEDGER's Redis (TLS verified with SSL_CERT_FILE / SSL_CERT_DIR's CAs),
         with short timeouts: a call waits on it before it leaves, so a Redis that does not answer in half a
         second counts as down."""
-        options: dict[str, Any] = {}
-        if urlsplit(url).scheme == "rediss":
-            options = {
-                "ssl_cert_reqs": "required",
-                "ssl_check_hostname": True,
-                "ssl_ca_certs": os.environ.get("SSL_CERT_FILE", "").strip() or None,
-                "ssl_ca_path": os.environ.get("SSL_CERT_DIR", "").strip() or None,
-            }
         prefix = parse_qs(urlsplit(url).query).get("prefix", ["nonstop"])[-1]
         plain = url.split("?", 1)[0]
         client = redis.Redis.from_url(
-            plain, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0), **options
+            plain, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0), **tls_options(url)
         )
         return cls(client, prefix)
 

@@ -25,14 +25,14 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
+from nonstop.config.settings import OutboundSettings
+from nonstop.net.retry import RATELIMITED, Schedule, judge
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.core import LOOK, SETTLED, Job, OutboundCore, param
 from nonstop.outbound.limits import Limit, limit_for
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.outbound.pending import PendingResponse
 from nonstop.outbound.scopes import Scopes
-from nonstop.policy import RATELIMITED, Schedule, judge
-from nonstop.settings import OutboundSettings
 
 __all__ = ["LOOK_PAGES", "SENDERS", "Outbound", "Sender", "SharedGate"]
 

@@ -7,6 +7,7 @@ The benchmark (bench/, `--only answers`) runs the full-size scenarios (40 mentio
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -152,3 +153,19 @@ def test_three_replicas_share_one_posting_budget(sandbox: Sandbox, redis_server:
     # Alone, a process learns the limit from Slack's first 429s (up to a burst of them); replicas take
     # turns on one shared bucket from the start, so Slack has no reason to refuse any.
     assert len(ratelimited) <= 1
+
+
+def test_a_drain_waits_for_answers_still_waiting_on_the_posting_limit(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.set_rate_limits(on=True)
+    env = bot_env(sandbox, NONSTOP_DRAIN_TIMEOUT="20")
+    with run_bot(env, workdir=tmp_path) as bot:
+        ready(sandbox, bot)
+        ds = sandbox.mentions([f"ping {i}" for i in range(8)])
+        sandbox.wait_until(lambda: answers(sandbox, ds).total() >= 4, timeout=30, what="the burst's answers")
+        bot.signal(signal.SIGTERM)
+        assert bot.wait_exit(timeout=30) == 0
+        assert "did not finish" not in bot.log
+    assert set(answers(sandbox, ds).values()) == {1}, "the answers that waited went out before the exit"
+    with run_bot(env, workdir=tmp_path) as again:
+        ready(sandbox, again)
+        assert "again that were acked but never finished" not in again.log, "every event was finished"

@@ -180,12 +180,12 @@ def test_redis_killed_and_restarted_empty_costs_no_answer(
             sandbox.wait_until(lambda: len(mentions.sent) >= 2, what="mentions before")
             redis_server.kill()
             for bot in bots:
-                bot.wait_for_log(r"Redis unreachable", timeout=20)
+                bot.wait_for_log(r"Redis unusable", timeout=20)
             gone_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= gone_at + 20, timeout=30, what="10 s without Redis")
             redis_server.start()
             for bot in bots:
-                bot.wait_for_log(r"Redis reachable again", timeout=20)
+                bot.wait_for_log(r"Redis usable again", timeout=20)
             back_at = len(mentions.sent)
             sandbox.wait_until(lambda: len(mentions.sent) >= back_at + 4, what="mentions after")
         ds = mentions.sent
@@ -232,7 +232,12 @@ def test_another_process_on_the_same_app_token_is_called_out(
             assert time.monotonic() < deadline, bot.log[-3000:]
             hellos = len(bot.wait_for_log(r": connected in"))
             sandbox.reset(conn=connections_of(sandbox, bot.pid)[:1])
-            bot.wait_for_log(r": connected in", count=hellos + 1, timeout=30)
+            # A reset slot link is replaced (a new hello); a reset spare may not be, when none is needed.
+            sandbox.wait_until(
+                lambda n=hellos: bot.log.count(": connected in") > n or len(connections_of(sandbox, bot.pid)) >= 2,
+                timeout=30,
+                what="the bot's links back",
+            )
         line = bot.wait_for_log(r"GHOST CONNECTIONS")[0]
         # The replica may hold spare links meanwhile (Slack counts one it does not hold): one ghost either way.
         assert re.search(
@@ -332,7 +337,7 @@ def test_rediss_verifies_the_certificate_against_the_extra_ca_it_is_given(sandbo
             bot.wait_for_log(r"cluster mode on rediss://127\.0\.0\.1:\d+/0 as replica r1")
             d = sandbox.mention("ping")
             sandbox.wait_for_message(thread_ts=d.ts)
-            assert "Redis unreachable" not in bot.log
+            assert "Redis unusable" not in bot.log
         untrusted = run_once(replica_env(sandbox, server, "u"))  # the CA not given: it must not verify
         output = untrusted.stdout + untrusted.stderr
         assert untrusted.returncode == 78, output

@@ -72,7 +72,7 @@ def test_every_link_silent_at_once_is_replaced_and_retries_land_on_live_links(de
         bot.wait_for_log(r"opening its replacement now", count=2, timeout=15)
         wait_live(sb, 1, excluding=dead, timeout=15)
         # Slack still counts the two dead sockets: the bot holds six live ones (4 spares), not eight, so
-        # that a next silence still leaves room for two replacements (nonstop/budget.py says why).
+        # that a next silence still leaves room for two replacements (nonstop/links/budget.py says why).
         wait_live(sb, 6, excluding=dead, timeout=20)
         bot.wait_for_log(r"holding \d+ spare connection", timeout=10)
         # Operators see why the bot holds eight connections: Slack counts two it cannot answer on.

@@ -15,8 +15,8 @@ from listeners.replies import (
     sorry_reply,
     status_reply,
 )
-from nonstop.state import State
-from nonstop.telemetry import ClusterView, Drop, Replica, Snapshot
+from nonstop.status import ClusterView, Drop, Replica, Snapshot
+from nonstop.status.state import State
 
 NOW = 1_700_010_000.0
 

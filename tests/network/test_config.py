@@ -1,4 +1,4 @@
-"""`nonstop.network`: the one TLS context and proxy decision, read from the conventional variables."""
+"""`nonstop.net.network`: the one TLS context and proxy decision, read from the conventional variables."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nonstop import network
-from nonstop.network import from_env, proxy_display
+from nonstop.errors import ConfigError
+from nonstop.net import network
+from nonstop.net.network import from_env, proxy_display
 from nonstop.redact import redact
-from nonstop.settings import ConfigError
 from sandbox.tls import SandboxTLS
 
 SLACK_API = "https://slack.com/api/"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from nonstop.closecodes import describe_close
-from nonstop.dedup import TTLCache
+from nonstop.links.ends import describe_close
+from nonstop.pipeline.dedup import TTLCache
 
 
 class FakeClock:

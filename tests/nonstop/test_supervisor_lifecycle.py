@@ -9,9 +9,9 @@ import threading
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from nonstop.config.settings import SupervisorSettings
 from nonstop.handler import SupervisedSocketModeHandler
-from nonstop.settings import SupervisorSettings
-from nonstop.telemetry import Telemetry
+from nonstop.status import Telemetry
 from sandbox import Sandbox
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from nonstop.health import start_health_server
-from nonstop.settings import EX_CONFIG, SupervisorSettings
-from nonstop.telemetry import Telemetry
+from nonstop.config.settings import SupervisorSettings
+from nonstop.errors import EX_CONFIG
+from nonstop.status import Telemetry
+from nonstop.status.health import start_health_server
 from sandbox.testing import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,7 +184,7 @@ def test_the_files_the_image_copies_are_enough_to_start(tmp_path):
                     shutil.copy(src, tmp_path / source)
     env = {k: v for k, v in clean_env().items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", "import app, nonstop.health, nonstop.metrics"],
+        [sys.executable, "-c", "import app, nonstop.status.health, nonstop.status.metrics"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -21,10 +21,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from nonstop.health import start_health_server
-from nonstop.settings import SupervisorSettings
-from nonstop.state import State
-from nonstop.telemetry import Telemetry
+from nonstop.config.settings import SupervisorSettings
+from nonstop.status import Telemetry
+from nonstop.status.health import start_health_server
+from nonstop.status.state import State
 from sandbox.testing import clean_env
 from tests.redisserver import free_port
 
@@ -84,7 +84,7 @@ def test_the_deployment_runs_two_replicas_that_drain_and_hand_over_before_the_ki
 
 
 def test_the_example_secret_cannot_reach_slack_unedited() -> None:
-    from nonstop.settings import PLACEHOLDER_TOKENS
+    from nonstop.config.settings import PLACEHOLDER_TOKENS
 
     secret = kube_resources()[("Secret", "nonstop-tokens")]["stringData"]
     assert {k: secret[k] for k in PLACEHOLDER_TOKENS} == PLACEHOLDER_TOKENS, "the bot refuses these with one line"

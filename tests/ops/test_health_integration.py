@@ -125,7 +125,7 @@ def test_readiness_and_metrics_through_faults_until_a_revoked_token_stops_the_bo
         assert probe.metric("nonstop_web_api_calls_total", method="auth.test", outcome="ok") >= 1
         assert probe.metric("nonstop_state", nonstop_state="connected") == 1
         assert probe.metric("nonstop_ready") == 1
-        # The link's own ping (framed by nonstop.frames) came back, recognised by its pong's bytes.
+        # The link's own ping (framed by nonstop.links.frames) came back, recognised by its pong's bytes.
         probe.until(lambda: probe.metric("nonstop_ping_rtt_seconds") > 0, "a ping's round trip in /metrics")
 
         # An envelope: received, acked (with its latency), handled, and the reply counted as a Web API call.

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from nonstop.health import HealthServer, liveness, readiness, start_health_server
-from nonstop.settings import ConfigError
-from nonstop.state import State
-from nonstop.telemetry import ClusterView, Replica, Telemetry
+from nonstop.errors import ConfigError
+from nonstop.status import ClusterView, Replica, Telemetry
+from nonstop.status.health import HealthServer, liveness, readiness, start_health_server
+from nonstop.status.state import State
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -50,7 +50,7 @@ def test_json_lines_carry_the_extra_fields(json_logs):
         "1006 abnormal closure",
         extra={"connection": "connection #1", "cause": "reset", "close_code": 1006, "retry_in_s": 0.0},
     )
-    logging.getLogger("nonstop.dispatch").info(
+    logging.getLogger("nonstop.pipeline.dispatch").info(
         "suppressed a duplicate delivery of %s",
         "Ev01",
         extra={"envelope_id": "env-1", "event_id": "Ev01", "retry_attempt": 1},

@@ -10,7 +10,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from listeners.actions.check_connection import check_connection_callback
-from nonstop.telemetry import Telemetry
+from nonstop.status import Telemetry
 from tests.listeners.payloads import slack_ts
 
 LOGGER = logging.getLogger("test.check_connection")

@@ -5,7 +5,7 @@ import pytest
 from slack_bolt import Ack
 
 from listeners.commands.nonstop import nonstop_command_callback
-from nonstop.telemetry import Telemetry
+from nonstop.status import Telemetry
 from tests.listeners.payloads import VERIFICATION_TOKEN, command_payload
 
 LOGGER = logging.getLogger("test.nonstop_command")

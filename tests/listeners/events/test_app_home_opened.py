@@ -6,7 +6,7 @@ import pytest
 from slack_sdk import WebClient
 
 from listeners.events.app_home_opened import app_home_opened_callback
-from nonstop.telemetry import Drop, Telemetry
+from nonstop.status import Drop, Telemetry
 
 LOGGER = logging.getLogger("test.app_home_opened")
 

@@ -7,8 +7,8 @@ import pytest
 from slack_bolt import Say
 
 from listeners.events.app_mention import app_mention_callback, is_from_bot
-from nonstop.state import State
-from nonstop.telemetry import Drop, Telemetry
+from nonstop.status import Drop, Telemetry
+from nonstop.status.state import State
 from tests.listeners.payloads import mention_event, slack_ts
 
 LOGGER = logging.getLogger("test.app_mention")

@@ -7,15 +7,18 @@ import contextlib
 import itertools
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from nonstop.ledger import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, RedisLedger, open_ledger
+from nonstop.backends import open_local_ledger
+from nonstop.config.urls import parse_ledger_url
+from nonstop.ledger import MAX_RUNS, Entry, Ledger, LedgerError, Recovered
 from nonstop.ledger.memory import MemoryLedger
+from nonstop.ledger.redis import RedisLedger
 from nonstop.ledger.sqlite import SqliteLedger
+from nonstop.net.redis import RedisConnection
 
 
 class Clock:
@@ -40,7 +43,21 @@ def entry(n: int) -> Entry:
 Factory = Callable[[], Ledger]
 
 
-LEASE_S = 0.3
+class RedisReplicas:
+    """Each ledger made is another replica on one Redis (a restart is a new one), with its own connection; the
+    replicas made before it are dead, as after a crash, and their events are the new one's to take over."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._numbers = itertools.count(1)
+        self.owners: list[str] = []
+
+    def __call__(self) -> RedisLedger:
+        connection = RedisConnection(self._url)
+        run(connection.open())
+        owner = f"r{next(self._numbers)}"
+        self.owners.append(owner)
+        return RedisLedger(connection, ttl_s=60, owner=owner)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -52,28 +69,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         yield "sqlite", lambda: SqliteLedger(tmp_path / "ledger.sqlite3", ttl_s=60, clock=clock), clock
     else:
         server = request.getfixturevalue("redis_server")
-        replicas = itertools.count(1)
-        # Each ledger made is another replica (a restart is a new one); Redis keeps time itself.
-        yield "redis", lambda: RedisLedger(server.url, ttl_s=60, lease_s=LEASE_S, replica=f"r{next(replicas)}"), clock
+        yield "redis", RedisReplicas(server.url), clock  # Redis keeps time itself
 
 
 def recover(ledger: Ledger) -> Recovered:
-    """What a starting process finds to run again: from `open()` for a ledger of one process; for a
-    shared one, from `takeover()` once the claims of the process before it ran out."""
+    """What a starting process finds to run again: from `open()` for a ledger of one process; for a shared
+    one, what it takes over from the replicas before it (the coordinator calls them dead; here they are)."""
     recovered = run(ledger.open())
     if not isinstance(ledger, RedisLedger):
         return recovered
-
-    async def wait() -> Recovered:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            found = await ledger.takeover()
-            if found.unfinished or found.given_up:
-                return found
-            await asyncio.sleep(LEASE_S / 3)
-        return Recovered([], [])
-
-    return run(wait())
+    unfinished: list[Entry] = []
+    given_up: list[Entry] = []
+    for dead in [f"r{n}" for n in range(1, int(ledger.owner[1:]))]:
+        found = run(ledger.reassign(dead))
+        unfinished += found.unfinished
+        given_up += found.given_up
+    return Recovered(sorted(unfinished, key=lambda e: e.key), given_up)
 
 
 def test_admit_says_new_once_and_duplicate_after(backend) -> None:
@@ -99,8 +110,8 @@ def test_a_batch_of_a_thousand_is_admitted_and_finished_whole(backend) -> None:
     assert run(ledger.admit([entry(999), entry(1000)])) == [False, True]
     run(ledger.close())
     again = make()
-    found = recover(again) if ledger.durable and not isinstance(again, RedisLedger) else None
-    if found is not None:
+    found = recover(again)
+    if again.durable:
         assert [e.key for e in found.unfinished] == [entry(1000).key], "only the one never finished"
     run(again.close())
 
@@ -242,16 +253,17 @@ def test_an_unwritable_ledger_location_is_a_clear_error(tmp_path: Path, where: s
 
 @pytest.mark.parametrize(
     ("url", "kind"),
-    [
-        ("memory://", MemoryLedger),
-        ("sqlite:///x.sqlite3", SqliteLedger),
-        ("sqlite:////tmp/x", SqliteLedger),
-        ("redis://127.0.0.1:6390/0", RedisLedger),
-        ("rediss://:secret@redis.example:6380/2?prefix=bot", RedisLedger),
-    ],
+    [("memory://", MemoryLedger), ("sqlite:///x.sqlite3", SqliteLedger), ("sqlite:////tmp/x", SqliteLedger)],
 )
-def test_open_ledger_picks_the_backend_from_the_url(url: str, kind: type) -> None:
-    assert isinstance(open_ledger(url, 60), kind)
+def test_a_local_ledger_is_picked_from_the_url(url: str, kind: type) -> None:
+    assert isinstance(open_local_ledger(url, 60), kind)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6390/0", "rediss://:secret@redis.example:6380/2?prefix=bot"])
+def test_redis_urls_are_understood(url: str) -> None:
+    assert parse_ledger_url(url)[0] in ("redis", "rediss")
+    with pytest.raises(ValueError, match="shared by replicas"):
+        open_local_ledger(url, 60)
 
 
 @pytest.mark.parametrize(
@@ -267,9 +279,9 @@ def test_open_ledger_picks_the_backend_from_the_url(url: str, kind: type) -> Non
         "redis://h:6379/0?pool=3",
     ],
 )
-def test_open_ledger_refuses_what_it_does_not_know(url: str) -> None:
+def test_a_ledger_url_it_does_not_know_is_refused(url: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the message is checked where settings turn it into a line
-        open_ledger(url, 60)
+        parse_ledger_url(url)
 
 
 def _in_main_file(path: Path, key: str) -> bool:
@@ -282,49 +294,3 @@ def _in_main_file(path: Path, key: str) -> bool:
         return False
     finally:
         db.close()
-
-
-def _timeslices(native_id: int) -> int:
-    return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[2])
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a thread's schedstat from Linux's /proc")
-def test_sqlite_checkpoints_after_writes_and_never_wakes_while_idle(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("nonstop.ledger.sqlite.CHECKPOINT_EVERY_S", 0.02)
-    path = tmp_path / "ledger.sqlite3"
-    ledger = SqliteLedger(path, ttl_s=60)
-    run(ledger.open())
-    checkpointer = ledger._checkpointer
-    assert checkpointer is not None
-    assert checkpointer.native_id is not None
-    try:
-        run(ledger.admit([entry(1)]))
-        deadline = time.monotonic() + 10
-        while not _in_main_file(path, entry(1).key):
-            assert time.monotonic() < deadline, "a write was never checkpointed into the database file"
-            time.sleep(0.01)
-        # A write that landed while that checkpoint ran is owed one more round: let it pass (bounded).
-        deadline = time.monotonic() + 10
-        before = _timeslices(checkpointer.native_id)
-        while True:
-            time.sleep(0.1)  # 5 periods
-            now = _timeslices(checkpointer.native_id)
-            if now == before:
-                break
-            assert time.monotonic() < deadline, "the checkpoint thread never went quiet"
-            before = now
-        # Idle: the thread must not run at all, whatever its period (an idle bot pays for every wake).
-        time.sleep(0.3)  # 15 periods
-        assert _timeslices(checkpointer.native_id) == before, "the checkpoint thread woke with nothing written"
-        run(ledger.finish([entry(1).key]))
-        deadline = time.monotonic() + 10
-        while _timeslices(checkpointer.native_id) == before:
-            assert time.monotonic() < deadline, "a write did not wake the checkpoint thread"
-            time.sleep(0.01)
-    finally:
-        run(ledger.close())
-    assert not checkpointer.is_alive()
-    wal = path.with_name(path.name + "-wal")
-    assert not wal.exists() or wal.stat().st_size == 0, "close() leaves the log truncated"

@@ -1,4 +1,6 @@
-"""The Redis ledger beyond the common contract: leases between replicas, and a Redis that goes away."""
+"""The Redis ledger beyond the common contract: replicas admitting the same events, done events expiring on
+Redis's clock, and URLs that never show their password. Replicas, heartbeats and outages: see
+tests/nonstop/coordination/test_redis.py."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from nonstop.ledger import Entry, RedisLedger
-from nonstop.ledger.redis_ledger import redact_url
-from nonstop.settings import ConfigError, load_settings
+from nonstop.config.settings import load_settings
+from nonstop.errors import ConfigError
+from nonstop.ledger import Entry
+from nonstop.ledger.redis import RedisLedger
+from nonstop.net.redis import RedisConnection
+from nonstop.redact import redact_url
 from tests.redisserver import RedisServer
-
-LEASE_S = 0.4
 
 
 def entry(n: int) -> Entry:
@@ -27,61 +30,30 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> No
         await asyncio.sleep(0.05)
 
 
-def replica(server: RedisServer, name: str, ttl_s: float = 60) -> RedisLedger:
-    return RedisLedger(server.url, ttl_s=ttl_s, lease_s=LEASE_S, replica=name)
+async def replica(server: RedisServer, name: str, ttl_s: float = 60) -> RedisLedger:
+    connection = RedisConnection(server.url)
+    await connection.open()
+    return RedisLedger(connection, ttl_s=ttl_s, owner=name)
 
 
 def test_one_replica_admits_an_event_and_every_other_sees_the_duplicate(redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        a, b = replica(redis_server, "a"), replica(redis_server, "b")
-        await a.open()
-        await b.open()
+        a, b = await replica(redis_server, "a"), await replica(redis_server, "b")
         results = await asyncio.gather(a.admit([entry(1), entry(2)]), b.admit([entry(2), entry(1), entry(3)]))
         firsts = [results[0][0] + results[1][1], results[0][1] + results[1][0]]
         assert firsts == [1, 1], f"each event admitted by exactly one replica: {results}"
         assert results[1][2] is True
-        await a.close()
-        await b.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_renewed_claim_stays_and_a_dead_replicas_claim_moves(redis_server: RedisServer) -> None:
-    async def scenario() -> None:
-        alive, dying, taker = replica(redis_server, "alive"), replica(redis_server, "dying"), replica(redis_server, "t")
-        for ledger in (alive, dying, taker):
-            await ledger.open()
-        await alive.admit([entry(1)])
-        await dying.admit([entry(2)])
-        taken: list[str] = []
-
-        async def moved() -> bool:
-            await alive.renew([entry(1).key])  # alive renews; dying has stopped renewing (as if SIGKILLed)
-            taken.extend(e.key for e in (await taker.takeover()).unfinished)
-            return entry(2).key in taken
-
-        await until(moved)
-        for _ in range(5):  # several leases more: the renewed claim never moves
-            await moved()
-            await asyncio.sleep(LEASE_S / 2)
-        assert taken == [entry(2).key]
-        await taker.finish([entry(2).key])
-        assert await alive.admit([entry(2)]) == [False]
-        for ledger in (alive, dying, taker):
-            await ledger.close()
 
     asyncio.run(scenario())
 
 
 def test_done_events_expire_after_the_ttl(redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        ledger = replica(redis_server, "a", ttl_s=1)
-        await ledger.open()
+        ledger = await replica(redis_server, "a", ttl_s=1)
         await ledger.admit([entry(1)])
         await ledger.finish([entry(1).key])
         assert await ledger.admit([entry(1)]) == [False]
         await until(lambda: _known_in_redis(redis_server, entry(1).key, want=False))
-        await ledger.close()
 
     asyncio.run(scenario())
 
@@ -89,45 +61,6 @@ def test_done_events_expire_after_the_ttl(redis_server: RedisServer) -> None:
 async def _known_in_redis(server: RedisServer, key: str, want: bool) -> bool:
     reply = server.command("EXISTS", f"nonstop:done:{key}")
     return reply.startswith(b":1") == want
-
-
-def test_without_redis_a_replica_answers_on_and_reconciles_when_it_returns(redis_server: RedisServer) -> None:
-    async def scenario() -> None:
-        ledger = replica(redis_server, "a")
-        await ledger.open()
-        assert await ledger.admit([entry(1), entry(2)]) == [True, True]
-        redis_server.kill()
-        await ledger.finish([entry(1).key])  # finished while Redis is gone
-        assert ledger.degraded
-        assert await ledger.admit([entry(3), entry(1), entry(2), entry(3)]) == [True, False, False, False]
-        redis_server.start()  # back, and empty (no persistence)
-        await ledger.renew([entry(2).key, entry(3).key])
-        assert not ledger.degraded
-        assert redis_server.command("EXISTS", f"nonstop:done:{entry(1).key}").startswith(b":1")
-        owners = redis_server.command("HKEYS", "nonstop:owner").decode()
-        assert entry(2).key in owners
-        assert entry(3).key in owners, "an event admitted during the outage is claimed once Redis is back"
-        other = replica(redis_server, "b")
-        await other.open()
-        assert await other.admit([entry(1), entry(2), entry(3)]) == [False, False, False]
-        await other.close()
-        await ledger.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_replica_starts_without_redis_and_the_password_never_shows() -> None:
-    url = "redis://:s3cret-pass@127.0.0.1:1/0"
-    ledger = RedisLedger(url, ttl_s=60, lease_s=LEASE_S, replica="a")
-    assert "s3cret" not in ledger.url
-
-    async def scenario() -> None:
-        await ledger.open()
-        assert ledger.degraded
-        assert await ledger.admit([entry(1), entry(1)]) == [True, False]
-        await ledger.close()
-
-    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,73 @@
+"""Small asyncio helpers shared by the links and the pipeline: work gathered in one loop turn, and tasks kept.
+
+`PerTurn`: the frames a link writes in one turn leave in one write. `TaskSet`: the loop keeps only weak
+references to tasks, so whoever starts one in the background keeps it here until it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+__all__ = ["PerTurn", "TaskSet", "raise_if_cancelled"]
+
+T = TypeVar("T")
+
+
+class PerTurn(Generic[T]):
+    """`add()` items during a loop turn; `flush(items)` runs once, at the end of that turn, with all of them.
+
+    Not thread-safe: use it from the event loop's thread only."""
+
+    def __init__(self, flush: Callable[[list[T]], None]) -> None:
+        self._flush = flush
+        self._items: list[T] = []
+
+    def add(self, item: T) -> None:
+        if not self._items:
+            asyncio.get_running_loop().call_soon(self.flush_now)
+        self._items.append(item)
+
+    def flush_now(self) -> None:
+        """Hand over what has been gathered so far (also called by the loop at the end of the turn)."""
+        items, self._items = self._items, []
+        if items:
+            self._flush(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class TaskSet:
+    """Background tasks, kept alive until they end."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait(self) -> None:
+        """Until every task started so far has ended (their errors are theirs to log)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def raise_if_cancelled() -> None:
+    """Raise `CancelledError` if the current task was asked to stop. For a loop that catches a library's
+    errors: a client that turns a cancellation into its own timeout error (redis-py can, when its socket
+    timeout and the cancellation meet) must not keep a cancelled task running forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

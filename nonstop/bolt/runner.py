@@ -1,0 +1,214 @@
+"""`BoltRunner`: runs a Bolt `App` for the pipeline, on threads, and says when each envelope's work is done.
+
+Bolt's dispatch (middleware, matching) runs on a small pool per lane; the listeners it starts run in the
+lane's own pool (`nonstop.bolt.lanes`), installed as the App's listener executor, so slash commands and
+interactions are never queued behind event listeners stuck on a slow Web API. An event is done when its
+dispatch and every listener it started have returned (`Tracker`); an interaction is done when Bolt has
+decided its ack, which is built exactly as Bolt's own socket-mode adapter builds it (`send_response`).
+
+The runner never touches a socket or the event loop: its callbacks run on its threads, and the caller hops
+back to wherever it needs to be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from nonstop.bolt.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
+from nonstop.status import Telemetry
+
+__all__ = ["DISPATCH_THREADS", "BoltRunner", "FailureReply", "lower_priority"]
+
+log = logging.getLogger("nonstop.bolt")
+
+DISPATCH_THREADS = 4
+"""Per lane, threads that run Bolt's own dispatch (middleware, matching): short work; the listeners
+themselves run in the lane's listener pool."""
+
+FailureReply = Callable[[str], str]
+"""failure_reply(ref) → the text to ack a slash command with when Bolt itself failed on it."""
+
+
+def lower_priority(niceness: int) -> Callable[[], None] | None:
+    """A thread initializer that makes listener threads yield the CPU to the loop that reads and acks
+    envelopes, or None for `niceness` 0 (the default: a drop-in handler changes no thread of its host).
+
+    Python threads share one GIL; when a burst of listeners is running, whichever runnable thread the
+    kernel schedules first takes it next. A higher nice value on the listener threads (never on the loop)
+    makes that the ack loop more often. Best effort: where per-thread priorities are missing or refused
+    (a seccomp filter without @resources answers EPERM), threads keep the default.
+    """
+    if niceness <= 0:
+        return None
+
+    def initializer() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+    return initializer
+
+
+class _AckCapture:
+    """Stands in for a socket-mode client so that Bolt's own `send_response` decides the ack payload."""
+
+    def __init__(self) -> None:
+        self.logger = log
+        self.response: SocketModeResponse | None = None
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.response = response
+
+
+class BoltRunner:
+    """Args:
+    app: the Bolt app; its listener executor becomes the runner's lanes.
+    event_threads: event listeners running at once (the event lane).
+    command_threads: slash command and interaction listeners running at once (their own lane).
+    telemetry: where handler durations and failures are counted.
+    handler_nice: niceness added to every thread of the runner (see `lower_priority`).
+    failure_reply: what a user is told when Bolt itself fails on their slash command.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        event_threads: int,
+        command_threads: int,
+        telemetry: Telemetry,
+        handler_nice: int = 0,
+        failure_reply: FailureReply | None = None,
+    ) -> None:
+        self._app = app
+        self._telemetry = telemetry
+        self._failure_reply = failure_reply
+        nice = lower_priority(handler_nice)
+        self._dispatch = {
+            lane: ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix=f"nonstop-dispatch-{lane}", initializer=nice)
+            for lane in (EVENTS, COMMANDS)
+        }
+        self.lanes = LaneExecutor(
+            {
+                EVENTS: ThreadPoolExecutor(event_threads, thread_name_prefix="nonstop-listener", initializer=nice),
+                COMMANDS: ThreadPoolExecutor(command_threads, thread_name_prefix="nonstop-command", initializer=nice),
+            }
+        )
+        _install(app, self.lanes)
+        self._idle = threading.Condition()
+        self._interactions = 0  # interactions whose dispatch or listeners are still running
+
+    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+        """Dispatch an event; `done()` (on a runner thread) once it and every listener it started have
+        returned. `runs`: the ledger's count of its starts (its `Tracker` carries it to the answer path, which
+        looks for an earlier run's replies before posting). False, and `done` never called, when the runner no
+        longer takes events (stopping)."""
+        try:
+            self._dispatch[EVENTS].submit(self._run_event, request, done, runs)
+        except RuntimeError:
+            return False
+        return True
+
+    def run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> bool:
+        """Dispatch an interaction; `acked(payload)` (on a runner thread) with what to ack it with. Taken until
+        `close()`, also while stopping: a user is waiting."""
+        with self._idle:
+            self._interactions += 1
+        try:
+            self._dispatch[COMMANDS].submit(self._run_interaction, request, acked)
+        except RuntimeError:
+            self._interaction_over()
+            return False
+        return True
+
+    def stop_events(self, timeout_s: float, *, leave_queued: bool) -> bool:
+        """Take no new events and wait (at most `timeout_s`, from a thread other than the event loop's) for
+        the events and interactions under way. `leave_queued`: events handed over but not started are
+        dropped (the caller keeps them on record). True if everything finished in time."""
+        finished = threading.Event()
+
+        def wait_all() -> None:
+            self._dispatch[EVENTS].shutdown(wait=True, cancel_futures=leave_queued)
+            self.lanes.pools[EVENTS].shutdown(wait=True, cancel_futures=leave_queued)
+            with self._idle:
+                self._idle.wait_for(lambda: self._interactions == 0)
+            finished.set()
+
+        threading.Thread(target=wait_all, name="nonstop-drain", daemon=True).start()
+        return finished.wait(timeout_s)
+
+    def close(self) -> None:
+        """Take nothing more; threads still running finish on their own."""
+        for pool in (*self._dispatch.values(), *self.lanes.pools.values()):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- on runner threads ---------------------------------------------------------------------------
+
+    def _run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> None:
+        tracker = Tracker(done, runs)
+        try:
+            with working_on(EVENTS, tracker):
+                self._bolt(request)
+        finally:
+            tracker.release()
+
+    def _run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> None:
+        tracker = Tracker(self._interaction_over)
+        try:
+            with working_on(COMMANDS, tracker):
+                payload = self._bolt(request)
+            acked(payload)
+        finally:
+            tracker.release()
+
+    def _interaction_over(self) -> None:
+        with self._idle:
+            self._interactions -= 1
+            if self._interactions == 0:
+                self._idle.notify_all()
+
+    def _bolt(self, request: SocketModeRequest) -> dict[str, Any] | None:
+        """Run Bolt's dispatch for `request`; return the ack payload (interactions)."""
+        started = time.time()
+        payload: dict[str, Any] | None = None
+        try:
+            bolt_response = run_bolt_app(self._app, request)
+            capture = _AckCapture()
+            send_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
+            if capture.response is not None:
+                payload = capture.response.payload
+            self._telemetry.handled()
+            self._telemetry.handler_done(request.type, time.time() - started, ok=True)
+        except Exception:
+            log.exception(
+                "handling envelope %s (%s) failed",
+                request.envelope_id,
+                request.type,
+                extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
+            )
+            self._telemetry.handler_done(request.type, time.time() - started, ok=False)
+            self._telemetry.envelope(request.type, "failed")
+            if request.type == "slash_commands" and self._failure_reply is not None:
+                payload = {"text": self._failure_reply(request.envelope_id)}
+        return payload
+
+
+def _install(app: App, lanes: LaneExecutor) -> None:
+    """Make `lanes` the executor of Bolt's listeners (and lazy listeners) for `app`."""
+    runner = app.listener_runner
+    runner.listener_executor = lanes
+    lazy = runner.lazy_listener_runner
+    if isinstance(lazy, ThreadLazyListenerRunner):
+        lazy.executor = lanes

@@ -1,0 +1,136 @@
+"""`Holding`: what the link pool holds and knows — its links, what Slack counts, the share of Slack's budget
+this process may use — and the bookkeeping every part of the pool does through it (`nonstop.links.pool`
+composes it with the `Connector` that opens links and the `Slots` that decide which to hold).
+
+It publishes a `view` of itself whenever it changes, for status and health to read from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nonstop.aio import TaskSet
+from nonstop.config.settings import SupervisorSettings
+from nonstop.links.budget import Budget, ConnectionShare
+from nonstop.links.ends import LinkEnd
+from nonstop.links.gate import ConnectGate
+from nonstop.links.link import EnvelopeCallback, Link
+from nonstop.status import Drop, Telemetry
+from nonstop.status.snapshot import LinksView
+
+__all__ = ["Holding"]
+
+
+class Holding:
+    """Args:
+    settings: the supervisor's settings (links wanted, timers, retry policy).
+    share: this process's share of Slack's connections (alone, or among replicas).
+    telemetry: where connections up and down are counted.
+    """
+
+    def __init__(self, settings: SupervisorSettings, *, share: ConnectionShare, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.share = share
+        self.budget = Budget(settings.connection_limit)
+        self.gate = ConnectGate()  # the one door every connection attempt of the process goes through
+        self.links: set[Link] = set()  # every link held: slots', spares and suspects
+        self.opening = 0  # attempts under way (they count against the budget too)
+        self.unaccounted = 0  # connections Slack counted at the latest hello that this process does not hold
+        self.slack_counted: int | None = None  # num_connections in the latest hello
+        self.view = LinksView()
+        self.stopping = False
+        self._stopped = asyncio.Event()
+        self._telemetry = telemetry
+        self._deliver: EnvelopeCallback | None = None
+        self._tasks = TaskSet()
+        self.on_suspect: Callable[[Link, bool], None] = lambda _link, _suspect: self.changed()
+        self.on_change: Callable[[], None] = lambda: None
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the pool stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    def background(self, coro: Any) -> None:
+        self._tasks.spawn(coro)
+
+    # -- the links ---------------------------------------------------------------------------------
+
+    def open_link(self, name: str, url: str) -> Link:
+        """A link to `url` that hands its envelopes to the pipeline (not opened yet)."""
+        s = self.settings
+        assert self._deliver is not None, "deliver_to() before run()"
+        return Link(
+            name,
+            url,
+            on_envelope=self._deliver,
+            ping_interval_s=s.ping_interval_s,
+            stale_after_s=s.stale_after_s,
+            pong_timeout_s=s.pong_timeout_s,
+            on_suspect=self.on_suspect,
+            on_inbound=self._telemetry.inbound,
+            on_rtt=self._telemetry.rtt,
+            max_frame_bytes=s.max_frame_bytes,
+        )
+
+    def add(self, link: Link) -> None:
+        """A link just became live: hold it and count what Slack said in its hello."""
+        self.links.add(link)
+        self._telemetry.connection_up()
+        reported = link.hello.get("num_connections")
+        if isinstance(reported, int) and not isinstance(reported, bool):
+            self.slack_counted = reported
+            # Among replicas, the others' links are no dead ones of ours: only what nobody holds is.
+            self.unaccounted = max(0, reported - len(self.links) - self.share.others_held())
+            self.share.hello(reported, len(self.links))
+        self.changed()
+
+    def forget(self, link: Link, end: LinkEnd) -> None:
+        """`link` is gone: no longer held, its part of the budget free, its end counted."""
+        if link in self.links:
+            self.links.discard(link)
+            self.share.release()
+            self._telemetry.connection_down(
+                Drop(
+                    at=time.time(),
+                    cause=end.cause,
+                    explanation=end.explanation,
+                    connection_age_s=link.age_s,
+                    close_code=end.code,
+                )
+            )
+        self.changed()
+
+    def live(self) -> list[Link]:
+        return [link for link in self.links if link.is_open and not link.suspect]
+
+    def room(self) -> int:
+        """How many more connections this process may open now without Slack counting more than its
+        budget: what it holds or is opening, plus what Slack counts that it does not hold."""
+        held = len(self.links) + self.opening + self.share.others_held()  # replicas: theirs count too
+        return self.budget.room(held, self.unaccounted)
+
+    @property
+    def target(self) -> int:
+        return min(self.settings.connections, self.share.allowed)
+
+    def changed(self) -> None:
+        """Something the view shows changed: publish a new one, and let the spare links rebalance."""
+        opens_in = self.gate.opens_in_s
+        live = len(self.live())
+        target = self.target
+        self.view = LinksView(
+            target=target,
+            live=live,
+            suspect=sum(1 for link in self.links if link.is_open and link.suspect),
+            spare=max(0, live - target),
+            attempting=self.opening > 0,
+            retry_at=time.monotonic() + opens_in if opens_in > 0 else None,
+            slack_counted=self.slack_counted,
+            unaccounted=self.unaccounted,
+        )
+        self.on_change()

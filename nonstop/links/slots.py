@@ -1,0 +1,241 @@
+"""`Slots`: which links the pool holds, and when each one is replaced.
+
+Each of the N slots loops: get a link live, wait until it ends, Slack asks for a refresh, or it turns
+*suspect* (silent for a few seconds: dead, or only slow), then replace it — at once after a healthy link
+dies, with backoff after failures, make-before-break on a refresh and on a suspect link, which is kept
+(as an extra) until it is known dead or heard from again.
+
+Spare links: Slack routes envelopes and retries to every connection it believes alive, including dead
+sockets it has not noticed (that can take many minutes). While Slack counts more connections than this
+process holds live — suspect links, or dead ones it has let go — spare live links are held, so most of
+what Slack sends lands on a live one, but never so many that one more silence would leave no room for the
+replacements (`Budget.live_wanted`); once a fresh `hello` shows Slack counts nothing dead any more, the
+spares are closed. Other replicas owed links come first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from nonstop.humanize import human_duration
+from nonstop.links.connect import Connector
+from nonstop.links.ends import LinkEnd
+from nonstop.links.holding import Holding
+from nonstop.links.link import Link
+
+__all__ = ["Slots"]
+
+log = logging.getLogger("nonstop.links")
+
+
+class Slots:
+    def __init__(self, pool: Holding, connector: Connector) -> None:
+        self._pool = pool
+        self._connector = connector
+        self.extras: set[Link] = set()  # links beyond the slots': spares, and suspects handed over
+        self._spare_names = 0
+        self._last_spare_check = 0.0
+        self._rebalance = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something changed that may call for more or fewer spare links."""
+        self._rebalance.set()
+
+    # -- slots -------------------------------------------------------------------------------------
+
+    async def keep(self, index: int) -> None:
+        """Keep slot `index` filled until the pool stops."""
+        pool = self._pool
+        name = f"connection #{index + 1}"
+        while not pool.stopping:
+            if index >= pool.share.allowed:  # past this replica's share of Slack's budget: wait for more
+                await pool.share.changed.wait()
+                continue
+            try:
+                await self._keep_one(name, index)
+            except Exception:  # a bug in here must not leave the bot with one link less, forever
+                delay = self._connector.backoff.failure()
+                log.exception("%s: slot failed unexpectedly; restarting it in %.1f s", name, delay)
+                await pool.sleep(delay)
+
+    async def _keep_one(self, name: str, index: int) -> None:
+        pool, connector = self._pool, self._connector
+        link = await connector.establish(name)
+        while link is not None and not pool.stopping:
+            if index >= pool.share.allowed:  # the share shrank (more replicas), maybe while this one connected
+                log.info(
+                    "%s: closing it, this replica's share of Slack's %d connections is now %d (more replicas)",
+                    name,
+                    pool.budget.limit,
+                    pool.share.allowed,
+                )
+                end = LinkEnd("trimmed", "the cluster's connection budget moved to another replica")
+                await link.close(end)
+                pool.forget(link, end)
+                return
+            await _first_of(link.ended, link.refresh_requested.wait(), link.suspected.wait(), pool.share.changed.wait())
+            if pool.stopping:
+                return
+            if link.ended.done():
+                delay = connector.after_drop(link, link.ended.result())
+                link = await connector.establish(name, first_delay=delay)
+            elif link.refresh_requested.is_set():
+                log.info("%s: opening its replacement before letting it go (make before break)", name)
+                old = link
+                await self._make_room()
+                link = await connector.establish(name)
+                pool.background(self._retire(old))
+            elif link.suspected.is_set():
+                log.warning(
+                    "%s: no frame from Slack for %.1f s; opening its replacement now and keeping this one "
+                    "until it is known dead (it may only be slow)",
+                    name,
+                    time.monotonic() - link.last_inbound,
+                    extra={"connection": name, "cause": "suspect"},
+                )
+                self._adopt(link)  # watched from now on as an extra link: closed once dead, kept if heard from
+                await self._make_room()
+                link = await connector.establish(name)
+
+    def on_suspect(self, link: Link, suspect: bool) -> None:
+        """A link turned suspect, or was heard from again (`Link`'s callback)."""
+        if not suspect:
+            log.info(
+                "%s: heard from again after %.1f s of silence; kept as a spare while it is needed",
+                link.name,
+                time.monotonic() - (link.suspect_since or link.last_inbound),
+                extra={"connection": link.name, "cause": "suspect_cleared"},
+            )
+        self._pool.changed()
+
+    async def _retire(self, link: Link) -> None:
+        reason = link.refresh_reason or "disconnect"
+        end = LinkEnd("refresh", f"Slack asked for a refresh ({reason}); replaced make-before-break")
+        await link.close(end)
+        self._pool.forget(link, end)
+        log.info(
+            "%s: old connection closed after %s (%s)",
+            link.name,
+            human_duration(link.age_s, tenths=True),
+            reason,
+            extra={"connection": link.name, "cause": "refresh", "reason": reason},
+        )
+
+    # -- extras: spares and suspects ---------------------------------------------------------------
+
+    def _adopt(self, link: Link) -> None:
+        """Watch `link` as an extra: a spare, or a suspect handed over by its slot."""
+        self.extras.add(link)
+        self._pool.background(self._watch_extra(link))
+        self._pool.changed()
+
+    async def _watch_extra(self, link: Link) -> None:
+        pool = self._pool
+        await _first_of(link.ended, link.refresh_requested.wait())
+        if link.ended.done():
+            end = link.ended.result()
+            if end.cause == "half_open":
+                pool.unaccounted += 1  # dead path: Slack still counts it until it notices
+            pool.forget(link, end)
+            if end.cause not in ("shutdown", "spare_released", "refresh"):
+                log.warning(
+                    "%s dropped after %s: %s; %s",
+                    link.name,
+                    human_duration(link.age_s, tenths=True),
+                    end.explanation,
+                    "already replaced" if link.suspect_since is not None else "a spare less",
+                    extra={"connection": link.name, "cause": end.cause, "close_code": end.code},
+                )
+        else:
+            await self._retire(link)
+        self.extras.discard(link)
+        self.wake()
+
+    def _open_spare(self) -> Link | None:
+        return next((link for link in self.extras if link.is_open and not link.suspect), None)
+
+    async def _make_room(self) -> None:
+        """Before a make-before-break: if the budget is full, let a live spare go first."""
+        if self._pool.room() > 0:
+            return
+        spare = self._open_spare()
+        if spare is not None:
+            await self._release(spare, "making room within Slack's connection budget")
+
+    async def _release(self, link: Link, why: str) -> None:
+        self.extras.discard(link)
+        end = LinkEnd("spare_released", f"spare link closed: {why}")
+        await link.close(end)
+        self._pool.forget(link, end)
+        log.info("%s: closed (%s)", link.name, why, extra={"connection": link.name, "cause": "spare_released"})
+
+    async def keep_spares(self) -> None:
+        """Hold spare live links while Slack counts more connections than this process holds live."""
+        pool = self._pool
+        while not pool.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rebalance.wait(), pool.settings.spare_check_s)
+            self._rebalance.clear()
+            if pool.stopping:
+                return
+            try:
+                await self._balance()
+            except Exception:  # a bug here must not stop the slots; try again on the next wake
+                log.exception("spare links: rebalancing failed unexpectedly")
+                await pool.sleep(1.0)
+
+    async def _balance(self) -> None:
+        pool = self._pool
+        target = pool.settings.connections
+        doubtful = len(pool.links) + pool.unaccounted - len(pool.live())  # suspects + dead ones Slack counts
+        wanted = pool.budget.live_wanted(target, doubtful, pool.share.others_held())  # why: nonstop/links/budget.py
+        if pool.share.others_short() > 0:  # other replicas are owed links: spares give way to them first
+            wanted = target
+        for spare in [link for link in self.extras if link.is_open and not link.suspect]:
+            if len(pool.live()) <= wanted:
+                break
+            why = (
+                "Slack counts no dead connection any more"
+                if doubtful == 0
+                else "no more spares than the dead connections call for, with room kept for a next silence"
+            )
+            await self._release(spare, why)
+        if doubtful == 0 or len(pool.live()) < target:
+            return  # nothing dead to outnumber; or the slots come first, and they wake this as they connect
+        now = time.monotonic()
+        suspects = any(link.suspect for link in pool.links)
+        if not suspects and pool.unaccounted > 0 and now - self._last_spare_check >= pool.settings.spare_check_s:
+            # Only a fresh hello says whether Slack still counts the dead: swap one spare for a new one.
+            self._last_spare_check = now
+            spare = self._open_spare()
+            if spare is not None:
+                await self._release(spare, "checking whether Slack still counts dead connections")
+        opened = 0
+        while not pool.stopping and pool.room() - pool.share.others_short() > 0 and len(pool.live()) < wanted:
+            self._spare_names += 1
+            link = await self._connector.establish(f"spare #{self._spare_names}", spare=True)
+            if link is None:
+                break
+            opened += 1
+            self._adopt(link)
+        if opened:
+            log.info(
+                "holding %d spare connection(s): Slack counts %d connection(s) for this app, %d of them live here",
+                max(0, len(pool.live()) - target),
+                len(pool.links) + pool.unaccounted,
+                len(pool.live()),
+                extra={"cause": "spares"},
+            )
+
+
+async def _first_of(ended: asyncio.Future[LinkEnd], *waits: object) -> None:
+    """Until `ended` resolves or any of the waits (coroutines) returns; the others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[arg-type]
+    try:
+        await asyncio.wait({ended, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
