@@ -20,6 +20,7 @@ from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG
 from tests.botprocess import BotProcess, bot_env, run_bot
 from tests.integration.test_cluster import live_links, replicas
+from tests.ops.test_health_integration import Probe, free_port
 from tests.redisserver import RedisServer
 
 SORRY = "Sorry, something went wrong"
@@ -157,15 +158,21 @@ def test_three_replicas_share_one_posting_budget(sandbox: Sandbox, redis_server:
 
 def test_a_drain_waits_for_answers_still_waiting_on_the_posting_limit(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.set_rate_limits(on=True)
-    env = bot_env(sandbox, NONSTOP_DRAIN_TIMEOUT="20")
+    port = free_port()
+    env = bot_env(sandbox, NONSTOP_DRAIN_TIMEOUT="20", HEALTH_PORT=str(port))
     with run_bot(env, workdir=tmp_path) as bot:
         ready(sandbox, bot)
+        probe = Probe(port, bot)
         ds = sandbox.mentions([f"ping {i}" for i in range(8)])
-        sandbox.wait_until(lambda: answers(sandbox, ds).total() >= 4, timeout=30, what="the burst's answers")
+        # Every listener has run: the answers not yet in Slack wait in the governor, on no thread.
+        probe.until(
+            lambda: answers(sandbox, ds).total() + probe.metric("nonstop_web_api_waiting") >= 8, "all 8 answered"
+        )
+        assert answers(sandbox, ds).total() < 8, "some answers were still waiting at the SIGTERM"
         bot.signal(signal.SIGTERM)
         assert bot.wait_exit(timeout=30) == 0
         assert "did not finish" not in bot.log
     assert set(answers(sandbox, ds).values()) == {1}, "the answers that waited went out before the exit"
-    with run_bot(env, workdir=tmp_path) as again:
+    with run_bot(env | {"HEALTH_PORT": "0"}, workdir=tmp_path) as again:
         ready(sandbox, again)
         assert "again that were acked but never finished" not in again.log, "every event was finished"
