@@ -26,7 +26,7 @@ from redis.retry import Retry
 from nonstop.net.redis import tls_options
 from nonstop.outbound.limits import Limit
 
-__all__ = ["SharedBuckets"]
+__all__ = ["AsyncSharedBuckets", "SharedBuckets"]
 
 log = logging.getLogger("nonstop.outbound")
 
@@ -125,3 +125,26 @@ class SharedBuckets:
 
     def close(self) -> None:
         self._client.close()
+
+
+class AsyncSharedBuckets:
+    """The same buckets for the asyncio driver (`nonstop.outbound.aio`), over an asyncio Redis client: the
+    process's shared connection (`nonstop.net.redis.RedisConnection.client`) fits, on its own loop.
+
+    Args:
+        client: a `redis.asyncio.Redis`.
+        prefix: the key prefix of the replicas' ledger (default "nonstop").
+    """
+
+    def __init__(self, client: Any, prefix: str = "nonstop") -> None:
+        self._prefix = f"{prefix}:rate:"
+        self._take = client.register_script(_TAKE)
+        self._block = client.register_script(_BLOCK)
+
+    async def take(self, key: str, limit: Limit) -> float:
+        """Take a token from `key`'s bucket; return 0, or the seconds to wait first (nothing taken then)."""
+        return float(await self._take(keys=[self._prefix + key], args=[limit.per_s, limit.burst, KEEP_MS]))
+
+    async def block(self, key: str, limit: Limit, retry_after_s: float) -> None:
+        """Slack said 429 for `key`: every replica waits `retry_after_s` from now."""
+        await self._block(keys=[self._prefix + key], args=[retry_after_s, KEEP_MS])

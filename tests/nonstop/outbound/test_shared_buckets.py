@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from nonstop.outbound.limits import Limit
-from nonstop.outbound.shared import SharedBuckets
+from nonstop.outbound.shared import AsyncSharedBuckets, SharedBuckets
 from tests.redisserver import RedisServer
 
 POSTS = Limit(per_s=1.0, burst=4.0)
@@ -47,3 +50,26 @@ def test_an_unreachable_redis_raises_so_the_caller_goes_on_alone(redis_server: R
             buckets.take("chat.postMessage:C1", POSTS)
     finally:
         buckets.close()
+
+
+def test_the_async_buckets_share_the_same_budget_as_the_sync_ones(redis_server: RedisServer) -> None:
+    sync = SharedBuckets.from_url(redis_server.url)
+
+    async def main() -> list[float]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        buckets = AsyncSharedBuckets(client)
+        waits = [await buckets.take("chat.postMessage:C9", POSTS) for _ in range(3)]
+        waits.append(sync.take("chat.postMessage:C9", POSTS))  # another replica, the sync driver
+        waits.append(await buckets.take("chat.postMessage:C9", POSTS))
+        await buckets.block("chat.postMessage:C8", POSTS, 2.0)
+        waits.append(sync.take("chat.postMessage:C8", POSTS))
+        await client.aclose()
+        return waits
+
+    try:
+        waits = asyncio.run(main())
+    finally:
+        sync.close()
+    assert waits[:4] == [0.0, 0.0, 0.0, 0.0]
+    assert 0.5 < waits[4] <= 1.0, "one budget, whichever driver draws from it"
+    assert 1.5 < waits[5] <= 2.0, "a 429 seen by the async driver closes the bucket for the sync one"
