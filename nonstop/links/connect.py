@@ -116,6 +116,7 @@ class Connector:
                 pool = self._pool
                 room = pool.budget.limit - len(pool.links) - pool.share.others_held()
                 pool.unaccounted = max(pool.unaccounted, room)
+                pool.on_crowded()  # spare links give way
             delay = self.backoff.failure()
             what = f"could not get a Socket Mode URL ({e})" if isinstance(e, TicketRefused) else None
             said = f"{what or f'connection failed ({e.cause}: {e.detail})'}; retrying in {delay:.1f} s"
@@ -160,7 +161,7 @@ class Connector:
             self._on_fatal("link_disabled", "app", "")
             return 0.0
         if end.cause == "half_open":
-            pool.unaccounted += 1  # the path is dead: Slack has not noticed either, and still counts it
+            pool.died_silently()  # the path is dead: Slack has not noticed either, and still counts it
         if end.cause == "too_many_websockets":
             delay = self.backoff.failure()
         else:

@@ -40,6 +40,10 @@ class Holding:
         self.links: set[Link] = set()  # every link held: slots', spares and suspects
         self.opening = 0  # attempts under way (they count against the budget too)
         self.unaccounted = 0  # connections Slack counted at the latest hello that this process does not hold
+        # Of those, how many are this process's own links that died silently (Slack may not have noticed yet).
+        # The rest belong to another process of the app (a deploy beside this one, a forgotten laptop): they
+        # take room in Slack's budget, but spare links are held only against dead ones of this process.
+        self.own_dead = 0
         self.slack_counted: int | None = None  # num_connections in the latest hello
         self.view = LinksView()
         self.stopping = False
@@ -49,6 +53,7 @@ class Holding:
         self._tasks = TaskSet()
         self.on_suspect: Callable[[Link, bool], None] = lambda _link, _suspect: self.changed()
         self.on_change: Callable[[], None] = lambda: None
+        self.on_crowded: Callable[[], None] = lambda: None  # Slack refused a link: no room left in its budget
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the pool stops."""
@@ -86,8 +91,19 @@ class Holding:
             self.slack_counted = reported
             # Among replicas, the others' links are no dead ones of ours: only what nobody holds is.
             self.unaccounted = max(0, reported - len(self.links) - self.share.others_held())
+            self.own_dead = min(self.own_dead, self.unaccounted)  # Slack forgot some, or counts none of them
             self.share.hello(reported, len(self.links))
         self.changed()
+
+    @property
+    def foreign(self) -> int:
+        """Connections Slack counts that belong to another process of the app (not a replica on this Redis)."""
+        return self.unaccounted - self.own_dead
+
+    def died_silently(self) -> None:
+        """A link of this process died on a dead path: Slack goes on counting it until it notices."""
+        self.own_dead += 1
+        self.unaccounted += 1
 
     def forget(self, link: Link, end: LinkEnd) -> None:
         """`link` is gone: no longer held, its part of the budget free, its end counted."""

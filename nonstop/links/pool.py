@@ -69,6 +69,7 @@ class LinkPool(Holding):
         self.slots = Slots(self, self.connector)
         self.on_suspect = self.slots.on_suspect
         self.on_change = self.slots.wake
+        self.on_crowded = lambda: self.background(self.slots.give_way())
 
     def deliver_to(self, callback: EnvelopeCallback) -> None:
         """Where the links hand envelopes (on the loop): the pipeline. Set before `run()`."""
