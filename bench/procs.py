@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
 FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once, then replies (harness calibration)
+ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio alone (the answer rows' yardstick)
 # bench/split_eval.py's other bots: Nonstop with patches (bench/nonstop_plain.py), the two-process prototype
 NONSTOP_PLAIN = "nonstop-plain"
 SPLIT = "split"
@@ -60,6 +61,8 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "app.py")]
     if kind == FLOOR:
         return [python(), str(REPO / "bench" / "floor_client.py")]
+    if kind == ASYNC_FLOOR:
+        return [python(), str(REPO / "bench" / "asyncio_floor.py")]
     if kind == NONSTOP_PLAIN:
         return [python(), str(REPO / "bench" / "nonstop_plain.py")]
     if kind == SPLIT:
@@ -111,7 +114,7 @@ class Lane:
         assert self._workdir is not None
         self.log_path = Path(self._workdir.name) / f"bot-{self.restarts}.log"
         env = bot_env(self.sb) | {"LOG_LEVEL": "INFO"} | self.env
-        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
+        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind in (FLOOR, ASYNC_FLOOR) else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command(self.kind) + args,

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench import zero_loss_report
+from bench import answers_report, zero_loss_report
 from bench.scenarios import BURST_TITLES, FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
@@ -303,6 +303,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             verdict(n["rss_after_mb"] - n["rss_before_mb"] <= RSS_SLACK_MB),
         ])  # fmt: skip
     out += zero_loss_report.rows(results)
+    out += answers_report.rows(results)
     return out
 
 

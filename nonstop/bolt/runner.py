@@ -110,11 +110,13 @@ class BoltRunner:
         self._idle = threading.Condition()
         self._interactions = 0  # interactions whose dispatch or listeners are still running
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None]) -> bool:
+    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
         """Dispatch an event; `done()` (on a runner thread) once it and every listener it started have
-        returned. False, and `done` never called, when the runner no longer takes events (stopping)."""
+        returned. `runs`: the ledger's count of its starts (its `Tracker` carries it to the answer path, which
+        looks for an earlier run's replies before posting). False, and `done` never called, when the runner no
+        longer takes events (stopping)."""
         try:
-            self._dispatch[EVENTS].submit(self._run_event, request, done)
+            self._dispatch[EVENTS].submit(self._run_event, request, done, runs)
         except RuntimeError:
             return False
         return True
@@ -154,8 +156,8 @@ class BoltRunner:
 
     # -- on runner threads ---------------------------------------------------------------------------
 
-    def _run_event(self, request: SocketModeRequest, done: Callable[[], None]) -> None:
-        tracker = Tracker(done)
+    def _run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> None:
+        tracker = Tracker(done, runs)
         try:
             with working_on(EVENTS, tracker):
                 self._bolt(request)

@@ -91,6 +91,28 @@ class SupervisorSettings:
         return Schedule(fast_s=self.backoff_base_s, fast_for_s=self.fast_retry_for_s, cap_s=self.backoff_cap_s)
 
 
+UNSURE_ANSWERS = ("repost", "skip")
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    """The way out (`nonstop.outbound`): how long an answer may wait, and what to do when unsure."""
+
+    # An answer not delivered within this is given up, loudly. Five minutes: Slack's last retry of an event
+    # comes about five minutes after the first try [DOC], and an answer later than that is more puzzling than
+    # useful, while it holds its event's place in the backlog.
+    reply_deadline_s: float = 300.0
+    # A post that may or may not have reached Slack (500 internal_error, a cut answer), where the bot cannot
+    # read the conversation to check: "repost" (maybe twice, never lost) or "skip" (maybe never, never twice).
+    unsure_answer: str = "repost"
+
+    def __post_init__(self) -> None:
+        if self.reply_deadline_s <= 0:
+            raise ValueError("reply_deadline_s must be positive")
+        if self.unsure_answer not in UNSURE_ANSWERS:
+            raise ValueError(f"unsure_answer must be one of {UNSURE_ANSWERS}")
+
+
 @dataclass(frozen=True)
 class Settings:
     bot_token: str
@@ -101,6 +123,7 @@ class Settings:
     health_host: str
     health_port: int
     supervisor: SupervisorSettings
+    outbound: OutboundSettings = OutboundSettings()
     warnings: tuple[str, ...] = ()  # one line each, safe to log (e.g. a misspelled NONSTOP_ variable)
 
 
@@ -287,4 +310,9 @@ def _load(env: Mapping[str, str]) -> Settings:
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
         health_port=_integer(env, "HEALTH_PORT", 8080, 0, 65535),
         supervisor=sup,
+        outbound=OutboundSettings(
+            reply_deadline_s=60
+            * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
+            unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
+        ),
     )

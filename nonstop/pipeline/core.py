@@ -66,10 +66,12 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Run the listeners of the event known as `key`; tell the pipeline `finished(key)` when all have returned."""
+    """Run the listeners of the event known as `key`; tell the pipeline `finished(key)` when all have returned.
+    `runs`: how many times the ledger has started it, this time included (over 1: it ran before)."""
 
     key: str
     request: SocketModeRequest
+    runs: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +292,7 @@ class EventPipeline:
                 self._observe.envelope(EVENTS_API, "unreadable")
                 self._finished.append(entry.key)
                 continue
-            self._replays.append(Start(entry.key, request))
+            self._replays.append(Start(entry.key, request, max(1, entry.runs)))
             queued.add(entry.key)
         return list(self._start_replays())
 

@@ -166,7 +166,8 @@ class PipelineDriver:
                 self._run(action)
 
     def _start(self, start: Start) -> None:
-        if not self._runner.run_event(start.request, self._from_thread(lambda: self._finished(start.key))):
+        done = self._from_thread(lambda: self._finished(start.key))
+        if not self._runner.run_event(start.request, done, runs=start.runs):
             log.info("stopping: event %s not started; it stays on record", start.key.split(":", 1)[1])
 
     def _finished(self, key: str) -> None:
