@@ -40,6 +40,8 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger("nonstop.supervisor")
 _QUIET = logging.getLogger("nonstop.supervisor.tickets")
+STOP_TASKS_S = 5.0
+"""How long the links, the heartbeat and the housekeeping get to end once cancelled at a stop."""
 _QUIET.setLevel(logging.CRITICAL)
 
 
@@ -253,7 +255,11 @@ class Supervisor:
             _say_unfinished(unfinished, ledger.durable, shared=coordinator.shared)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TASKS_S)
+        if stuck:  # a task that swallowed its cancellation must not keep the process from exiting
+            log.warning(
+                "%d task(s) did not stop within %.0f s: %s", len(stuck), STOP_TASKS_S, [t.get_name() for t in stuck]
+            )
         closed = await self._pool.close()
         runner.close()  # interactions were taken until the links closed
         await coordinator.leave()  # only now, with its links closed, may its share go to the others

@@ -99,6 +99,7 @@ class RedisCoordinator(Coordinator):
     async def run(self, takeover: Takeover) -> None:
         interval = self._lease_s / 3
         while True:
+            raise_if_cancelled()  # a cancellation redis-py swallowed whole must still end the heartbeat
             await asyncio.sleep(interval)
             try:
                 await self._beat(takeover)
