@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
@@ -394,7 +395,8 @@ def table(results: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     p = results["profile"]
     baseline = results.get("baseline")
-    flags = (" --quick" if p["quick"] else "") + (f" --baseline {baseline['dir']}" if baseline else "")
+    argv = results.get("argv")  # the command line as given (older results: only whether it was --quick)
+    flags = "".join(f" {shlex.quote(a)}" for a in argv) if argv is not None else (" --quick" if p["quick"] else "")
     parts = [
         table(results),
         "",

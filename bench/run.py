@@ -407,6 +407,7 @@ def main(argv: list[str]) -> int:
     started = dt.datetime.now(dt.UTC)
     results: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "argv": argv,
         "profile": asdict(profile),
         "zero_loss_profile": asdict(zl),
         "only": sorted(only),
