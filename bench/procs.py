@@ -24,7 +24,24 @@ ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio a
 # bench/split_eval.py's other bots: Nonstop with patches (bench/nonstop_plain.py), the two-process prototype
 NONSTOP_PLAIN = "nonstop-plain"
 SPLIT = "split"
-_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT)  # Nonstop's default NONSTOP_CONNECTIONS, which they all read
+# bench/run.py --baseline DIR: Nonstop as another checkout has it (`DIR/app.py`), beside this one's
+BEFORE = "before"
+_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE)  # Nonstop's default NONSTOP_CONNECTIONS, which they all read
+_baseline: Path | None = None
+
+
+def use_baseline(checkout: Path) -> None:
+    """Run the BEFORE kind from this checkout of the repository (its app.py, its nonstop/ and listeners/)."""
+    global _baseline
+    if not (checkout / "app.py").is_file() or not (checkout / "nonstop").is_dir():
+        raise ValueError(f"{checkout} is not a checkout of this repository (no app.py and nonstop/ in it)")
+    _baseline = checkout.resolve()
+
+
+def baseline() -> Path:
+    if _baseline is None:
+        raise ValueError(f"the {BEFORE!r} kind needs a baseline checkout (bench/run.py --baseline DIR)")
+    return _baseline
 
 
 def links_wanted(kind: str) -> int:
@@ -67,6 +84,8 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "bench" / "nonstop_plain.py")]
     if kind == SPLIT:
         return [python(), "-m", "bench.split_prototype"]
+    if kind == BEFORE:
+        return [python(), str(baseline() / "app.py")]
     raise ValueError(f"unknown bot kind {kind!r}")
 
 
@@ -114,6 +133,8 @@ class Lane:
         assert self._workdir is not None
         self.log_path = Path(self._workdir.name) / f"bot-{self.restarts}.log"
         env = bot_env(self.sb) | {"LOG_LEVEL": "INFO"} | self.env
+        if self.kind == BEFORE:  # its own nonstop/ and listeners/, never this checkout's
+            env["PYTHONPATH"] = str(baseline())
         args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind in (FLOOR, ASYNC_FLOOR) else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from bench import answers_report, zero_loss_report
+from bench.procs import BEFORE
 from bench.scenarios import BURST_TITLES, FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
 THREADS_SLACK = 2  # "flat": at most this many more threads after the cycles than before
@@ -335,21 +338,71 @@ def _cycles(c: dict[str, Any]) -> str:
     return text
 
 
+# --- a baseline ("before", bench/run.py --baseline) ----------------------------------------------------
+
+
+def before_key(key: str) -> str:
+    """Where a result that has no per-kind dict keeps the baseline's measurement beside Nonstop's under `key`
+    (the ledger's "sqlite" and "memory" bots, the soak)."""
+    return f"{BEFORE}:{key}"
+
+
+def as_before(value: Any) -> Any:
+    """The results as if the baseline were Nonstop: wherever a dict holds "nonstop" and "before", or `key` and
+    `before_key(key)`, the baseline's entry takes Nonstop's place. So `rows()` of this gives the before column."""
+    if isinstance(value, list):
+        return [as_before(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+
+    def source(key: Any) -> Any:
+        if key == "nonstop" and BEFORE in value:
+            return BEFORE
+        return before_key(key) if isinstance(key, str) and before_key(key) in value else key
+
+    return {key: as_before(value[source(key)]) for key in value}
+
+
+def _numbered(table_rows: list[list[str]]) -> list[tuple[str, int]]:
+    """(label, how many rows before this one had the same label): a row's name in both tables."""
+    seen: Counter[str] = Counter()
+    names = []
+    for row in table_rows:
+        names.append((row[0], seen[row[0]]))
+        seen[row[0]] += 1
+    return names
+
+
+def with_before(after: list[list[str]], before: list[list[str]]) -> list[list[str]]:
+    """Nonstop's rows with a before column after stock's: the cell of the before table's row of the same label
+    (and occurrence), "n/a" where the baseline has none (a row whose label counts samples may differ)."""
+    cells = dict(zip(_numbered(before), (row[2] for row in before), strict=True))
+    names = _numbered(after)
+    return [[row[0], row[1], cells.get(name, "n/a"), *row[2:]] for name, row in zip(names, after, strict=True)]
+
+
 def table(results: dict[str, Any]) -> str:
     header = ["", "stock SocketModeHandler", "Nonstop", "ratio", "target (issue #4)", "Nonstop"]
+    body = rows(results)
+    baseline = results.get("baseline")
+    if baseline:
+        header[2:3] = [f"before ({baseline['commit']})", f"after: Nonstop ({results['code']['commit']})"]
+        body = with_before(body, rows(as_before(results)))
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(results)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     return "\n".join(lines)
 
 
 def render(results: dict[str, Any]) -> str:
     p = results["profile"]
+    baseline = results.get("baseline")
+    argv = results.get("argv")  # the command line as given (older results: only whether it was --quick)
+    flags = "".join(f" {shlex.quote(a)}" for a in argv) if argv is not None else (" --quick" if p["quick"] else "")
     parts = [
         table(results),
         "",
         machine_line(results["machine"]),
-        f"Run: `python bench/run.py{' --quick' if p['quick'] else ''}`, {results['wall_s']:.0f} s wall time, "
-        f"{results['started']}.",
+        f"Run: `python bench/run.py{flags}`, {results['wall_s']:.0f} s wall time, {results['started']}.",
     ]
     code = results.get("code")
     if code:
@@ -357,6 +410,12 @@ def render(results: dict[str, Any]) -> str:
         parts.append(
             f"Code: commit {code['commit']}"
             + (f" plus uncommitted changes in {changed} file(s) of the bot (see the JSON)." if changed else ".")
+        )
+    if baseline:
+        dirty = len(baseline["uncommitted"])
+        parts.append(
+            f"Before: commit {baseline['commit']}, {baseline['dir']}"
+            + (f" plus uncommitted changes in {dirty} file(s) of the bot." if dirty else ".")
         )
     notes = list(results.get("notes", []))
     if notes:

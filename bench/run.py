@@ -3,6 +3,7 @@
     python bench/run.py            # full run: about 35 min on 2 cores (estimate), the 30-min soak alongside
     python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 8 min on 2 cores: 5 the answer rows)
     python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
+    python bench/run.py --baseline ../before            # a third bot, "before": that checkout's app.py
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
@@ -30,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import answers, report, scenarios, zero_loss  # noqa: E402
-from bench.procs import FLOOR, KINDS, Lane, stop_all  # noqa: E402
+from bench import answers, procs, report, scenarios, zero_loss  # noqa: E402
+from bench.procs import BEFORE, FLOOR, KINDS, Lane, stop_all  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -141,10 +142,10 @@ def fault_lane(kind: str, index: int, faults: tuple[str, ...], plan: scenarios.F
     return with_lanes(f"fault{index}", (kind,), body)
 
 
-def mixed(profile: Profile) -> dict[str, Any]:
+def mixed(profile: Profile, kinds: tuple[str, ...]) -> dict[str, Any]:
     return with_lanes(
         "mixed",
-        KINDS,
+        kinds,
         lambda lanes: scenarios.mixed_run(lanes, profile.mixed_s, profile.mixed_rate, profile.mixed_final_wait_s),
     )
 
@@ -170,28 +171,32 @@ def stop_row(how: str, kind: str) -> dict[str, Any]:
         lane.stop()
 
 
-def fault_mix(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
-    return with_lanes("faultmix", KINDS, lambda lanes: zero_loss.drive_mix(lanes, zl.mix_s, zl.seed))
+def fault_mix(zl: zero_loss.ZeroLossProfile, kinds: tuple[str, ...]) -> dict[str, Any]:
+    return with_lanes("faultmix", kinds, lambda lanes: zero_loss.drive_mix(lanes, zl.mix_s, zl.seed))
 
 
-def soak(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
-    return with_lanes("soak", ("nonstop",), lambda lanes: zero_loss.soak(lanes[0], zl.soak_min, zl.seed))
+def soak(zl: zero_loss.ZeroLossProfile, kind: str) -> dict[str, Any]:
+    return with_lanes("soak", (kind,), lambda lanes: zero_loss.soak(lanes[0], zl.soak_min, zl.seed))
 
 
-def zero_loss_jobs(zl: zero_loss.ZeroLossProfile, only: set[str]) -> dict[str, Callable[[], dict[str, Any]]]:
+def zero_loss_jobs(
+    zl: zero_loss.ZeroLossProfile, only: set[str], kinds: tuple[str, ...]
+) -> dict[str, Callable[[], dict[str, Any]]]:
     jobs: dict[str, Callable[[], dict[str, Any]]] = {}
     for row, how in (("crash", "kill"), ("drain", "term")):
         if row in only:
-            for kind in KINDS:
+            for kind in kinds:
                 jobs[f"{row}/{kind}"] = lambda how=how, kind=kind: stop_row(how, kind)
     if "faultmix" in only:
-        jobs["faultmix"] = lambda: fault_mix(zl)
-    if "soak" in only and zl.soak_min > 0:
-        jobs["soak"] = lambda: soak(zl)
+        jobs["faultmix"] = lambda: fault_mix(zl, kinds)
+    if "soak" in only and zl.soak_min > 0:  # Nonstop only; "before:soak" beside it with a baseline
+        for kind in ("nonstop", BEFORE):
+            if kind in kinds:
+                jobs[report.before_key("soak") if kind == BEFORE else "soak"] = lambda kind=kind: soak(zl, kind)
     return jobs
 
 
-def command_under_load(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
+def command_under_load(zl: zero_loss.ZeroLossProfile, kinds: tuple[str, ...]) -> dict[str, Any]:
     """Both bots at once (each with its own sandbox): each try spends its time waiting on the stuck listeners."""
 
     def body(lanes: list[Lane]) -> dict[str, Any]:
@@ -199,7 +204,7 @@ def command_under_load(zl: zero_loss.ZeroLossProfile) -> dict[str, Any]:
             futures = {lane.kind: pool.submit(zero_loss.command_under_load, lane, zl.command_tries) for lane in lanes}
             return {kind: future.result() for kind, future in futures.items()}
 
-    return with_lanes("command", KINDS, body)
+    return with_lanes("command", kinds, body)
 
 
 def interleaved_bursts(label: str, lanes: dict[str, Lane], rounds: int, size: int) -> dict[str, dict[str, Any]]:
@@ -217,27 +222,30 @@ def interleaved_bursts(label: str, lanes: dict[str, Lane], rounds: int, size: in
     return out
 
 
-def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int) -> dict[str, Any]:
-    """Nonstop with its SQLite ledger and with memory://, bursts interleaved, one at a time, nothing else running."""
+def ledger_overhead(zl: zero_loss.ZeroLossProfile, burst_size: int, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Nonstop with its SQLite ledger and with memory://, bursts interleaved, one at a time, nothing else running
+    (with a baseline, "before" with each too, as "before:sqlite" and "before:memory")."""
     urls = {"sqlite": "sqlite:///nonstop-ledger.sqlite3", "memory": "memory://"}  # sqlite: in the bot's directory
-    started: list[Lane] = []
+    bots = [("nonstop", backend) for backend in urls] + [(BEFORE, backend) for backend in urls if BEFORE in kinds]
+    started: dict[str, Lane] = {}
     try:
-        for backend, url in urls.items():
-            lane = Lane("nonstop", f"ledger-{backend}", env={"NONSTOP_LEDGER": url})
-            started.append(lane)
+        for kind, backend in bots:
+            name = report.before_key(backend) if kind == BEFORE else backend
+            lane = Lane(kind, f"ledger-{name.replace(':', '-')}", env={"NONSTOP_LEDGER": urls[backend]})
+            started[name] = lane
             lane.start()
-        return interleaved_bursts("ledger", dict(zip(urls, started, strict=True)), zl.ledger_rounds, burst_size)
+        return interleaved_bursts("ledger", started, zl.ledger_rounds, burst_size)
     finally:
-        for lane in started:
+        for lane in started.values():
             lane.stop()
 
 
 def phase_zero_loss_quiet(
-    profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], results: dict[str, Any]
+    profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], kinds: tuple[str, ...], results: dict[str, Any]
 ) -> None:
     jobs = {
-        "command": lambda: command_under_load(zl),
-        "ledger": lambda: ledger_overhead(zl, profile.burst),
+        "command": lambda: command_under_load(zl, kinds),
+        "ledger": lambda: ledger_overhead(zl, profile.burst, kinds),
     }
     for name, fn in jobs.items():
         if name not in only:
@@ -252,10 +260,12 @@ def phase_zero_loss_quiet(
             results["notes"].append(f"job {name} failed (see the JSON's errors)")
 
 
-def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], results: dict[str, Any]) -> None:
+def phase_a(
+    profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], kinds: tuple[str, ...], results: dict[str, Any]
+) -> None:
     plan = scenarios.FaultPlan(cap_s=profile.cap_s, outage_s=profile.outage_s)
     jobs: dict[str, Callable[[], dict[str, Any]]] = {}
-    for kind in KINDS:
+    for kind in kinds:
         for i, faults in enumerate(profile.faults_per_lane):
             jobs[f"faults/{kind}/{i}"] = lambda kind=kind, i=i, faults=faults: fault_lane(kind, i, faults, plan)
         jobs[f"cycles/{kind}"] = lambda kind=kind: cycles(kind, profile)
@@ -265,13 +275,13 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
         jobs[f"outages/{kind}"] = lambda kind=kind: with_lanes(
             "outages", (kind,), lambda lanes: scenarios.short_outages(lanes[0])
         )
-    jobs["mixed"] = lambda: mixed(profile)
-    jobs["idle"] = lambda: with_lanes("idle", KINDS, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
+    jobs["mixed"] = lambda: mixed(profile, kinds)
+    jobs["idle"] = lambda: with_lanes("idle", kinds, lambda lanes: scenarios.idle_cpu(lanes, profile.idle_s))
     jobs = {name: fn for name, fn in jobs.items() if name.split("/")[0] in only}
-    jobs |= zero_loss_jobs(zl, only)
+    jobs |= zero_loss_jobs(zl, only, kinds)
     if not jobs:
         return
-    bots = sum(2 if name in ("mixed", "idle", "faultmix") else 1 for name in jobs)
+    bots = sum(len(kinds) if name in ("mixed", "idle", "faultmix") else 1 for name in jobs)
     say(f"phase A: {len(jobs)} jobs in parallel ({bots} bot processes, each with its own sandbox)")
     raw: dict[str, dict[str, Any]] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -285,8 +295,8 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
                 say(f"  FAILED: {name}")
                 results["errors"].append({"job": name, "traceback": traceback.format_exc()})
                 results["notes"].append(f"job {name} failed (see the JSON's errors)")
-    samples: dict[str, dict[str, list[float | None]]] = {kind: {} for kind in KINDS}
-    cpu: dict[str, dict[str, list[dict[str, float]]]] = {kind: {} for kind in KINDS}
+    samples: dict[str, dict[str, list[float | None]]] = {kind: {} for kind in kinds}
+    cpu: dict[str, dict[str, list[dict[str, float]]]] = {kind: {} for kind in kinds}
     for name, value in raw.items():
         if name.startswith("faults/"):
             kind = name.split("/")[1]
@@ -298,7 +308,7 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
         elif name.split("/")[0] in ("crash", "drain"):
             row, kind = name.split("/")
             results["zero_loss"].setdefault(row, {})[kind] = value
-        elif name in ("faultmix", "soak"):
+        elif name in ("faultmix", "soak", report.before_key("soak")):
             results["zero_loss"][name] = value
     results["faults"] = {  # empty when --only left the fault rows out
         kind: {fault: scenarios.stats(values) for fault, values in by_fault.items()}
@@ -308,12 +318,11 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
     for name in ("mixed", "idle"):
         if name in raw:
             results[name] = raw[name]
-    for prefix, key in (("deadlinks", "dead_links"), ("outages", "short_outages")):
-        if all(f"{prefix}/{kind}" in raw for kind in KINDS):
-            results[key] = {kind: raw[f"{prefix}/{kind}"] for kind in KINDS}
-    if all(f"cycles/{kind}" in raw for kind in KINDS):
-        results["cycles"] = {kind: raw[f"cycles/{kind}"] for kind in KINDS}
-        for kind in KINDS:
+    for prefix, key in (("deadlinks", "dead_links"), ("outages", "short_outages"), ("cycles", "cycles")):
+        if all(f"{prefix}/{kind}" in raw for kind in KINDS):  # a baseline's missing one leaves the rest in
+            results[key] = {kind: raw[f"{prefix}/{kind}"] for kind in kinds if f"{prefix}/{kind}" in raw}
+    if "cycles" in results:
+        for kind in results["cycles"]:
             c = results["cycles"][kind]
             if c["cycles"] < profile.max_cycles:
                 results["notes"].append(
@@ -326,7 +335,7 @@ def phase_a(profile: Profile, zl: zero_loss.ZeroLossProfile, only: set[str], res
 # --- phase B: latency and idle CPU, with nothing else running -------------------------------------------
 
 
-def phase_b(profile: Profile, results: dict[str, Any]) -> None:
+def phase_b(profile: Profile, kinds: tuple[str, ...], results: dict[str, Any]) -> None:
     """Ack latency: one burst per bot, one bot at a time, nothing else running; then the harness floor."""
 
     def body(lanes: list[Lane]) -> None:
@@ -335,7 +344,7 @@ def phase_b(profile: Profile, results: dict[str, Any]) -> None:
             "burst", {lane.kind: lane for lane in lanes}, profile.burst_rounds, profile.burst
         )
 
-    with_lanes("quiet", (*KINDS, FLOOR), body)
+    with_lanes("quiet", (*kinds, FLOOR), body)
 
 
 def answer_jobs(profile: Profile) -> dict[str, Callable[[], Any]]:
@@ -410,11 +419,20 @@ def main(argv: list[str]) -> int:
         default=zero_loss.MIX_SEED,
         help=f"the fault mix's and the soak's fault schedule (default: {zero_loss.MIX_SEED})",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help='a checkout of an earlier commit: its app.py runs as a third bot, "before", in every row with Nonstop',
+    )
     args = parser.parse_args(argv)
     try:
         only = row_groups(args.only)
+        if args.baseline is not None:
+            procs.use_baseline(args.baseline)
     except ValueError as e:
         parser.error(str(e))
+    kinds = (*KINDS, BEFORE) if args.baseline is not None else KINDS
     if args.soak is not None and args.soak < 0:
         parser.error("--soak takes minutes, 0 or more")
     profile = QUICK if args.quick else FULL
@@ -432,6 +450,7 @@ def main(argv: list[str]) -> int:
     started = dt.datetime.now(dt.UTC)
     results: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "argv": argv,
         "profile": asdict(profile),
         "zero_loss_profile": asdict(zl),
         "only": sorted(only),
@@ -442,11 +461,13 @@ def main(argv: list[str]) -> int:
         "zero_loss": {},
         "answers": {},
     }
+    if args.baseline is not None:
+        results["baseline"] = {"dir": str(procs.baseline())} | report.code_state(procs.baseline())
     try:
-        phase_a(profile, zl, only, results)
+        phase_a(profile, zl, only, kinds, results)
         if "burst" in only:
-            phase_b(profile, results)
-        phase_zero_loss_quiet(profile, zl, only, results)
+            phase_b(profile, kinds, results)
+        phase_zero_loss_quiet(profile, zl, only, kinds, results)
         if "answers" in only:
             phase_answers(profile, results)
     except KeyboardInterrupt:
