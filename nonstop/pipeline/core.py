@@ -163,6 +163,12 @@ class EventPipeline:
         """An envelope came in on link `via` (`text`: as it came off the wire, stored as is)."""
         kind = kind_of(message)
         envelope_id = message.get("envelope_id")
+        if "type" not in message or "payload" not in message:
+            # Not an envelope: Slack sends none without both. An echo of our own ack (`{"envelope_id": …}`, as
+            # Bolt's test server sends back) must never be acked, or each ack would bring the next echo.
+            log.debug("ignored a frame that is not an envelope (no type or no payload; envelope_id=%r)", envelope_id)
+            self._observe.envelope(kind, "ignored")
+            return []
         if not isinstance(envelope_id, str) or not envelope_id:
             log.warning("ignored a frame with no usable envelope_id (type=%r)", message.get("type"))
             self._observe.envelope(kind, "malformed")
@@ -170,12 +176,11 @@ class EventPipeline:
         self._observe.envelope(kind, "received")
         request = parse_request(message)
         if request is None:
-            payload = message.get("payload")
             log.error(
                 "acked malformed envelope %s (type=%r, payload: %s): it cannot be handled",
                 envelope_id,
                 message.get("type"),
-                "missing" if payload is None else type(payload).__name__,
+                type(message["payload"]).__name__,
                 extra={"envelope_id": envelope_id},
             )
             self._observe.envelope(kind, "malformed")
