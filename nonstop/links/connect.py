@@ -128,8 +128,9 @@ class Connector:
         timeout_s = pool.settings.connect_timeout_s
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        url = pool.hooks.take_preset_url()
         try:
-            url = await asyncio.wait_for(
+            url = url or await asyncio.wait_for(
                 loop.run_in_executor(None, open_ticket, self._tickets, self._app_token), timeout_s + 1
             )
         except TimeoutError:
