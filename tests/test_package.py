@@ -2,60 +2,25 @@
 declares its dependencies as ranges around the app's pins with Redis as an extra, and works from outside the
 repository once installed, with or without that extra.
 
-The wheel is built with the real backend (setuptools, pinned in requirements-dev.txt) without build isolation,
-so no network is needed; it is installed with `--no-deps` into a fresh virtualenv whose dependencies are this
-test run's own (a .pth file appends its site-packages), and run from a directory outside the repository.
+The wheel and the virtualenv it is installed into: `tests/installed.py`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
+import signal
 import zipfile
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parents[1]
+from sandbox import Sandbox
+from tests.botprocess import bot_env, run_bot
+from tests.installed import REPO, run, venv, wheel
+
+__all__ = ["venv", "wheel"]  # fixtures
+
 PACKAGES = ("nonstop", "sandbox")  # the import names the wheel ships
-
-
-def run(command: list[str], cwd: Path | None = None) -> str:
-    """Run `command` outside the repository's import path; its stdout, or a failure with everything it said."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"{command[:4]} exited {done.returncode}:\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # setuptools writes build/ and *.egg-info into the tree it builds: build a copy, never the checkout.
-    source = tmp_path_factory.mktemp("source") / "nonstop"
-    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "build", "dist", "*.egg-info")
-    shutil.copytree(REPO, source, ignore=ignore)
-    out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out),
-         str(source)])  # fmt: skip
-    [whl] = out.glob("nonstop-*.whl")
-    return whl
-
-
-@pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the wheel installed; its other dependencies are this run's (appended last)."""
-    root = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", "--without-pip", str(root)])
-    python = str(root / "bin" / "python")
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", str(wheel)])
-    site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
-    (Path(site) / "zz_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return root
 
 
 def dist_info(wheel: Path, name: str) -> str:
@@ -134,3 +99,23 @@ def test_a_users_own_test_uses_the_sandbox_fixture_as_docs_sandbox_md_shows(venv
     (tmp_path / path).write_text(code)
     pytest_command = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
     assert "1 passed" in run([*pytest_command, path], cwd=tmp_path)
+
+
+def test_the_python_example_of_docs_sandbox_md_runs_from_anywhere_against_a_used_sandbox(
+    venv: Path, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The example, from a directory outside the repository with the package installed, against a sandbox that
+    has seen a bot come and go, a reset, and traffic: not a fresh one."""
+    doc = (REPO / "docs" / "sandbox.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"```python\n(from sandbox\.remote import RemoteSandbox\n.*?)```", doc, flags=re.S)
+    assert "http://127.0.0.1:3102/_sandbox/" in code
+    (tmp_path / "example.py").write_text(code.replace("http://127.0.0.1:3102/_sandbox/", sandbox.control_url))
+    with run_bot(bot_env(sandbox, NONSTOP_CONNECTIONS="1")) as earlier:
+        sandbox.wait_for_connections(1)
+        earlier.signal(signal.SIGTERM)
+        earlier.wait_exit(30)
+    with run_bot(bot_env(sandbox)):
+        sandbox.wait_for_connections(2)
+        sandbox.reset()
+        sandbox.wait_for_message(thread_ts=sandbox.mention("ping").ts)
+        assert "Nonstop status" in run([str(venv / "bin" / "python"), "example.py"], cwd=tmp_path)
