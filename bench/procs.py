@@ -24,9 +24,13 @@ ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio a
 # bench/split_eval.py's other bots: Nonstop with patches (bench/nonstop_plain.py), the two-process prototype
 NONSTOP_PLAIN = "nonstop-plain"
 SPLIT = "split"
+# bench/aio_eval.py's bots: one AsyncApp (bench/async_bot.py) on Bolt's AsyncSocketModeHandler or on Nonstop's
+STOCK_ASYNC = "stock-async"
+NONSTOP_ASYNC = "nonstop-async"
+ASYNC_KINDS = (STOCK_ASYNC, NONSTOP_ASYNC)
 # bench/run.py --baseline DIR: Nonstop as another checkout has it (`DIR/app.py`), beside this one's
 BEFORE = "before"
-_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE)  # Nonstop's default NONSTOP_CONNECTIONS, which they all read
+_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE, NONSTOP_ASYNC)  # Nonstop's default NONSTOP_CONNECTIONS
 _baseline: Path | None = None
 
 
@@ -84,6 +88,8 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "bench" / "nonstop_plain.py")]
     if kind == SPLIT:
         return [python(), "-m", "bench.split_prototype"]
+    if kind in ASYNC_KINDS:
+        return [python(), str(REPO / "bench" / "async_bot.py"), kind.removesuffix("-async")]
     if kind == BEFORE:
         return [python(), str(baseline() / "app.py")]
     raise ValueError(f"unknown bot kind {kind!r}")
