@@ -4,7 +4,8 @@ A supervised handler holds several links, not one client, so `handler.client` is
 
 - `is_connected()`: at least one link is live. `connect()`, `disconnect()`, `close()`: the handler's.
 - `wss_uri`: set before `connect()`, the first link uses it instead of asking `apps.connections.open` (as
-  slack_sdk's clients do), once: later links ask for URLs of their own, and `wss_uri` is None again.
+  slack_sdk's clients do), and the handler holds that one link until it needs a new URL anyway (the link
+  ended); then every link asks for a URL of its own, and `wss_uri` is None again.
 - `send_message(text)`: one text frame on a live link; `send_socket_mode_response(response)`, as slack_sdk's.
 - `message_listeners` (`listener(client, message, raw)`, every JSON frame Slack sends: hello, envelopes, …) and
   `socket_mode_request_listeners` (`listener(client, request)`, every envelope, retries included): observers.

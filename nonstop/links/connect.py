@@ -129,6 +129,8 @@ class Connector:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         url = pool.hooks.take_preset_url()
+        if url is None:
+            pool.preset_over.set()
         try:
             url = url or await asyncio.wait_for(
                 loop.run_in_executor(None, open_ticket, self._tickets, self._app_token), timeout_s + 1

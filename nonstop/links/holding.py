@@ -32,7 +32,8 @@ class LinkHooks:
 
     Args:
         preset_url: a Socket Mode URL for the first connection, instead of asking `apps.connections.open`
-            (Bolt's `client.wss_uri` set before `connect()`); every later one asks for a ticket of its own.
+            (Bolt's `client.wss_uri` set before `connect()`). The pool then holds that one link, as slack_sdk's
+            clients do, until it needs a new URL anyway; from then on every link asks for a ticket of its own.
         websocket_options: the proxy and TLS keywords for `websockets.connect` to a URL (default: the
             environment's, as the Web API's, `nonstop.net.network`).
         on_frame: called on the loop's thread with every JSON frame Slack sends on any link (hello, disconnect,
@@ -85,6 +86,7 @@ class Holding:
         self.own_dead = 0
         self.slack_counted: int | None = None  # num_connections in the latest hello
         self.view = LinksView()
+        self.preset_over = asyncio.Event()  # set once links ask for URLs of their own (see `LinkHooks.preset_url`)
         self.stopping = False
         self._stopped = asyncio.Event()
         self._telemetry = telemetry

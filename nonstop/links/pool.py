@@ -82,8 +82,10 @@ class LinkPool(Holding):
 
     async def run(self) -> None:
         """Hold the links until `stop()`; then close them all."""
+        if self.hooks.preset_url is None:
+            self.preset_over.set()
         tasks = [
-            asyncio.create_task(self.slots.keep(i), name=f"slot-{i + 1}") for i in range(self.settings.connections)
+            asyncio.create_task(self._keep_slot(i), name=f"slot-{i + 1}") for i in range(self.settings.connections)
         ]
         tasks.append(asyncio.create_task(self.slots.keep_spares(), name="spares"))
         tasks.append(asyncio.create_task(self._pulse(), name="pulse"))
@@ -95,6 +97,13 @@ class LinkPool(Holding):
             await asyncio.gather(*tasks, return_exceptions=True)
             self._tasks.cancel()
             await self._tasks.wait()
+
+    async def _keep_slot(self, index: int) -> None:
+        if index > 0:
+            # A preset URL (`client.wss_uri`) is the user's choice of connection: the handler holds that one link,
+            # as slack_sdk's clients do, and opens its others with URLs of their own once it needs a new one anyway.
+            await self.preset_over.wait()
+        await self.slots.keep(index)
 
     def stop(self) -> None:
         """Open no more links and end `run()`; the links stay open until `close()`."""

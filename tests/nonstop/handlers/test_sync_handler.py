@@ -119,6 +119,21 @@ def test_a_preset_wss_uri_is_the_first_links_url(sandbox: Sandbox) -> None:
         assert handler.client.wss_uri is None, "used once: a later link asks for a ticket of its own"
 
 
+def test_with_a_preset_wss_uri_the_handler_holds_that_link_until_it_needs_a_new_url(sandbox: Sandbox) -> None:
+    """A URL the user gave is the user's choice of connection (as with slack_sdk's clients): no second link asks
+    for a ticket behind it; once that link ends, every link asks for a URL of its own, two of them again."""
+    with handler_for(sandbox, settings=SupervisorSettings(connections=2)) as handler:
+        handler.client.wss_uri = ws_url(sandbox)  # one apps.connections.open of the test's own
+        handler.connect()
+        d = sandbox.mention("ping")
+        sandbox.wait_for_message(thread_ts=d.ts)
+        assert len(sandbox.connections(live_only=True)) == 1
+        assert len(sandbox.calls("apps.connections.open")) == 1, "no ticket asked for behind the preset link"
+        sandbox.reset()
+        sandbox.wait_until(lambda: len(sandbox.connections(live_only=True)) == 2, what="two links of their own")
+        assert len(sandbox.calls("apps.connections.open")) == 3
+
+
 def test_send_message_writes_a_text_frame_and_refuses_without_a_link(sandbox: Sandbox) -> None:
     with handler_for(sandbox, settings=SupervisorSettings(connections=1)) as handler:
         with pytest.raises(SlackClientNotConnectedError):
