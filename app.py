@@ -7,7 +7,6 @@ python app.py --sandbox   # no workspace needed: a local Slack and a terminal ch
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from types import FrameType
@@ -16,15 +15,13 @@ from dotenv import load_dotenv
 
 from listeners import register_listeners
 from listeners.replies import sorry_reply
-from nonstop.config.settings import load_settings
+from nonstop import SupervisedSocketModeHandler
+from nonstop.config.settings import load_settings, warn_once
 from nonstop.errors import EX_CONFIG, ConfigError
-from nonstop.handler import SupervisedSocketModeHandler
 from nonstop.logs import configure_logging
 from nonstop.startup import build_app
 from nonstop.status import TELEMETRY
-from nonstop.status.health import start_health_server
-
-log = logging.getLogger("nonstop.config.settings")
+from nonstop.status.health import process_health_server
 
 
 class StoppedWhileSigningIn(BaseException):
@@ -65,18 +62,17 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_signing_in)  # until the supervisor's loop installs its own handlers
     try:
-        settings = load_settings()
+        settings = load_settings()  # the tokens and the Web API: what signing in needs
         configure_logging(settings.log_level, settings.log_format)
-        for warning in settings.warnings:
-            log.warning("%s", warning)
+        warn_once(settings.warnings)  # now, before signing in; the handler says them once, not twice
         TELEMETRY.target_connections = settings.supervisor.connections  # probes see the real target at once
         TELEMETRY.stale_after_s = settings.supervisor.stale_after_s
-        start_health_server(settings.health_host, settings.health_port)  # before auth.test: probes see startup
+        process_health_server(settings.health_host, settings.health_port)  # before auth.test: probes see startup
         app = build_app(settings)
         register_listeners(app)
-        handler = SupervisedSocketModeHandler(
-            app, settings.app_token, settings=settings.supervisor, failure_reply=lambda ref: sorry_reply(ref).text
-        )
+        # The rest is what any Bolt app gets from the handler: NONSTOP_* (and their warnings), the durable
+        # ledger, the health server (already running), signals, the exit code.
+        handler = SupervisedSocketModeHandler(app, settings.app_token, failure_reply=lambda ref: sorry_reply(ref).text)
         return handler.start()
     except ConfigError as e:
         print(f"nonstop: configuration error: {e}", file=sys.stderr)

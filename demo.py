@@ -13,8 +13,8 @@ import threading
 from typing import TextIO
 
 from listeners import register_listeners
+from nonstop import SupervisedSocketModeHandler
 from nonstop.config.settings import load_settings
-from nonstop.handler import SupervisedSocketModeHandler
 from nonstop.redact import RedactingFilter
 from nonstop.startup import build_app
 from sandbox.chat import Chat, ChatOutput
@@ -41,11 +41,7 @@ def _demo_logging(output: ChatOutput) -> None:
 
 def _report_exit(handler: SupervisedSocketModeHandler, output: ChatOutput) -> None:
     """If the bot stops on its own (a fatal fault such as :revoke or :disable), say so in the chat."""
-    thread = handler.thread
-    if thread is None:
-        return
-    thread.join()
-    if not handler.supervisor.stopping or handler.exit_code not in (None, 0):
+    if handler.wait() not in (None, 0):
         output.line(
             f"  · the bot has stopped (exit code {handler.exit_code}): a fault retrying cannot fix. "
             f":quit to leave (the demo exits with the bot's code)."
@@ -80,7 +76,7 @@ def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
             watcher = threading.Thread(target=_report_exit, args=(handler, chat.output), daemon=True)
             watcher.start()
             chat.run()
-            stopped_by_itself = handler.thread is not None and not handler.thread.is_alive()
+            stopped_by_itself = handler.wait(timeout_s=0) is not None
         finally:
             handler.close(timeout_s=settings.supervisor.drain_timeout_s + 5)
     return (handler.exit_code or 0) if stopped_by_itself else 0

@@ -20,12 +20,17 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 KINDS = ("stock", "nonstop")
 FLOOR = "floor"  # bench/floor_client.py: a bare client that acks at once, then replies (harness calibration)
+ASYNC_FLOOR = "asyncio_floor"  # bench/asyncio_floor.py: the same with asyncio alone (the answer rows' yardstick)
 # bench/split_eval.py's other bots: Nonstop with patches (bench/nonstop_plain.py), the two-process prototype
 NONSTOP_PLAIN = "nonstop-plain"
 SPLIT = "split"
+# bench/aio_eval.py's bots: one AsyncApp (bench/async_bot.py) on Bolt's AsyncSocketModeHandler or on Nonstop's
+STOCK_ASYNC = "stock-async"
+NONSTOP_ASYNC = "nonstop-async"
+ASYNC_KINDS = (STOCK_ASYNC, NONSTOP_ASYNC)
 # bench/run.py --baseline DIR: Nonstop as another checkout has it (`DIR/app.py`), beside this one's
 BEFORE = "before"
-_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE)  # Nonstop's default NONSTOP_CONNECTIONS, which they all read
+_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE, NONSTOP_ASYNC)  # Nonstop's default NONSTOP_CONNECTIONS
 _baseline: Path | None = None
 
 
@@ -77,10 +82,14 @@ def command(kind: str) -> list[str]:
         return [python(), str(REPO / "app.py")]
     if kind == FLOOR:
         return [python(), str(REPO / "bench" / "floor_client.py")]
+    if kind == ASYNC_FLOOR:
+        return [python(), str(REPO / "bench" / "asyncio_floor.py")]
     if kind == NONSTOP_PLAIN:
         return [python(), str(REPO / "bench" / "nonstop_plain.py")]
     if kind == SPLIT:
         return [python(), "-m", "bench.split_prototype"]
+    if kind in ASYNC_KINDS:
+        return [python(), str(REPO / "bench" / "async_bot.py"), kind.removesuffix("-async")]
     if kind == BEFORE:
         return [python(), str(baseline() / "app.py")]
     raise ValueError(f"unknown bot kind {kind!r}")
@@ -132,7 +141,7 @@ class Lane:
         env = bot_env(self.sb) | {"LOG_LEVEL": "INFO"} | self.env
         if self.kind == BEFORE:  # its own nonstop/ and listeners/, never this checkout's
             env["PYTHONPATH"] = str(baseline())
-        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind == FLOOR else []
+        args = [self.sb.api_url, self.sb.app_token, self.sb.bot_token] if self.kind in (FLOOR, ASYNC_FLOOR) else []
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command(self.kind) + args,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import platform
 import shlex
 import subprocess
+import time
 from collections import Counter
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench import zero_loss_report
+from bench import answers_report, zero_loss_report
 from bench.procs import BEFORE
 from bench.scenarios import BURST_TITLES, FAULT_TITLES, FAULTS, OUTAGE_STAGGER_S, median_or_none
 
@@ -59,6 +63,27 @@ def machine() -> dict[str, Any]:
         "slack_bolt": _pkg("slack_bolt"),
         "slack_sdk": _pkg("slack_sdk"),
     }
+
+
+def save_run(
+    results: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+    out: Path,
+    prefix: str,
+    *,
+    started: dt.datetime,
+    t0: float,
+) -> Path:
+    """Finish a run of one of the evaluation scripts: the load after it, its wall time and its table into
+    `results`, all of it to `out/<prefix>-<time>.json`, the table to stdout; the file's path."""
+    results["load_after"] = os.getloadavg()
+    results["wall_s"] = round(time.monotonic() - t0, 1)
+    results["table"] = render(results)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}-{started.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(results["table"])
+    return path
 
 
 def machine_line(m: dict[str, Any]) -> str:
@@ -306,6 +331,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             verdict(n["rss_after_mb"] - n["rss_before_mb"] <= RSS_SLACK_MB),
         ])  # fmt: skip
     out += zero_loss_report.rows(results)
+    out += answers_report.rows(results)
     return out
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the stock `SocketModeHandler` bot and Nonstop, side by side, under the same faults and load.
 
     python bench/run.py            # full run: about 35 min on 2 cores (estimate), the 30-min soak alongside
-    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 3 min: 165 s on 2 cores)
+    python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 8 min on 2 cores: 5 the answer rows)
     python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
     python bench/run.py --baseline ../before            # a third bot, "before": that checkout's app.py
 
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import procs, report, scenarios, zero_loss  # noqa: E402
+from bench import answers, procs, report, scenarios, zero_loss  # noqa: E402
 from bench.procs import BEFORE, FLOOR, KINDS, Lane, stop_all  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
@@ -51,6 +51,7 @@ GROUPS = (
     "burst",
     "command",
     "ledger",
+    "answers",
 )
 
 
@@ -346,6 +347,48 @@ def phase_b(profile: Profile, kinds: tuple[str, ...], results: dict[str, Any]) -
     with_lanes("quiet", (*kinds, FLOOR), body)
 
 
+def answer_jobs(profile: Profile) -> dict[str, Callable[[], Any]]:
+    """The answer rows (issue 17), keyed by where their result goes in results["answers"]."""
+    return {
+        "at_the_limit/nonstop": lambda: answers.at_the_limit("nonstop"),
+        "at_the_limit/stock": lambda: answers.at_the_limit("stock"),
+        "http_503/nonstop": lambda: answers.failing_posts("nonstop", "http_503", answers.FAILING),
+        "http_503/stock": lambda: answers.failing_posts("stock", "http_503", answers.FAILING),
+        "internal_error/nonstop_history": lambda: answers.failing_posts(
+            "nonstop", "internal_error", answers.UNSURE, answers.WITH_HISTORY
+        ),
+        "internal_error/nonstop_repost": lambda: answers.failing_posts("nonstop", "internal_error", answers.UNSURE),
+        "internal_error/nonstop_skip": lambda: answers.failing_posts(
+            "nonstop", "internal_error", answers.UNSURE, NONSTOP_UNSURE_ANSWER="skip"
+        ),
+        "internal_error/stock": lambda: answers.failing_posts("stock", "internal_error", answers.UNSURE),
+        "crash_in_flight/nonstop_history": lambda: answers.crash_in_flight("nonstop"),
+        "crash_in_flight/nonstop_no_history": lambda: answers.crash_in_flight("nonstop", answers.BENCH_CONFIG),
+        "crash_in_flight/stock": lambda: answers.crash_in_flight("stock"),
+        "replicas/one": lambda: answers.replicas_on_one_channel(1),
+        "replicas/three": lambda: answers.replicas_on_one_channel(3),
+        "burst": lambda: answers.burst_vs_floor(profile.burst_rounds + 1, profile.burst),
+    }
+
+
+def phase_answers(profile: Profile, results: dict[str, Any]) -> None:
+    """One job at a time, nothing else running: the rows time answers (2 s elsewhere, a burst)."""
+    for name, fn in answer_jobs(profile).items():
+        say(f"phase D: answers {name}")
+        try:
+            value = fn()
+        except Exception:
+            say(f"  FAILED: answers {name}")
+            results["errors"].append({"job": f"answers/{name}", "traceback": traceback.format_exc()})
+            results["notes"].append(f"job answers/{name} failed (see the JSON's errors)")
+            continue
+        group, _, kind = name.partition("/")
+        if kind:
+            results["answers"].setdefault(group, {})[kind] = value
+        else:
+            results["answers"][group] = value
+
+
 def row_groups(text: str | None) -> set[str]:
     """--only's comma-separated groups (all when not given); raises ValueError with the known ones."""
     if text is None:
@@ -416,6 +459,7 @@ def main(argv: list[str]) -> int:
         "notes": [],
         "errors": [],
         "zero_loss": {},
+        "answers": {},
     }
     if args.baseline is not None:
         results["baseline"] = {"dir": str(procs.baseline())} | report.code_state(procs.baseline())
@@ -424,6 +468,8 @@ def main(argv: list[str]) -> int:
         if "burst" in only:
             phase_b(profile, kinds, results)
         phase_zero_loss_quiet(profile, zl, only, kinds, results)
+        if "answers" in only:
+            phase_answers(profile, results)
     except KeyboardInterrupt:
         say("interrupted: killing every bot and sandbox")
         stop_all()

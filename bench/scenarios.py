@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from bench.procs import FLOOR, Lane
+from bench.procs import ASYNC_FLOOR, FLOOR, Lane
 from sandbox import DeliveryRecord
 
 FAULTS = ("reset", "eof", "silence", "close_1001", "refresh", "outage")
@@ -274,7 +274,7 @@ def harness_collector_off() -> Iterator[None]:
 
 
 def burst(lane: Lane, count: int, shape: str = AT_ONCE, timeout_s: float = 60.0) -> dict[str, Any]:
-    if lane.kind != FLOOR:
+    if lane.kind not in (FLOOR, ASYNC_FLOOR):
         _ready(lane, [])
     elif not lane.wait_live(20):
         raise RuntimeError(f"{lane.name}: the floor client did not connect:\n{lane.log_tail()}")

@@ -17,7 +17,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -304,13 +303,7 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(Exception):
                 lane.stop()
         stop_all()
-    results["load_after"] = os.getloadavg()
-    results["wall_s"] = round(time.monotonic() - T0, 1)
-    results["table"] = render(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"split-eval-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(results["table"])
+    path = report.save_run(results, render, args.out, "split-eval", started=started, t0=T0)
     say(f"results: {path}; {results['wall_s']:g} s")
     return 0
 

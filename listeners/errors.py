@@ -1,5 +1,10 @@
 """The global error handler: a failing listener is logged and the user gets a polite answer.
 
+The apology is honest: it goes out only when the listener itself failed (a bug), never because Slack was
+busy, down or slow (`nonstop.outbound.slack_trouble`): that is not the listener's fault, the answer path
+already retries it, and an apology would meet the same trouble. It goes through the governor like any
+answer (`say` is the request's governed client).
+
 Nothing here may raise: Bolt calls it from its listener thread, and an exception escaping it would
 only produce a second, less useful traceback.
 """
@@ -15,6 +20,7 @@ from slack_bolt.error import BoltUnhandledRequestError
 
 from listeners.events.app_mention import is_from_bot
 from listeners.replies import error_ref, reply_thread_ts, sorry_reply
+from nonstop.outbound import slack_trouble
 
 # Ids that locate a request without exposing its content or any credential.
 _ID_KEYS = ("event_id", "team_id", "api_app_id", "channel_id", "user_id", "command")
@@ -52,6 +58,10 @@ def error_callback(
             logger.debug("No listener for this request; nothing to tell anyone")
         return
     ref = log_failure(logger, error, body)
+    if slack_trouble(error):
+        with contextlib.suppress(Exception):
+            logger.warning("No apology for ref %s: Slack's trouble, not the listener's (%s)", ref, type(error).__name__)
+        return
     try:
         reply = sorry_reply(ref)
         event = body.get("event")

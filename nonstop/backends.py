@@ -73,7 +73,8 @@ async def open_backends(
     if scheme not in ("redis", "rediss"):
         return Backends(open_local_ledger(url, ttl_s), LocalCoordinator(wish))
     try:
-        from nonstop.coordination.redis import RedisCoordinator  # noqa: PLC0415 - needs the optional redis package
+        from nonstop.coordination.cluster_share import ClusterShare  # noqa: PLC0415 - needs the optional redis package
+        from nonstop.coordination.redis import RedisCoordinator  # noqa: PLC0415
         from nonstop.ledger.redis import RedisLedger  # noqa: PLC0415
         from nonstop.net.redis import RedisConnection  # noqa: PLC0415
     except ImportError:
@@ -85,9 +86,8 @@ async def open_backends(
     member = default_replica_name()
     prefix = options.get("prefix", "nonstop")
     ledger = RedisLedger(connection, ttl_s, owner=member, prefix=prefix)
-    coordinator = RedisCoordinator(
+    share = ClusterShare(
         connection,
-        ledger,
         prefix=f"{prefix}:",
         member=member,
         name=replica_name or member,
@@ -95,4 +95,5 @@ async def open_backends(
         lease_s=lease_s,
         handled=handled,
     )
+    coordinator = RedisCoordinator(connection, ledger, share)
     return Backends(ledger, coordinator, connection)

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -22,8 +23,10 @@ from nonstop.config.settings import DEFAULT_API_URL, Settings
 from nonstop.errors import ConfigError
 from nonstop.net import network
 from nonstop.net.retry import Backoff, fatal_message, is_fatal
+from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
+from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.redact import redact
-from nonstop.webclient import CountListenerCalls, InstrumentedWebClient
+from nonstop.status.telemetry import TELEMETRY
 
 log = logging.getLogger("nonstop.startup")
 
@@ -89,17 +92,58 @@ def _raise_if_network_problem(error: BaseException, url: str) -> None:
         raise ConfigError(fatal_message(problem.cause, "bot", problem.detail)) from None
 
 
-def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
-    """A Bolt App whose every Web API call goes to `settings.api_url`, and is counted in the metrics."""
+def build_outbound(settings: Settings) -> Outbound:
+    """The process's way out: the governor with the supervisor's retry schedule, counted in the bot's metrics;
+    on a Redis ledger (replicas) its buckets are shared through that Redis."""
+    ledger = settings.supervisor.ledger_url
+    shared = None
+    if urlsplit(ledger).scheme in ("redis", "rediss"):
+        from nonstop.outbound.shared import SharedBuckets  # noqa: PLC0415 - needs the replicas' redis package
+
+        shared = SharedBuckets.from_url(ledger)
+    outbound = Outbound(
+        settings.outbound,
+        schedule=settings.supervisor.retry_schedule,
+        metrics=OutboundMetrics(TELEMETRY.metrics.registry),
+        shared=shared,
+    )
+    outbound.scopes.on_change(lambda granted: _say_history(outbound, granted))
+    outbound.start()  # here, not on a listener's thread: the senders keep this thread's priority (nonstop.lanes)
+    return outbound
+
+
+def _say_history(outbound: Outbound, granted: frozenset[str]) -> None:
+    history = sorted(outbound.scopes.history)
+    if history:
+        log.info(
+            "history scopes granted (%s): an answer that may already be in Slack (an unsure post, an event run "
+            "again after a crash) is looked up in its conversation before it is posted",
+            ", ".join(history),
+        )
+    else:
+        choice = outbound.settings.unsure_answer
+        log.info(
+            "no history scopes: an answer that may already be in Slack cannot be checked, so it is %s "
+            "(NONSTOP_UNSURE_ANSWER=%s); add channels:history (and groups:, im:, mpim:history) to look first",
+            "posted again (maybe twice, never lost)" if choice == "repost" else "not posted again (maybe never)",
+            choice,
+        )
+
+
+def build_app(settings: Settings, *, rng: random.Random | None = None, outbound: Outbound | None = None) -> App:
+    """A Bolt App whose every Web API call goes to `settings.api_url` through the governor (`outbound`, or
+    one built from `settings`), and is counted in the metrics."""
     net = network.current()  # raises ConfigError for an unreadable SSL_CERT_FILE or a malformed proxy URL
     proxy = net.proxy_for(settings.api_url)
-    client = InstrumentedWebClient(
+    outbound = outbound or build_outbound(settings)
+    client = GovernedWebClient(
         token=settings.bot_token,
         base_url=settings.api_url,
         ssl=net.ssl,
         proxy=proxy,
         retry_handlers=[network.RetryConnectionErrors()],
         logger=logging.getLogger("slack_sdk"),
+        outbound=outbound,
     )
     client.proxy = proxy  # slack_sdk reads the proxy variables when given None: NO_PROXY's "directly" stays that
     log.info("network: %s", net.describe(settings.api_url))
@@ -120,7 +164,7 @@ def build_app(settings: Settings, *, rng: random.Random | None = None) -> App:
             continue
         finally:
             bolt_logger.setLevel(level)
-        app.use(CountListenerCalls(client.telemetry, client.calls))  # listeners' per-request clients too
+        app.use(AnswerThroughGovernor(outbound, client.telemetry, client.calls))  # listeners' per-request clients
         log.info(
             "signed in as %s (bot user %s) in workspace %s via %s",
             identity.get("user", "?"),

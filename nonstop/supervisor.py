@@ -16,21 +16,22 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
-from slack_bolt import App
 from slack_sdk import WebClient
 
 from nonstop.backends import Backends, open_backends
-from nonstop.bolt.runner import BoltRunner, FailureReply
 from nonstop.config.settings import SupervisorSettings
 from nonstop.coordination.base import LocalCoordinator
 from nonstop.errors import EX_CONFIG, ConfigError
 from nonstop.ledger import Ledger, LedgerError
+from nonstop.links.holding import LinkHooks
 from nonstop.links.pool import LinkPool
 from nonstop.net.retry import DEAD_TOKEN_ERRORS, fatal_message, is_fatal
 from nonstop.pipeline.core import EventPipeline
-from nonstop.pipeline.driver import PipelineDriver
+from nonstop.pipeline.driver import PipelineDriver, Runner
+from nonstop.redact import redact_url
 from nonstop.status import State, Telemetry
 from nonstop.status.reporter import Phase, StateReporter
 from nonstop.webclient import InstrumentedWebClient
@@ -38,51 +39,48 @@ from nonstop.webclient import InstrumentedWebClient
 __all__ = ["Supervisor"]
 
 log = logging.getLogger("nonstop.supervisor")
-_QUIET = logging.getLogger("nonstop.supervisor.tickets")
-_QUIET.setLevel(logging.CRITICAL)
+STOP_TASKS_S = 5.0
+"""How long the links, the heartbeat and the housekeeping get to end once cancelled at a stop."""
 
 
 class Supervisor:
     """Args:
-    app: the Bolt app whose listeners run.
     app_token: the app-level token (`xapp-`).
     settings: links, timers, lanes, ledger.
     telemetry: the health record status, probes and metrics read.
-    ticket_client: the client for `apps.connections.open` (default: like the app's, short, no retries).
-    failure_reply: what a user is told when Bolt itself fails on their slash command.
+    runner: makes the runner of the app's listeners, once per `run()` (a `nonstop.pipeline.driver.Runner`).
+    tickets: the client for `apps.connections.open` (`nonstop.links.tickets.ticket_client`: short, no retries).
+    bot_client: the app's own Web API client; when Slack answers one of its calls (listeners' included) with
+        "this token is dead", the supervisor stops (needs an `InstrumentedWebClient`, which reports them).
     ledger: a ledger for this process alone (default: the one `settings.ledger_url` names).
+    hooks: what a drop-in handler adds to the links (`LinkHooks`).
     """
 
     def __init__(
         self,
-        app: App,
         app_token: str,
         *,
         settings: SupervisorSettings,
         telemetry: Telemetry,
-        ticket_client: WebClient | None = None,
+        runner: Callable[[], Runner],
+        tickets: WebClient,
+        bot_client: object = None,
         rng: random.Random | None = None,
-        failure_reply: FailureReply | None = None,
         ledger: Ledger | None = None,
+        hooks: LinkHooks | None = None,
     ) -> None:
-        self._app = app
         self._app_token = app_token
         self.settings = settings
-        self._failure_reply = failure_reply
+        self._make_runner = runner
+        self._bot_client = bot_client
         self._given_ledger = ledger
         self._telemetry = telemetry
         self._rng = rng
+        self._hooks = hooks
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
-        base = app.client
-        self._tickets = ticket_client or WebClient(
-            base_url=base.base_url,
-            timeout=int(max(1, settings.connect_timeout_s)),
-            ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.net.network)
-            proxy=base.proxy,
-            retry_handlers=[],  # the retry policy is the pool's
-            logger=_QUIET,  # failures are logged once, by the pool, with what happens next
-        )
+        self._tickets = tickets
+        self.fatal_message: str | None = None  # what retrying could not fix, once it stopped for it
         self._phase = Phase(State.STARTING)
         self._exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,19 +100,14 @@ class Supervisor:
             backends = await self._open_backends()
             recovered = await backends.ledger.open()
         except (ConfigError, LedgerError) as e:
-            log.critical("cannot use the event ledger (NONSTOP_LEDGER=%s): %s", self.settings.ledger_url, e)
+            where = redact_url(self.settings.ledger_url)
+            self.fatal_message = f"cannot use the event ledger (NONSTOP_LEDGER={where}): {e}"
+            log.critical("%s", self.fatal_message)
             self._phase = Phase(State.FATAL, "ledger")
             self._telemetry.set_state(State.FATAL, "ledger")
             return EX_CONFIG
         s = self.settings
-        runner = BoltRunner(
-            self._app,
-            event_threads=s.handler_threads,
-            command_threads=s.command_threads,
-            telemetry=self._telemetry,
-            handler_nice=s.handler_nice,
-            failure_reply=self._failure_reply,
-        )
+        runner = self._make_runner()
         core = EventPipeline(
             max_backlog=s.max_backlog,
             dedup_ttl_s=s.dedup_ttl_s,
@@ -131,6 +124,7 @@ class Supervisor:
             telemetry=self._telemetry,
             on_fatal=self._fatal,
             rng=self._rng,
+            hooks=self._hooks,
         )
         driver = PipelineDriver(core, ledger=backends.ledger, runner=runner, acks=pool)
         pool.deliver_to(driver.receive)
@@ -181,7 +175,7 @@ class Supervisor:
         """A bot that can no longer post is as deaf as one that cannot connect: when Slack answers any of its
         Web API calls (listeners' included) with "this token is dead", say so and stop. Needs the App's
         client to be an `InstrumentedWebClient` (as `nonstop.startup.build_app` makes it)."""
-        client, loop = self._app.client, self._loop
+        client, loop = self._bot_client, self._loop
         if not isinstance(client, InstrumentedWebClient) or loop is None:
             return lambda: None
 
@@ -193,6 +187,15 @@ class Supervisor:
         return client.calls.watch(on_call)
 
     # -- stopping ----------------------------------------------------------------------------------
+
+    async def send_text(self, text: str) -> bool:
+        """On the supervisor's loop: send one text frame on a live link; False when none could take it."""
+        return self._pool is not None and not self.stopping and await self._pool.send_text(text)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop `run()` runs on (None before it starts)."""
+        return self._loop
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Thread-safe: begin a graceful stop (drain, close, exit 0)."""
@@ -212,7 +215,8 @@ class Supervisor:
             return
         self._exit_code = EX_CONFIG
         self._phase = Phase(State.FATAL, code)
-        log.critical(fatal_message(code, token, detail) if is_fatal(code) else code, extra={"reason": code})
+        self.fatal_message = fatal_message(code, token, detail) if is_fatal(code) else code
+        log.critical(self.fatal_message, extra={"reason": code})
         self._stop()
 
     def _begin_stop(self, why: str) -> None:
@@ -229,7 +233,7 @@ class Supervisor:
             self._stop_event.set()
 
     async def _shutdown(
-        self, backends: Backends, runner: BoltRunner, driver: PipelineDriver, tasks: list[asyncio.Task[None]]
+        self, backends: Backends, runner: Runner, driver: PipelineDriver, tasks: list[asyncio.Task[None]]
     ) -> None:
         assert self._pool is not None
         s, ledger, coordinator = self.settings, backends.ledger, backends.coordinator
@@ -237,7 +241,12 @@ class Supervisor:
         in_flight = driver.backlog
         driver.stop_accepting()
         leave_queued = ledger.durable
+        started = time.monotonic()
         self.drained = await asyncio.to_thread(runner.stop_events, s.drain_timeout_s, leave_queued=leave_queued)
+        outbound = getattr(self._bot_client, "outbound", None)  # answers still waiting hold their events
+        if self.drained and outbound is not None:
+            left = max(0.0, s.drain_timeout_s - (time.monotonic() - started))
+            self.drained = await asyncio.to_thread(outbound.wait_idle, left)
         unfinished = await driver.settle()
         if not self.drained:
             log.warning("in-flight handlers did not finish within %.1f s; exiting anyway", s.drain_timeout_s)
@@ -247,7 +256,11 @@ class Supervisor:
             _say_unfinished(unfinished, ledger.durable, shared=coordinator.shared)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TASKS_S)
+        if stuck:  # a task that swallowed its cancellation must not keep the process from exiting
+            log.warning(
+                "%d task(s) did not stop within %.0f s: %s", len(stuck), STOP_TASKS_S, [t.get_name() for t in stuck]
+            )
         closed = await self._pool.close()
         runner.close()  # interactions were taken until the links closed
         await coordinator.leave()  # only now, with its links closed, may its share go to the others

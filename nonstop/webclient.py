@@ -1,9 +1,8 @@
-"""A `WebClient` that counts every Web API call by method and outcome, and the Bolt middleware that
-gives listeners one too.
+"""A `WebClient` that counts every Web API call by method and outcome, and tells who wants to know.
 
-Bolt builds a fresh plain `WebClient` for every request (`context.client`, and `say` on top of it);
-`CountListenerCalls` swaps it for an instrumented copy with the same settings before any listener
-runs, so the bot's replies are counted as well as its own calls (auth.test, …).
+Every try the bot makes is counted here: the governor's client (`nonstop.outbound.GovernedWebClient`)
+is one, and each request's copy of it too, so listeners' replies are counted as well as the bot's own
+calls (auth.test, …).
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import BoltRequest, BoltResponse, Say
-from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -69,6 +66,21 @@ class CallWatchers:
             watcher(method, outcome)
 
 
+def settings_of(client: WebClient) -> dict[str, Any]:
+    """The settings Bolt copies from the App's client into each request's: a copy's constructor arguments."""
+    return {
+        "token": client.token,
+        "base_url": client.base_url,
+        "timeout": client.timeout,
+        "ssl": client.ssl,
+        "proxy": client.proxy,
+        "headers": dict(client.headers),
+        "team_id": client.default_params.get("team_id"),
+        "logger": client.logger,
+        "retry_handlers": client.retry_handlers.copy() if client.retry_handlers is not None else None,
+    }
+
+
 class InstrumentedWebClient(WebClient):
     """`WebClient` whose every `api_call` (and so every `chat_postMessage`, `auth_test`, …) is counted
     in `telemetry` and reported to `calls` (shared with the copies that `like()` makes)."""
@@ -83,19 +95,7 @@ class InstrumentedWebClient(WebClient):
     @classmethod
     def like(cls, client: WebClient, telemetry: Telemetry, calls: CallWatchers | None = None) -> InstrumentedWebClient:
         """An instrumented copy of `client` (the same settings Bolt copies into its per-request clients)."""
-        return cls(
-            token=client.token,
-            base_url=client.base_url,
-            timeout=client.timeout,
-            ssl=client.ssl,
-            proxy=client.proxy,
-            headers=dict(client.headers),
-            team_id=client.default_params.get("team_id"),
-            logger=client.logger,
-            retry_handlers=client.retry_handlers.copy() if client.retry_handlers is not None else None,
-            telemetry=telemetry,
-            calls=calls,
-        )
+        return cls(**settings_of(client), telemetry=telemetry, calls=calls)
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
         error: BaseException | None = None
@@ -108,26 +108,3 @@ class InstrumentedWebClient(WebClient):
             outcome = outcome_of(error)
             self.telemetry.web_api_call(api_method, outcome)
             self.calls(api_method, outcome)
-
-
-class CountListenerCalls(Middleware):
-    """Global Bolt middleware: listeners get an `InstrumentedWebClient` in place of Bolt's plain one.
-
-    A `Middleware` subclass, not a function: Bolt builds every injectable argument (`say` included,
-    bound to the plain client) before calling a function middleware.
-    """
-
-    def __init__(self, telemetry: Telemetry = TELEMETRY, calls: CallWatchers | None = None) -> None:
-        self._telemetry = telemetry
-        self._calls = calls
-
-    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
-        context = req.context
-        client = context.get("client")
-        if isinstance(client, WebClient) and not isinstance(client, InstrumentedWebClient):
-            counted = InstrumentedWebClient.like(client, self._telemetry, self._calls)
-            context["client"] = counted
-            say = context.get("say")
-            if isinstance(say, Say) and say.client is client:  # built before us: point it at the counted client
-                say.client = counted
-        return next()

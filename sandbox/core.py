@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import random
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
@@ -15,6 +16,7 @@ from sandbox.control import make_control_handler
 from sandbox.delivery import Router
 from sandbox.faults import Faults
 from sandbox.history import History
+from sandbox.ports import HOLDS, hold_port
 from sandbox.recorder import Recorder
 from sandbox.records import ApiCall, ConnectionInfo
 from sandbox.socket import SocketHub, WsConnection
@@ -63,6 +65,7 @@ class SandboxBase:
         # second sandbox session must not reuse the first one's: each session gets its own id prefix.
         self._event_prefix = "Ev" + secrets.token_hex(3).upper()
         self._reopening: asyncio.Future[None] | None = None
+        self._api_hold: socket.socket | None = None  # the API port, kept bound while a refused outage closes it
         self._incident_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -127,8 +130,19 @@ class SandboxBase:
         outage = self._faults.outage
         if outage is not None and outage.mode == "refused":  # a new refused outage began meanwhile
             api.close()
+            self._hold_api_port()
             return
         self._servers["api"] = api
+        if self._api_hold is not None:
+            self._api_hold.close()
+            self._api_hold = None
+
+    def _hold_api_port(self) -> None:
+        """While the API port is closed, keep it bound without listening (connections are still refused),
+        so that no other listener on the machine, a parallel test's, takes it before it comes back
+        (`sandbox.ports`)."""
+        if HOLDS and self._api_hold is None:
+            self._api_hold = hold_port(self.config.host, self.api_port)
 
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
@@ -147,6 +161,9 @@ class SandboxBase:
             self._faults.outage.ended.set()
         for server in self._servers.values():
             server.close()
+        if self._api_hold is not None:
+            self._api_hold.close()
+            self._api_hold = None
         self._hub.shutdown()
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]

@@ -78,6 +78,7 @@ class Switches(SandboxBase):
             listener = self._servers.pop("api", None) if mode == "refused" else None
             if listener is not None:
                 listener.close()
+                self._hold_api_port()
             if drop_connections:
                 for conn in self._hub.open_connections():
                     conn.reset()

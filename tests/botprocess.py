@@ -88,18 +88,21 @@ def bot_env(sb: Sandbox, **overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_bot(env: dict[str, str], args: tuple[str, ...] = (), workdir: Path | None = None) -> Iterator[BotProcess]:
+def run_bot(
+    env: dict[str, str], args: tuple[str, ...] = (), workdir: Path | None = None, command: list[str] | None = None
+) -> Iterator[BotProcess]:
     """Start `python app.py` in a temporary directory (so no stray .env is read, and the ledger is its
-    own) or in `workdir` (a restart that finds the same ledger); always kill it afterwards."""
+    own) or in `workdir` (a restart that finds the same ledger); always kill it afterwards. `command`: another
+    bot instead (a user's app), run with `env` as it is, the repository not on its import path."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         log_path = Path(workdir) / f"bot-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, str(REPO / "app.py"), *args],
+                command or [sys.executable, str(REPO / "app.py"), *args],
                 cwd=workdir,
-                env=env | {"PYTHONPATH": str(REPO)},
+                env=env if command else env | {"PYTHONPATH": str(REPO)},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

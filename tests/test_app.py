@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
 from sandbox import Sandbox
+from sandbox.ports import free_port
 from tests.botprocess import REPO, bot_env, minimal_env, run_bot, run_once
 
 # Well-formed fakes, split so that secret scanners do not mistake them for leaked tokens.
@@ -182,12 +182,6 @@ def test_probes_show_the_configured_target_while_still_signing_in(sandbox: Sandb
 
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get_text(url: str) -> str:

@@ -70,16 +70,19 @@ class Demo:
 
 
 @contextmanager
-def demo(tmp_path: Path) -> Iterator[Demo]:
+def demo(where: Path, command: str | None = None) -> Iterator[Demo]:
+    """The demo, run in `where` (an empty directory: no .env, no tokens; the demo needs neither), or `command`
+    (a shell command line, as the README gives it) run in `where`, a copy of the repository."""
     env = {k: v for k, v in clean_env().items() if not k.startswith(("SLACK_", "NONSTOP_"))}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--sandbox"],
+        command or [sys.executable, str(REPO / "app.py"), "--sandbox"],
+        shell=command is not None,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=tmp_path,  # no .env, no tokens: the demo needs neither
-        env=env | {"PYTHONPATH": str(REPO), "HEALTH_PORT": "0"},
+        cwd=where,
+        env=env | {"HEALTH_PORT": "0"} | ({} if command else {"PYTHONPATH": str(REPO)}),
     )
     try:
         session = Demo(proc)

@@ -15,6 +15,7 @@ from nonstop.config.settings import setting_names
 from sandbox.control import VERBS, VIEWS
 from sandbox.testing import clean_env
 from tests.botprocess import REPO
+from tests.test_demo import demo
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
@@ -57,31 +58,58 @@ def fenced_files(doc: Path) -> dict[str, str]:
     return dict(blocks)
 
 
-def test_the_readme_listener_example_works(tmp_path: Path) -> None:
-    files = fenced_files(REPO / "README.md")
+def copy_of_the_repository(tmp_path: Path) -> Path:
+    """The checkout as a user's clone would be, with this run's virtualenv as its `.venv`."""
+    copy = tmp_path / "nonstop"
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "build", "dist", "*.egg-info")
+    shutil.copytree(REPO, copy, ignore=ignore)
+    (copy / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return copy
+
+
+def test_the_readme_listener_tutorial_ends_green(tmp_path: Path) -> None:
+    """Every step of "Add your own listener" in a copy of the repository, then exactly the commands it gives."""
+    tutorial = (REPO / "README.md").read_text(encoding="utf-8").split("\n## Add your own listener\n")[1]
+    tutorial = tutorial.split("\n## ")[0]
+    copy = copy_of_the_repository(tmp_path)
+    files = dict(re.findall(r"```python\n# (\S+\.py)\n(.*?)```", tutorial, flags=re.S))
     assert set(files) == {
         "listeners/commands/hello.py",
         "listeners/commands/__init__.py",
         "tests/listeners/commands/test_hello.py",
     }
-    shutil.copytree(REPO / "listeners", tmp_path / "listeners")  # a copy of the real package, plus the example
     for path, body in files.items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(body, encoding="utf-8")
-    env = clean_env() | {"PYTHONPATH": f"{tmp_path}{':'}{REPO}"}
+        (copy / path).write_text(body, encoding="utf-8")
+    [declaration] = re.findall(r"```yaml\n(.*?)```", tutorial, flags=re.S)
+    manifest = (copy / "manifest.yml").read_text(encoding="utf-8")
+    last_command = re.search(r"  slash_commands:\n(?:    .*\n)+", manifest)
+    assert last_command is not None, "manifest.yml has a features.slash_commands list to add to"
+    (copy / "manifest.yml").write_text(
+        manifest[: last_command.end()] + declaration + manifest[last_command.end() :], encoding="utf-8"
+    )
+    env = {k: v for k, v in clean_env().items() if not k.startswith(("PYTHON", "SLACK_", "NONSTOP_"))}
+    [command] = re.findall(r"Then `([^`]+)`", tutorial)
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/listeners/commands/test_hello.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "2 passed" in tests.stdout
-    registered = subprocess.run(
-        [sys.executable, "-c", "from unittest.mock import create_autospec; from slack_bolt import App; "
-         "from listeners import register_listeners; app = create_autospec(App, instance=True); "
-         "register_listeners(app); print(sorted(c.args[0] for c in app.command.call_args_list))"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert registered.stdout.strip() == "['/hello', '/nonstop']", registered.stderr
+        command, shell=True, cwd=copy, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", tests.stdout)
+    assert passed is not None
+    assert int(passed.group(1)) > 20, "the directories ran, not only the new test"
+    assert "failed" not in tests.stdout
+    [demo_command, typed] = re.findall(r"`([^`]+)`, then `([^`]+)`", tutorial)[0]
+    with demo(copy, demo_command) as session:
+        session.type(typed)
+        session.expect(r"Hello, world!")
+        assert session.quit() == 0, session.output
+
+
+def test_ci_runs_the_test_command_the_readme_and_the_development_guide_give() -> None:
+    [command] = re.findall(r"&& (\.venv/bin/python -m pytest[^\n]*)", (REPO / "README.md").read_text(encoding="utf-8"))
+    ci = [line for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert ci[-1] == command, "the last step of .ci/run is the README's test command, verbatim"
+    guide = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    assert re.search(rf"^{re.escape(command)} +#", guide, flags=re.M), "docs/development.md shows the same command"
 
 
 def test_the_configuration_reference_lists_exactly_the_settings_read() -> None:

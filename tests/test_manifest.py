@@ -96,10 +96,10 @@ def test_socket_mode_app_without_request_urls(manifest):
 
 
 def test_recording_app_sees_the_registrations(registered):
-    # Guards the tests below against a recorder that records nothing.
-    assert first_args(registered.event) == {"app_mention", "app_home_opened"}
-    assert first_args(registered.command) == {"/nonstop"}
-    assert first_args(registered.action) == {"check_connection"}
+    # Guards the tests below against a recorder that records nothing (a listener added since is no failure).
+    assert first_args(registered.event) >= {"app_mention", "app_home_opened"}
+    assert "/nonstop" in first_args(registered.command)
+    assert "check_connection" in first_args(registered.action)
     registered.error.assert_called_once()
 
 
@@ -113,7 +113,7 @@ def test_declared_events_are_exactly_the_handled_events(manifest, registered):
 def test_declared_commands_are_exactly_the_handled_commands(manifest, registered):
     declared = {command["command"] for command in manifest["features"].get("slash_commands", [])}
     assert declared == first_args(registered.command)
-    [nonstop] = manifest["features"]["slash_commands"]
+    [nonstop] = [command for command in manifest["features"]["slash_commands"] if command["command"] == "/nonstop"]
     assert nonstop["usage_hint"] == "[ping | status | help]"
     assert nonstop["description"]
 

@@ -21,16 +21,23 @@ COMMANDS = "commands"  # slash commands and interactive payloads: a user waits f
 
 
 class Tracker:
-    """Counts the outstanding work of one envelope (its dispatch counts as one); `on_done` runs once."""
+    """Counts the outstanding work of one envelope (its dispatch counts as one); `on_done` runs once.
+    `runs`: how many times this event has been started, this run included (over 1: replayed by the ledger)."""
 
-    def __init__(self, on_done: Callable[[], None]) -> None:
+    def __init__(self, on_done: Callable[[], None], runs: int = 1) -> None:
         self._on_done = on_done
+        self.runs = runs
         self._lock = threading.Lock()
         self._outstanding = 1  # the dispatch itself, released by whoever runs it
 
-    def add(self) -> None:
+    def add(self) -> bool:
+        """One more piece of work (a listener, an answer still on its way); False if the envelope is already
+        finished (then there is nothing to release)."""
         with self._lock:
+            if self._outstanding == 0:
+                return False
             self._outstanding += 1
+            return True
 
     def release(self) -> None:
         with self._lock:
@@ -58,6 +65,12 @@ def working_on(lane: str, tracker: Tracker | None = None) -> Iterator[None]:
         yield
     finally:
         _current.work = previous
+
+
+def current_tracker() -> Tracker | None:
+    """The tracker of the envelope this thread works on, if any (the answer path holds it until delivered)."""
+    work: _Work | None = getattr(_current, "work", None)
+    return work.tracker if work is not None else None
 
 
 class LaneExecutor(Executor):

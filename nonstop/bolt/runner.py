@@ -30,7 +30,15 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from nonstop.bolt.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
 from nonstop.status import Telemetry
 
-__all__ = ["DISPATCH_THREADS", "BoltRunner", "FailureReply", "lower_priority"]
+__all__ = [
+    "DISPATCH_THREADS",
+    "AckCapture",
+    "BoltRunner",
+    "FailureReply",
+    "dispatch_failed",
+    "dispatch_succeeded",
+    "lower_priority",
+]
 
 log = logging.getLogger("nonstop.bolt")
 
@@ -61,7 +69,7 @@ def lower_priority(niceness: int) -> Callable[[], None] | None:
     return initializer
 
 
-class _AckCapture:
+class AckCapture:
     """Stands in for a socket-mode client so that Bolt's own `send_response` decides the ack payload."""
 
     def __init__(self) -> None:
@@ -110,11 +118,13 @@ class BoltRunner:
         self._idle = threading.Condition()
         self._interactions = 0  # interactions whose dispatch or listeners are still running
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None]) -> bool:
+    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
         """Dispatch an event; `done()` (on a runner thread) once it and every listener it started have
-        returned. False, and `done` never called, when the runner no longer takes events (stopping)."""
+        returned. `runs`: the ledger's count of its starts (its `Tracker` carries it to the answer path, which
+        looks for an earlier run's replies before posting). False, and `done` never called, when the runner no
+        longer takes events (stopping)."""
         try:
-            self._dispatch[EVENTS].submit(self._run_event, request, done)
+            self._dispatch[EVENTS].submit(self._run_event, request, done, runs)
         except RuntimeError:
             return False
         return True
@@ -154,8 +164,8 @@ class BoltRunner:
 
     # -- on runner threads ---------------------------------------------------------------------------
 
-    def _run_event(self, request: SocketModeRequest, done: Callable[[], None]) -> None:
-        tracker = Tracker(done)
+    def _run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> None:
+        tracker = Tracker(done, runs)
         try:
             with working_on(EVENTS, tracker):
                 self._bolt(request)
@@ -180,27 +190,40 @@ class BoltRunner:
     def _bolt(self, request: SocketModeRequest) -> dict[str, Any] | None:
         """Run Bolt's dispatch for `request`; return the ack payload (interactions)."""
         started = time.time()
-        payload: dict[str, Any] | None = None
         try:
             bolt_response = run_bolt_app(self._app, request)
-            capture = _AckCapture()
+            capture = AckCapture()
             send_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
-            if capture.response is not None:
-                payload = capture.response.payload
-            self._telemetry.handled()
-            self._telemetry.handler_done(request.type, time.time() - started, ok=True)
         except Exception:
-            log.exception(
-                "handling envelope %s (%s) failed",
-                request.envelope_id,
-                request.type,
-                extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
-            )
-            self._telemetry.handler_done(request.type, time.time() - started, ok=False)
-            self._telemetry.envelope(request.type, "failed")
-            if request.type == "slash_commands" and self._failure_reply is not None:
-                payload = {"text": self._failure_reply(request.envelope_id)}
-        return payload
+            return dispatch_failed(request, started, self._telemetry, self._failure_reply)
+        return dispatch_succeeded(request, started, self._telemetry, capture.response)
+
+
+def dispatch_succeeded(
+    request: SocketModeRequest, started: float, telemetry: Telemetry, response: SocketModeResponse | None
+) -> dict[str, Any] | None:
+    """Count a dispatch that returned; the payload to ack `request` with (what Bolt's adapter would send)."""
+    telemetry.handled()
+    telemetry.handler_done(request.type, time.time() - started, ok=True)
+    return response.payload if response is not None else None
+
+
+def dispatch_failed(
+    request: SocketModeRequest, started: float, telemetry: Telemetry, failure_reply: FailureReply | None
+) -> dict[str, Any] | None:
+    """Log and count a dispatch that raised (from inside an `except`); the payload to ack `request` with: the
+    failure reply for a slash command, if there is one."""
+    log.exception(
+        "handling envelope %s (%s) failed",
+        request.envelope_id,
+        request.type,
+        extra={"envelope_id": request.envelope_id, "retry_attempt": request.retry_attempt},
+    )
+    telemetry.handler_done(request.type, time.time() - started, ok=False)
+    telemetry.envelope(request.type, "failed")
+    if request.type == "slash_commands" and failure_reply is not None:
+        return {"text": failure_reply(request.envelope_id)}
+    return None
 
 
 def _install(app: App, lanes: LaneExecutor) -> None:

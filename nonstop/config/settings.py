@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ _TOKEN_HELP = {
 PLACEHOLDER_TOKENS = {"SLACK_BOT_TOKEN": "xoxb-your-bot-token", "SLACK_APP_TOKEN": "xapp-your-app-level-token"}
 
 SETTING_PREFIX = "NONSTOP_"
+
+_log = logging.getLogger("nonstop.config.settings")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,28 @@ class SupervisorSettings:
         return Schedule(fast_s=self.backoff_base_s, fast_for_s=self.fast_retry_for_s, cap_s=self.backoff_cap_s)
 
 
+UNSURE_ANSWERS = ("repost", "skip")
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    """The way out (`nonstop.outbound`): how long an answer may wait, and what to do when unsure."""
+
+    # An answer not delivered within this is given up, loudly. Five minutes: Slack's last retry of an event
+    # comes about five minutes after the first try [DOC], and an answer later than that is more puzzling than
+    # useful, while it holds its event's place in the backlog.
+    reply_deadline_s: float = 300.0
+    # A post that may or may not have reached Slack (500 internal_error, a cut answer), where the bot cannot
+    # read the conversation to check: "repost" (maybe twice, never lost) or "skip" (maybe never, never twice).
+    unsure_answer: str = "repost"
+
+    def __post_init__(self) -> None:
+        if self.reply_deadline_s <= 0:
+            raise ValueError("reply_deadline_s must be positive")
+        if self.unsure_answer not in UNSURE_ANSWERS:
+            raise ValueError(f"unsure_answer must be one of {UNSURE_ANSWERS}")
+
+
 @dataclass(frozen=True)
 class Settings:
     bot_token: str
@@ -101,6 +126,7 @@ class Settings:
     health_host: str
     health_port: int
     supervisor: SupervisorSettings
+    outbound: OutboundSettings = OutboundSettings()
     warnings: tuple[str, ...] = ()  # one line each, safe to log (e.g. a misspelled NONSTOP_ variable)
 
 
@@ -156,8 +182,8 @@ def _api_url(env: Mapping[str, str]) -> str:
     return raw if raw.endswith("/") else raw + "/"
 
 
-def _ledger_url(env: Mapping[str, str]) -> str:
-    raw = env.get("NONSTOP_LEDGER", "").strip() or default_ledger_url(env)
+def _ledger_url(env: Mapping[str, str], *, durable: bool) -> str:
+    raw = env.get("NONSTOP_LEDGER", "").strip() or (default_ledger_url(env) if durable else "memory://")
     try:
         parse_ledger_url(raw)
     except ValueError as e:
@@ -180,6 +206,10 @@ ack loop less (bench/: burst ack p99)."""
 
 
 def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) -> SupervisorSettings:
+    """The supervisor's settings from `NONSTOP_*` in `env`. `own_process`: the caller owns the whole process (`python
+    app.py`, a handler's `start()`): then the ledger is durable unless NONSTOP_LEDGER says otherwise, and the
+    process-wide tuning is on (`APP_PROCESS_TUNING`); else the ledger is `memory://` unless NONSTOP_LEDGER names
+    one, and the process is left as it was found."""
     d = SupervisorSettings()
     tuning = APP_PROCESS_TUNING if own_process else {"handler_nice": 0, "gil_switch_interval_s": 0.0}
     switch = _number(env, "NONSTOP_GIL_SWITCH_INTERVAL", tuning["gil_switch_interval_s"], 0, 0.1)
@@ -201,7 +231,7 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
         handler_threads=_integer(env, "NONSTOP_HANDLER_THREADS", d.handler_threads, 1, 256),
         command_threads=_integer(env, "NONSTOP_COMMAND_THREADS", d.command_threads, 1, 64),
         max_backlog=_integer(env, "NONSTOP_MAX_BACKLOG", d.max_backlog, 1, 100_000),
-        ledger_url=_ledger_url(env) if own_process else d.ledger_url,
+        ledger_url=_ledger_url(env, durable=own_process),
         lease_s=_number(env, "NONSTOP_LEASE", d.lease_s, 0.3, 60),
         replica_name=str(env.get("NONSTOP_REPLICA_NAME", "") or "").strip()[:100],
         max_frame_bytes=_integer(env, "NONSTOP_MAX_FRAME_BYTES", d.max_frame_bytes, 65536, 256 * 1024 * 1024),
@@ -245,11 +275,43 @@ def unknown_setting_warnings(env: Mapping[str, str], known: set[str]) -> tuple[s
     return tuple(lines)
 
 
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def warn_once(warnings: tuple[str, ...]) -> None:
+    """Log each of `warnings` at WARNING, once per process: `python app.py` says them before it signs in, and the
+    handler it then builds finds the same ones and says nothing more; so does every later handler of a process."""
+    for warning in warnings:
+        with _WARNED_LOCK:
+            if warning in _WARNED:
+                continue
+            _WARNED.add(warning)
+        _log.warning("%s", warning)
+
+
 def setting_names() -> frozenset[str]:
     """Every environment variable the settings read, taken from the code itself (for docs and checks)."""
     source = _ReadLog({"SLACK_BOT_TOKEN": "xoxb-0-0-names", "SLACK_APP_TOKEN": "xapp-0-A0-0-names"})
     _load(source)
     return frozenset(source.asked)
+
+
+def handler_settings(
+    env: Mapping[str, str] | None = None, *, own_process: bool
+) -> tuple[SupervisorSettings, tuple[str, ...]]:
+    """What a drop-in handler reads from the environment (`NONSTOP_*` only, no tokens): its settings, checked as
+    `load_settings` checks them, and one warning per misspelled `NONSTOP_*` name. Raises `ConfigError`."""
+    source = _ReadLog(os.environ if env is None else env)
+    sup = supervisor_settings(source, own_process=own_process)
+    check_supervisor_settings(sup)
+    return sup, unknown_setting_warnings(source, set(setting_names()))
+
+
+def health_address(env: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """HEALTH_HOST and HEALTH_PORT (0: no health server). Raises `ConfigError`."""
+    env = os.environ if env is None else env
+    return env.get("HEALTH_HOST", "").strip() or "127.0.0.1", _integer(env, "HEALTH_PORT", 8080, 0, 65535)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -260,8 +322,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return replace(settings, warnings=warnings)
 
 
-def _load(env: Mapping[str, str]) -> Settings:
-    sup = supervisor_settings(env, own_process=True)
+def check_supervisor_settings(sup: SupervisorSettings) -> None:
+    """Settings that contradict each other. Raises `ConfigError`, naming the variables."""
     if sup.stale_after_s <= sup.ping_interval_s:
         raise ConfigError(
             f"NONSTOP_STALE_AFTER ({sup.stale_after_s:g}) must be longer than NONSTOP_PING_INTERVAL "
@@ -277,6 +339,12 @@ def _load(env: Mapping[str, str]) -> Settings:
             f"NONSTOP_BACKOFF_CAP ({sup.backoff_cap_s:g}) must not be below NONSTOP_BACKOFF_BASE "
             f"({sup.backoff_base_s:g})."
         )
+
+
+def _load(env: Mapping[str, str]) -> Settings:
+    sup = supervisor_settings(env, own_process=True)
+    check_supervisor_settings(sup)
+    host, port = health_address(env)
     levels = tuple(name for name in logging.getLevelNamesMapping() if name not in ("NOTSET", "WARN", "FATAL"))
     return Settings(
         bot_token=_token(env, "SLACK_BOT_TOKEN"),
@@ -284,7 +352,12 @@ def _load(env: Mapping[str, str]) -> Settings:
         api_url=_api_url(env),
         log_level=_choice(env, "LOG_LEVEL", "INFO", levels),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
-        health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
-        health_port=_integer(env, "HEALTH_PORT", 8080, 0, 65535),
+        health_host=host,
+        health_port=port,
         supervisor=sup,
+        outbound=OutboundSettings(
+            reply_deadline_s=60
+            * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
+            unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
+        ),
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from nonstop.aio import raise_if_cancelled
@@ -39,37 +38,19 @@ class SharedLedger(Protocol):
 
 
 class RedisCoordinator(Coordinator):
-    shared = True
-
     """Args:
     connection: the process's Redis connection (shared with the ledger).
     ledger: the ledger on the same Redis.
-    prefix: the keys' prefix (with its trailing colon).
-    member: this replica's id (the ledger's owner name).
-    name: this replica's name in status and logs.
-    wish: the links it wishes to hold.
-    lease_s: how long a heartbeat holds.
-    handled: how many events this replica has handled.
+    share: this replica's membership and share of Slack's connections, on the same connection.
     """
 
-    def __init__(
-        self,
-        connection: RedisConnection,
-        ledger: SharedLedger,
-        *,
-        prefix: str,
-        member: str,
-        name: str,
-        wish: int,
-        lease_s: float,
-        handled: Callable[[], int],
-    ) -> None:
+    shared = True
+
+    def __init__(self, connection: RedisConnection, ledger: SharedLedger, share: ClusterShare) -> None:
         self._conn = connection
         self._ledger = ledger
-        self._lease_s = lease_s
-        self.share: ClusterShare = ClusterShare(
-            connection, prefix=prefix, member=member, name=name, wish=wish, lease_s=lease_s, handled=handled
-        )
+        self._lease_s = share.lease_s
+        self.share: ClusterShare = share
         self._usable_since: float | None = None
         self._taking_over = True
         self._must_resync = False
@@ -99,6 +80,7 @@ class RedisCoordinator(Coordinator):
     async def run(self, takeover: Takeover) -> None:
         interval = self._lease_s / 3
         while True:
+            raise_if_cancelled()  # a cancellation redis-py swallowed whole must still end the heartbeat
             await asyncio.sleep(interval)
             try:
                 await self._beat(takeover)

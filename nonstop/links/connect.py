@@ -116,6 +116,7 @@ class Connector:
                 pool = self._pool
                 room = pool.budget.limit - len(pool.links) - pool.share.others_held()
                 pool.unaccounted = max(pool.unaccounted, room)
+                pool.on_crowded()  # spare links give way
             delay = self.backoff.failure()
             what = f"could not get a Socket Mode URL ({e})" if isinstance(e, TicketRefused) else None
             said = f"{what or f'connection failed ({e.cause}: {e.detail})'}; retrying in {delay:.1f} s"
@@ -127,8 +128,9 @@ class Connector:
         timeout_s = pool.settings.connect_timeout_s
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        url = pool.hooks.take_preset_url()
         try:
-            url = await asyncio.wait_for(
+            url = url or await asyncio.wait_for(
                 loop.run_in_executor(None, open_ticket, self._tickets, self._app_token), timeout_s + 1
             )
         except TimeoutError:
@@ -160,7 +162,7 @@ class Connector:
             self._on_fatal("link_disabled", "app", "")
             return 0.0
         if end.cause == "half_open":
-            pool.unaccounted += 1  # the path is dead: Slack has not noticed either, and still counts it
+            pool.died_silently()  # the path is dead: Slack has not noticed either, and still counts it
         if end.cause == "too_many_websockets":
             delay = self.backoff.failure()
         else:

@@ -34,6 +34,10 @@ _OP_PONG_FIN = 0x8A
 _MASKED = 0x80
 _KEYS_PER_READ = 1024
 
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""Far above any envelope Slack sends (a message's text is capped at 40,000 characters, a view at 250
+KB of JSON); a frame this large is a broken peer, and memory must stay bounded."""
+
 
 class MaskKeys:
     """4-byte masking keys, drawn from the operating system's CSPRNG `_KEYS_PER_READ` at a time. One per link:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from nonstop.aio import TaskSet
@@ -18,11 +19,41 @@ from nonstop.config.settings import SupervisorSettings
 from nonstop.links.budget import Budget, ConnectionShare
 from nonstop.links.ends import LinkEnd
 from nonstop.links.gate import ConnectGate
-from nonstop.links.link import EnvelopeCallback, Link
+from nonstop.links.link import EnvelopeCallback, FrameCallback, Link
 from nonstop.status import Drop, Telemetry
 from nonstop.status.snapshot import LinksView
 
-__all__ = ["Holding"]
+__all__ = ["Holding", "LinkHooks"]
+
+
+@dataclass
+class LinkHooks:
+    """What a drop-in handler adds to the pool's links (all optional).
+
+    Args:
+        preset_url: a Socket Mode URL for the first connection, instead of asking `apps.connections.open`
+            (Bolt's `client.wss_uri` set before `connect()`); every later one asks for a ticket of its own.
+        websocket_options: the proxy and TLS keywords for `websockets.connect` to a URL (default: the
+            environment's, as the Web API's, `nonstop.net.network`).
+        on_frame: called on the loop's thread with every JSON frame Slack sends on any link (hello, disconnect,
+            envelopes); it must be quick and must not raise.
+        on_view: called on the loop's thread with every view the pool publishes.
+        on_ping: called with a link's name as the pulse pings it; `on_pong` with its name and the round trip
+            in ms when the pong comes back (for a trace of pings and pongs).
+        on_send: called with the text of every frame the pool sends (acks, `send_text`), before it leaves.
+    """
+
+    preset_url: str | None = None
+    websocket_options: Callable[[str], dict[str, Any]] | None = None
+    on_frame: FrameCallback | None = None
+    on_view: Callable[[LinksView], None] | None = None
+    on_ping: Callable[[str], None] | None = None
+    on_pong: Callable[[str, float], None] | None = None
+    on_send: Callable[[str], None] | None = None
+
+    def take_preset_url(self) -> str | None:
+        url, self.preset_url = self.preset_url, None
+        return url
 
 
 class Holding:
@@ -32,14 +63,26 @@ class Holding:
     telemetry: where connections up and down are counted.
     """
 
-    def __init__(self, settings: SupervisorSettings, *, share: ConnectionShare, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        *,
+        share: ConnectionShare,
+        telemetry: Telemetry,
+        hooks: LinkHooks | None = None,
+    ) -> None:
         self.settings = settings
+        self.hooks = hooks or LinkHooks()
         self.share = share
         self.budget = Budget(settings.connection_limit)
         self.gate = ConnectGate()  # the one door every connection attempt of the process goes through
         self.links: set[Link] = set()  # every link held: slots', spares and suspects
         self.opening = 0  # attempts under way (they count against the budget too)
         self.unaccounted = 0  # connections Slack counted at the latest hello that this process does not hold
+        # Of those, how many are this process's own links that died silently (Slack may not have noticed yet).
+        # The rest belong to another process of the app (a deploy beside this one, a forgotten laptop): they
+        # take room in Slack's budget, but spare links are held only against dead ones of this process.
+        self.own_dead = 0
         self.slack_counted: int | None = None  # num_connections in the latest hello
         self.view = LinksView()
         self.stopping = False
@@ -49,6 +92,7 @@ class Holding:
         self._tasks = TaskSet()
         self.on_suspect: Callable[[Link, bool], None] = lambda _link, _suspect: self.changed()
         self.on_change: Callable[[], None] = lambda: None
+        self.on_crowded: Callable[[], None] = lambda: None  # Slack refused a link: no room left in its budget
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the pool stops."""
@@ -73,9 +117,16 @@ class Holding:
             pong_timeout_s=s.pong_timeout_s,
             on_suspect=self.on_suspect,
             on_inbound=self._telemetry.inbound,
-            on_rtt=self._telemetry.rtt,
+            on_rtt=self._telemetry.rtt if self.hooks.on_pong is None else lambda ms: self._pong(name, ms),
             max_frame_bytes=s.max_frame_bytes,
+            websocket_options=self.hooks.websocket_options(url) if self.hooks.websocket_options else None,
+            on_frame=self.hooks.on_frame,
         )
+
+    def _pong(self, name: str, ms: float) -> None:
+        self._telemetry.rtt(ms)
+        if self.hooks.on_pong is not None:
+            self.hooks.on_pong(name, ms)
 
     def add(self, link: Link) -> None:
         """A link just became live: hold it and count what Slack said in its hello."""
@@ -86,8 +137,19 @@ class Holding:
             self.slack_counted = reported
             # Among replicas, the others' links are no dead ones of ours: only what nobody holds is.
             self.unaccounted = max(0, reported - len(self.links) - self.share.others_held())
+            self.own_dead = min(self.own_dead, self.unaccounted)  # Slack forgot some, or counts none of them
             self.share.hello(reported, len(self.links))
         self.changed()
+
+    @property
+    def foreign(self) -> int:
+        """Connections Slack counts that belong to another process of the app (not a replica on this Redis)."""
+        return self.unaccounted - self.own_dead
+
+    def died_silently(self) -> None:
+        """A link of this process died on a dead path: Slack goes on counting it until it notices."""
+        self.own_dead += 1
+        self.unaccounted += 1
 
     def forget(self, link: Link, end: LinkEnd) -> None:
         """`link` is gone: no longer held, its part of the budget free, its end counted."""
@@ -133,4 +195,6 @@ class Holding:
             slack_counted=self.slack_counted,
             unaccounted=self.unaccounted,
         )
+        if self.hooks.on_view is not None:
+            self.hooks.on_view(self.view)
         self.on_change()

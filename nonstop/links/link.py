@@ -33,7 +33,7 @@ from websockets.frames import Close
 from websockets.protocol import State
 
 from nonstop.links.ends import LinkEnd, LinkFailed, closed_end
-from nonstop.links.frames import parse_frame
+from nonstop.links.frames import DEFAULT_MAX_FRAME_BYTES, parse_frame
 from nonstop.links.writer import FrameWriter
 from nonstop.net import network
 from nonstop.redact import redact
@@ -47,12 +47,8 @@ LATE_TIMER_S = 0.1
 """A pong deadline that fires this late ran on a busy loop: judge again `RECHECK_S` later instead."""
 RECHECK_S = 0.05
 
-DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
-"""Far above any envelope Slack sends (a message's text is capped at 40,000 characters, a view at 250
-KB of JSON); a frame this large is a broken peer, and memory must stay bounded."""
-
-
 EnvelopeCallback = Callable[["Link", dict[str, Any], str], None]  # the envelope parsed, and as received
+FrameCallback = EnvelopeCallback  # every JSON frame (hello, disconnect, envelopes), for a tap: must not raise
 
 
 class _Connection(ClientConnection):
@@ -83,6 +79,8 @@ class Link:
         on_inbound: Callable[[], None] | None = None,
         on_rtt: Callable[[float], None] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        websocket_options: dict[str, Any] | None = None,
+        on_frame: FrameCallback | None = None,
     ) -> None:
         self.name = name
         self._url = url
@@ -98,6 +96,8 @@ class Link:
         self._on_inbound = on_inbound or (lambda: None)
         self._on_rtt = on_rtt or (lambda _ms: None)
         self._max_frame_bytes = max_frame_bytes
+        self._ws_options = websocket_options  # proxy and TLS; None: the environment's (nonstop.net.network)
+        self._on_frame = on_frame
         self._ws: _Connection | None = None
         self._loop = asyncio.get_running_loop()  # each get_running_loop() is a getpid() system call
         self._ping_sent: float | None = None  # while the pong to the last ping is awaited, for the RTT
@@ -133,7 +133,7 @@ class Link:
                     max_size=self._max_frame_bytes,
                     open_timeout=None,
                     user_agent_header="nonstop (websockets)",
-                    **network.current().websocket_options(self._url),  # the Web API's CAs and proxy decision
+                    **(self._ws_options or network.current().websocket_options(self._url)),  # as the Web API's
                 )
                 assert isinstance(ws, _Connection)
                 self._ws = ws
@@ -145,7 +145,7 @@ class Link:
             stage = "no hello from Slack" if self._ws is not None else "WebSocket handshake did not complete"
             await self._discard()
             raise LinkFailed("connect_timeout", f"{stage} within {timeout_s:.1f} s") from None
-        except LinkFailed:
+        except (LinkFailed, asyncio.CancelledError):  # cancelled: the pool stops; no socket may outlive it
             await self._discard()
             raise
         except (OSError, WebSocketException) as e:  # refused, reset, TLS, HTTP 403 on the upgrade, bad URL, …
@@ -161,7 +161,7 @@ class Link:
         assert self._ws is not None
         while True:
             raw = await self._ws.recv()
-            message = parse_frame(raw, self.name)
+            message = self._parse(raw)
             if message is None:
                 continue
             kind = message.get("type")
@@ -173,6 +173,12 @@ class Link:
                 raise LinkFailed(reason or "disconnect", f"Slack sent disconnect ({reason}) instead of hello")
             if "envelope_id" in message:
                 self._deliver(message, raw)
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
+        message = parse_frame(raw, self.name)
+        if message is not None and self._on_frame is not None:
+            self._on_frame(self, message, raw if isinstance(raw, str) else raw.decode())
+        return message
 
     def _deliver(self, message: dict[str, Any], raw: str | bytes) -> None:
         try:
@@ -212,7 +218,7 @@ class Link:
         try:
             while True:
                 raw = await self._ws.recv()  # `_heard` has marked it inbound already
-                message = parse_frame(raw, self.name)
+                message = self._parse(raw)
                 if message is None:
                     continue
                 if message.get("type") == "disconnect":

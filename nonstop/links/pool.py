@@ -25,7 +25,7 @@ from nonstop.config.settings import SupervisorSettings
 from nonstop.links.budget import ConnectionShare
 from nonstop.links.connect import Connector, Fatal
 from nonstop.links.ends import LinkEnd
-from nonstop.links.holding import Holding
+from nonstop.links.holding import Holding, LinkHooks
 from nonstop.links.link import EnvelopeCallback, Link
 from nonstop.links.slots import Slots
 from nonstop.net.retry import Backoff
@@ -44,6 +44,7 @@ class LinkPool(Holding):
     share: this process's share of Slack's connections (alone, or among replicas).
     telemetry: where connections up and down, attempts and acks are counted.
     on_fatal: called once with what retrying cannot fix (a revoked token, Socket Mode off, …).
+    hooks: what a drop-in handler adds to the links (a preset first URL, proxy and TLS, a tap on frames).
     """
 
     def __init__(
@@ -56,8 +57,9 @@ class LinkPool(Holding):
         telemetry: Telemetry,
         on_fatal: Fatal,
         rng: random.Random | None = None,
+        hooks: LinkHooks | None = None,
     ) -> None:
-        super().__init__(settings, share=share, telemetry=telemetry)
+        super().__init__(settings, share=share, telemetry=telemetry, hooks=hooks)
         self.connector = Connector(
             self,
             app_token=app_token,
@@ -69,6 +71,7 @@ class LinkPool(Holding):
         self.slots = Slots(self, self.connector)
         self.on_suspect = self.slots.on_suspect
         self.on_change = self.slots.wake
+        self.on_crowded = lambda: self.background(self.slots.give_way())
 
     def deliver_to(self, callback: EnvelopeCallback) -> None:
         """Where the links hand envelopes (on the loop): the pipeline. Set before `run()`."""
@@ -119,6 +122,8 @@ class LinkPool(Holding):
         if payload is not None:
             body["payload"] = payload
         text = json.dumps(body)
+        if self.hooks.on_send is not None:
+            self.hooks.on_send(text)
 
         def elsewhere(counted: bool = False) -> None:
             self.background(self._ack_elsewhere(via, envelope_id, text, kind, received_at, counted=counted))
@@ -132,6 +137,16 @@ class LinkPool(Holding):
         """Write every queued ack now, instead of at the end of the loop turn."""
         for link in self.links:
             link.flush()
+
+    async def send_text(self, text: str) -> bool:
+        """Send one text frame on a live link (any will do: Slack treats an app's connections alike); False when
+        no link could take it."""
+        if self.hooks.on_send is not None:
+            self.hooks.on_send(text)
+        for link in [*self.live(), *(link for link in self.links if link.suspect)]:
+            if await link.send(text):
+                return True
+        return False
 
     async def _ack_elsewhere(
         self, first: Link | None, envelope_id: str, text: str, kind: str, received_at: float, *, counted: bool
@@ -179,6 +194,8 @@ class LinkPool(Holding):
                         due = min(due, stale_at)
                         if ping:
                             link.ping()
+                            if self.hooks.on_ping is not None:
+                                self.hooks.on_ping(link.name)
                 timer = loop.call_at(max(due, time.monotonic() + 0.01), beat)
             except Exception as e:
                 if not failed.done():

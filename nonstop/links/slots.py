@@ -138,7 +138,7 @@ class Slots:
         if link.ended.done():
             end = link.ended.result()
             if end.cause == "half_open":
-                pool.unaccounted += 1  # dead path: Slack still counts it until it notices
+                pool.died_silently()
             pool.forget(link, end)
             if end.cause not in ("shutdown", "spare_released", "refresh"):
                 log.warning(
@@ -165,6 +165,13 @@ class Slots:
         if spare is not None:
             await self._release(spare, "making room within Slack's connection budget")
 
+    async def give_way(self) -> None:
+        """Slack refused a link for want of room: a spare link of ours gives its place up (to a slot of ours,
+        or to another process of the app that starts beside this one)."""
+        spare = self._open_spare()
+        if spare is not None:
+            await self._release(spare, "Slack's budget is full: a spare gives way")
+
     async def _release(self, link: Link, why: str) -> None:
         self.extras.discard(link)
         end = LinkEnd("spare_released", f"spare link closed: {why}")
@@ -190,8 +197,10 @@ class Slots:
     async def _balance(self) -> None:
         pool = self._pool
         target = pool.settings.connections
-        doubtful = len(pool.links) + pool.unaccounted - len(pool.live())  # suspects + dead ones Slack counts
-        wanted = pool.budget.live_wanted(target, doubtful, pool.share.others_held())  # why: nonstop/links/budget.py
+        suspects = len(pool.links) - len(pool.live())
+        doubtful = suspects + pool.own_dead  # links of ours that Slack counts and that cannot answer
+        others = pool.share.others_held() + pool.foreign  # other processes' links count against Slack's limit too
+        wanted = pool.budget.live_wanted(target, doubtful, others)  # why: nonstop/links/budget.py
         if pool.share.others_short() > 0:  # other replicas are owed links: spares give way to them first
             wanted = target
         for spare in [link for link in self.extras if link.is_open and not link.suspect]:
@@ -206,8 +215,7 @@ class Slots:
         if doubtful == 0 or len(pool.live()) < target:
             return  # nothing dead to outnumber; or the slots come first, and they wake this as they connect
         now = time.monotonic()
-        suspects = any(link.suspect for link in pool.links)
-        if not suspects and pool.unaccounted > 0 and now - self._last_spare_check >= pool.settings.spare_check_s:
+        if not suspects and pool.own_dead > 0 and now - self._last_spare_check >= pool.settings.spare_check_s:
             # Only a fresh hello says whether Slack still counts the dead: swap one spare for a new one.
             self._last_spare_check = now
             spare = self._open_spare()

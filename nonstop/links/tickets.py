@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from nonstop.net import network
 from nonstop.net.retry import is_fatal
 from nonstop.redact import redact
+
+__all__ = ["TicketRefused", "open_ticket", "ticket_client"]
+
+_QUIET = logging.getLogger("nonstop.links.tickets")
+_QUIET.setLevel(logging.CRITICAL)
+
+
+def ticket_client(base: Any, timeout_s: float, *, proxy: str | None = None) -> WebClient:
+    """A client for `apps.connections.open` like `base` (the app's `WebClient` or `AsyncWebClient`, or the one a
+    handler was given): its base URL, TLS context and proxy (`proxy` overrides it), a short timeout, and no
+    retries or logging of its own (the pool's retry policy decides, and logs each failure once)."""
+    return WebClient(
+        base_url=base.base_url,
+        timeout=int(max(1, timeout_s)),
+        ssl=base.ssl,  # the same CAs and proxy as every other connection (nonstop.net.network)
+        proxy=proxy if proxy is not None else base.proxy,
+        headers=dict(getattr(base, "headers", None) or {}),
+        retry_handlers=[],
+        logger=_QUIET,
+    )
 
 
 class TicketRefused(Exception):

@@ -28,7 +28,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissi
 from nonstop.errors import ConfigError
 from nonstop.redact import redact_url
 
-__all__ = ["SLOW_S", "RedisConnection", "RedisError"]
+__all__ = ["SLOW_S", "RedisConnection", "RedisError", "tls_options"]
 
 log = logging.getLogger("nonstop.redis")
 
@@ -82,7 +82,7 @@ class RedisConnection:
             try:
                 self._client = aioredis.Redis.from_url(
                     self._raw_url,
-                    **_tls_options(self._raw_url),
+                    **tls_options(self._raw_url),
                     socket_timeout=TIMEOUT_S,
                     socket_connect_timeout=TIMEOUT_S,
                     retry=Retry(NoBackoff(), 0),  # no hidden retries: on failure, degrade at once
@@ -172,7 +172,8 @@ class RedisConnection:
         return self._clock()
 
 
-def _tls_options(url: str) -> dict[str, Any]:
+def tls_options(url: str) -> dict[str, Any]:
+    """redis-py's TLS options for `url` (none for `redis://`): shared by every client of NONSTOP_LEDGER's Redis."""
     if urlsplit(url).scheme != "rediss":
         return {}
     # Verified always; extra CAs from the same variables as the Web API's and the WebSockets' TLS.

@@ -10,14 +10,20 @@
   and then kills every connection never causes a hot loop.
 - A link that stayed healthy for a while resets the backoff.
 - Errors that no retry can fix are fatal: the caller stops and a human is told what to do.
+- The way out (`judge`): one try of a Web API call that answers a user is judged done, refused for good,
+  rate limited, not done (try again), or unsure (it may have reached Slack: look before posting again).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.client import HTTPException
+from urllib.error import URLError
+
+from slack_sdk.errors import SlackApiError
 
 # Web API error codes that mean "this token will never work": retrying only hides the problem.
 FATAL_ERRORS: dict[str, str] = {
@@ -184,3 +190,104 @@ class Backoff:
     @property
     def in_trouble(self) -> bool:
         return self.failures > 0 or self.young_drops > 0
+
+
+# --- The way out: what to do after one try of a Web API call (nonstop.outbound) ---------------------
+
+OK = "ok"
+FINAL = "final"  # Slack refused the call for good (channel_not_found, msg_too_long, …): the caller hears it
+RATELIMITED = "ratelimited"  # HTTP 429: wait exactly Retry-After, then the same call again
+RETRY = "retry"  # it did not happen (503, a refused connection, …): the same call again after a wait
+UNSURE = "unsure"  # it may have happened (500 internal_error, a cut or timed-out answer): look, or choose
+
+# Slack's own words for these two: "It's possible some aspect of the operation succeeded before the error
+# was raised" [DOC: every method's error list; notes §10].
+UNSURE_ERRORS = frozenset({"internal_error", "fatal_error"})
+# Errors in a 200 answer that say the call was not carried out: "The service is temporarily unavailable",
+# and "the POST data was either missing or truncated" [DOC: every method's error list].
+NOT_DONE_ERRORS = frozenset({"service_unavailable", "request_timeout"})
+DEFAULT_RETRY_AFTER_S = 1.0
+"""A 429 without a usable Retry-After [INF: Slack always sends one; chat.postMessage's is about 1 s]."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One try of a Web API call, judged: `kind` is one of OK, FINAL, RATELIMITED, RETRY, UNSURE; `cause` a
+    bounded label for metrics and logs (ratelimited, server_error, network, timeout, or a Slack error code
+    for FINAL); `retry_after_s` is Slack's Retry-After for RATELIMITED."""
+
+    kind: str
+    cause: str = ""
+    retry_after_s: float = 0.0
+
+
+def retry_after_of(headers: Mapping[str, object] | None) -> float:
+    """Retry-After in seconds from a 429's headers (any case), or `DEFAULT_RETRY_AFTER_S`."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                break
+    return DEFAULT_RETRY_AFTER_S
+
+
+def judge(error: BaseException | None) -> Outcome:
+    """What one try of a Web API call (slack_sdk's urllib client, no retry handlers) tells about the call.
+
+    urllib wraps in `URLError` only what fails before the request is fully written (connecting, TLS, the
+    proxy, sending), so the call did not happen [SDK: urllib.request.AbstractHTTPHandler.do_open]; an error
+    while reading the answer (a reset, EOF, a read timeout) comes unwrapped, after Slack had the request.
+    An HTTP 503 is taken to mean "not done" [INF: Slack's `service_unavailable`]; every other 5xx may come
+    from a proxy or load balancer after Slack did the work, so it is unsure [INF].
+    """
+    if error is None:
+        return Outcome(OK)
+    if isinstance(error, SlackApiError):
+        response = error.response
+        status = getattr(response, "status_code", 200)
+        data = getattr(response, "data", response)
+        data = data if isinstance(data, dict) else {}
+        code = str(data.get("error") or "")
+        if status == 429 or code in ("ratelimited", "rate_limited"):
+            return Outcome(RATELIMITED, "ratelimited", retry_after_of(getattr(response, "headers", None)))
+        if code in UNSURE_ERRORS:
+            return Outcome(UNSURE, "server_error")
+        if code in NOT_DONE_ERRORS or status == 503:
+            return Outcome(RETRY, "server_error")
+        if status >= 500:
+            return Outcome(UNSURE, "server_error")
+        return Outcome(FINAL, code or f"http_{status}")
+    if isinstance(error, URLError):
+        reason = getattr(error, "reason", None)
+        return Outcome(RETRY, "timeout" if isinstance(reason, TimeoutError) else "network")
+    if isinstance(error, TimeoutError):
+        return Outcome(UNSURE, "timeout")
+    if isinstance(error, OSError | HTTPException):  # reset, EOF, a bad status line: after the request was sent
+        return Outcome(UNSURE, "network")
+    return Outcome(FINAL, "error")
+
+
+CREATES = frozenset(
+    {
+        "chat.postMessage",
+        "chat.postEphemeral",
+        "chat.meMessage",
+        "chat.scheduleMessage",
+        "views.open",
+        "views.push",
+        "files.upload",
+        "files.completeUploadExternal",
+    }
+)
+"""Methods whose second try makes a second thing (a message, a modal, a file): after an unsure try they are
+looked up (a marked post), or posted again or not as NONSTOP_UNSURE_ANSWER says. Any other method is safe to
+send again (an update, a delete, a reaction, a publish, a read) [INF: Slack documents no idempotency keys]."""
+
+SETTLED_BY: dict[str, str] = {
+    "reactions.add": "already_reacted",
+    "reactions.remove": "no_reaction",
+    "chat.delete": "message_not_found",
+}
+"""A repeated try that gets this error proves the earlier, unsure try was delivered [DOC: the methods' errors]."""

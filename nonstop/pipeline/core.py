@@ -67,10 +67,12 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Run the listeners of the event known as `key`; tell the pipeline `finished(key)` when all have returned."""
+    """Run the listeners of the event known as `key`; tell the pipeline `finished(key)` when all have returned.
+    `runs`: how many times the ledger has started it, this time included (over 1: it ran before)."""
 
     key: str
     request: SocketModeRequest
+    runs: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,12 @@ class EventPipeline:
         """An envelope came in on link `via` (`text`: as it came off the wire, stored as is)."""
         kind = kind_of(message)
         envelope_id = message.get("envelope_id")
+        if "type" not in message or "payload" not in message:
+            # Not an envelope: Slack sends none without both. An echo of our own ack (`{"envelope_id": …}`, as
+            # Bolt's test server sends back) must never be acked, or each ack would bring the next echo.
+            log.debug("ignored a frame that is not an envelope (no type or no payload; envelope_id=%r)", envelope_id)
+            self._observe.envelope(kind, "ignored")
+            return []
         if not isinstance(envelope_id, str) or not envelope_id:
             log.warning("ignored a frame with no usable envelope_id (type=%r)", message.get("type"))
             self._observe.envelope(kind, "malformed")
@@ -169,12 +177,11 @@ class EventPipeline:
         self._observe.envelope(kind, "received")
         request = parse_request(message)
         if request is None:
-            payload = message.get("payload")
             log.error(
                 "acked malformed envelope %s (type=%r, payload: %s): it cannot be handled",
                 envelope_id,
                 message.get("type"),
-                "missing" if payload is None else type(payload).__name__,
+                type(message["payload"]).__name__,
                 extra={"envelope_id": envelope_id},
             )
             self._observe.envelope(kind, "malformed")
@@ -298,7 +305,7 @@ class EventPipeline:
                 self._observe.envelope(EVENTS_API, "unreadable")
                 self._finished.append(entry.key)
                 continue
-            self._replays.append(Start(entry.key, request))
+            self._replays.append(Start(entry.key, request, max(1, entry.runs)))
             queued.add(entry.key)
         return list(self._start_replays())
 

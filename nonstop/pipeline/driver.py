@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from slack_sdk.socket_mode.request import SocketModeRequest
+
 from nonstop.aio import TaskSet
-from nonstop.bolt.runner import BoltRunner
 from nonstop.ledger.base import Ledger, LedgerError, Recovered
 from nonstop.pipeline.core import Ack, Action, Arrival, EventPipeline, Run, Start
 
-__all__ = ["AckSender", "PipelineDriver"]
+__all__ = ["AckSender", "PipelineDriver", "Runner"]
 
 log = logging.getLogger("nonstop.pipeline")
 
@@ -43,6 +44,26 @@ class AckSender(Protocol):
         """Write the acks queued so far now."""
 
 
+class Runner(Protocol):
+    """What runs the listeners (`nonstop.bolt.runner.BoltRunner` for an `App` on threads,
+    `nonstop.bolt.aio_runner.AsyncBoltRunner` for an `AsyncApp` on its own loop). Its callbacks may come from
+    any thread; the driver hops back onto its loop."""
+
+    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+        """Dispatch an event; `done()` once it and every listener it started have returned (`runs`: the ledger's
+        count of its starts). False, and `done` never called, when the runner no longer takes events (stopping)."""
+
+    def run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> bool:
+        """Dispatch an interaction; `acked(payload)` with what to ack it with. Taken until `close()`."""
+
+    def stop_events(self, timeout_s: float, *, leave_queued: bool) -> bool:
+        """Take no new events and wait, from a thread other than the driver's loop, for the work under way
+        (`leave_queued`: events handed over but not started are dropped). True if it all finished in time."""
+
+    def close(self) -> None:
+        """Take nothing more."""
+
+
 class PipelineDriver:
     """Args:
     core: the pipeline's decisions.
@@ -51,7 +72,7 @@ class PipelineDriver:
     acks: where acks go.
     """
 
-    def __init__(self, core: EventPipeline, *, ledger: Ledger, runner: BoltRunner, acks: AckSender) -> None:
+    def __init__(self, core: EventPipeline, *, ledger: Ledger, runner: Runner, acks: AckSender) -> None:
         self._core = core
         self._ledger = ledger
         self._runner = runner
@@ -167,7 +188,8 @@ class PipelineDriver:
                 self._run(action)
 
     def _start(self, start: Start) -> None:
-        if not self._runner.run_event(start.request, self._from_thread(lambda: self._finished(start.key))):
+        done = self._from_thread(lambda: self._finished(start.key))
+        if not self._runner.run_event(start.request, done, runs=start.runs):
             log.info("stopping: event %s not started; it stays on record", start.key.split(":", 1)[1])
 
     def _finished(self, key: str) -> None:

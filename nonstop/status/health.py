@@ -166,9 +166,29 @@ class HealthServer:
         return f"http://{f'[{host}]' if ':' in str(host) else host}:{self.port}"
 
     def close(self) -> None:
+        with _SHARED_LOCK:
+            for address in [a for a, server in _SHARED.items() if server is self]:
+                del _SHARED[address]
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
+
+
+_SHARED: dict[tuple[str, int], HealthServer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def process_health_server(host: str, port: int, telemetry: Telemetry = TELEMETRY) -> HealthServer | None:
+    """The process's health server on `host:port`, started by the first caller and shared by the rest (`python
+    app.py` starts it before signing in, so probes see the start-up; the handler it then runs finds it running).
+    None when `port` is 0. Raises `ConfigError` as `start_health_server` does."""
+    with _SHARED_LOCK:
+        running = _SHARED.get((host, port))
+        if running is None:
+            running = start_health_server(host, port, telemetry)
+            if running is not None:
+                _SHARED[(host, port)] = running
+        return running
 
 
 def start_health_server(

@@ -37,7 +37,9 @@ def test_a_burst_past_the_backlog_is_left_to_slacks_retries_and_nothing_is_lost(
     with run_bot(bot_env(sandbox, NONSTOP_MAX_BACKLOG=str(bound))) as bot:
         live(sandbox, 2)
         sandbox.slow_api(0.1, ["chat.postMessage"])
-        ds = [sandbox.mention(f"ping {i}") for i in range(2000)]
+        # Over 8 channels: the answer path keeps at most a burst (4) of one channel's posts in the air, so
+        # 8 channels answer 32 at a time, as many as the event lane runs.
+        ds = [sandbox.mention(f"ping {i}", channel=f"C0BACK{i % 8:03d}") for i in range(2000)]
         counts = every_one_answered(sandbox, ds, timeout=120)
         assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
         # Past the bound, envelopes were left unacked (and answered on a retry), not queued in memory: at no

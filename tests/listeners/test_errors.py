@@ -1,13 +1,16 @@
 import logging
 from unittest.mock import create_autospec
+from urllib.error import URLError
 
 import pytest
 from slack_bolt import Respond, Say
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 from listeners.errors import error_callback, request_ids
+from nonstop.outbound import NotDelivered
 from tests.listeners.payloads import VERIFICATION_TOKEN, command_payload, event_callback, mention_event
 
 LOGGER = logging.getLogger("test.errors")
@@ -109,3 +112,57 @@ def test_request_ids_keep_ids_and_drop_content():
     assert ids["event.type"] == "app_mention"
     assert "token" not in ids
     assert all("hi" not in value for value in ids.values())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SlackApiError(
+            "ratelimited",
+            SlackResponse(
+                client=None,
+                http_verb="POST",
+                api_url="x",
+                req_args={},
+                data={"ok": False, "error": "ratelimited"},
+                headers={"Retry-After": "1"},
+                status_code=429,
+            ),
+        ),
+        SlackApiError(
+            "503",
+            SlackResponse(
+                client=None,
+                http_verb="POST",
+                api_url="x",
+                req_args={},
+                data={"ok": False, "error": "service_unavailable"},
+                headers={},
+                status_code=503,
+            ),
+        ),
+        URLError(ConnectionRefusedError(111, "refused")),
+        TimeoutError("read timed out"),
+        NotDelivered("chat.postMessage", "deadline", "NONSTOP_REPLY_DEADLINE passed"),
+    ],
+)
+def test_no_apology_when_slack_was_busy_down_or_slow(error, say, respond, caplog):
+    body = event_callback(mention_event("<@U0BOT0001> ping"), event_id="Ev0BUSY001")
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        error_callback(error=error, body=body, logger=LOGGER, say=say, respond=respond)
+
+    say.assert_not_called()
+    respond.assert_not_called()
+    assert "Ev0BUSY001" in caplog.text, "still logged with its ids"
+    assert "No apology" in caplog.text
+
+
+def test_a_refusal_slack_gives_for_good_is_the_listener_s_failure_and_gets_an_apology(say, respond):
+    error = SlackApiError("msg_too_long", SlackResponse(client=None, http_verb="POST", api_url="x", req_args={},
+                          data={"ok": False, "error": "msg_too_long"}, headers={}, status_code=200))  # fmt: skip
+    body = event_callback(mention_event("<@U0BOT0001> ping"))
+
+    error_callback(error=error, body=body, logger=LOGGER, say=say, respond=respond)
+
+    say.assert_called_once()

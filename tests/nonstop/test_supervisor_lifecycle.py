@@ -9,9 +9,12 @@ import threading
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from nonstop import SupervisedSocketModeHandler
+from nonstop.bolt.runner import BoltRunner
 from nonstop.config.settings import SupervisorSettings
-from nonstop.handler import SupervisedSocketModeHandler
+from nonstop.links.tickets import ticket_client
 from nonstop.status import Telemetry
+from nonstop.supervisor import Supervisor
 from sandbox import Sandbox
 
 
@@ -20,10 +23,17 @@ def make_app(sb: Sandbox) -> App:
 
 
 def test_stop_requested_before_run_ends_run_without_connecting(sandbox: Sandbox) -> None:
-    handler = SupervisedSocketModeHandler(make_app(sandbox), sandbox.app_token, telemetry=Telemetry())
-    handler.supervisor.request_stop("asked early")
+    app, telemetry = make_app(sandbox), Telemetry()
+    supervisor = Supervisor(
+        sandbox.app_token,
+        settings=SupervisorSettings(),
+        telemetry=telemetry,
+        runner=lambda: BoltRunner(app, event_threads=2, command_threads=1, telemetry=telemetry),
+        tickets=ticket_client(app.client, 10),
+    )
+    supervisor.request_stop("asked early")
     result: list[int] = []
-    runner = threading.Thread(target=lambda: result.append(asyncio.run(handler.supervisor.run())), daemon=True)
+    runner = threading.Thread(target=lambda: result.append(asyncio.run(supervisor.run())), daemon=True)
     runner.start()
     runner.join(30)
     assert not runner.is_alive(), "run() must not wait forever for a stop that was already asked for"

@@ -9,7 +9,6 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from nonstop.config.settings import SupervisorSettings
 from nonstop.errors import EX_CONFIG
 from nonstop.status import Telemetry
 from nonstop.status.health import start_health_server
+from sandbox.ports import free_port
 from sandbox.testing import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,17 +147,11 @@ def healthcheck_command() -> list[str]:
     return json.loads(exec_form)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_healthcheck_command_passes_when_alive_and_fails_when_wedged():
     command = healthcheck_command()
     assert command[0] == "python"
     telemetry = Telemetry()
-    port = _free_port()
+    port = free_port()
     server = start_health_server("127.0.0.1", port, telemetry, wedged_after_s=0.0)
     assert server is not None
     env = clean_env() | {"HEALTH_PORT": str(port)}

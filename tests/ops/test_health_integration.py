@@ -19,16 +19,11 @@ from typing import Any, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox import Sandbox
+from sandbox.ports import free_port
 from tests.botprocess import BotProcess, bot_env, minimal_env, run_bot, run_once
 
 T = TypeVar("T")
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Probe:

@@ -15,6 +15,7 @@ from nonstop.errors import ConfigError
 from nonstop.status import ClusterView, Replica, Telemetry
 from nonstop.status.health import HealthServer, liveness, readiness, start_health_server
 from nonstop.status.state import State
+from sandbox.ports import free_port
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -34,18 +35,12 @@ def telemetry() -> Telemetry:
 
 @pytest.fixture
 def server(telemetry: Telemetry) -> Iterator[HealthServer]:
-    running = start_health_server("127.0.0.1", _free_port(), telemetry, wedged_after_s=1.0)
+    running = start_health_server("127.0.0.1", free_port(), telemetry, wedged_after_s=1.0)
     assert running is not None
     try:
         yield running
     finally:
         running.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_before_the_supervisor_runs_alive_but_not_ready(server, telemetry):

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
+from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.status import ClusterView, Drop, Telemetry
 from nonstop.status.metrics import close_code
 from nonstop.status.state import State
@@ -165,6 +166,11 @@ def test_the_operations_doc_names_only_metrics_that_exist():
     t.web_api_call("auth.test", "ok")
     t.rtt(1.0)
     t.set_cluster(ClusterView(replicas=(), budget=10, allowed=1, redis_reachable=True))  # replicas only
+    way_out = OutboundMetrics(t.metrics.registry)  # as nonstop.startup registers them
+    way_out.waited("chat.postMessage", 1.0)
+    way_out.retry("chat.postMessage", "ratelimited")
+    way_out.gave_up("chat.postMessage", "deadline")
+    way_out.looked("found")
     exposed = {name for name, _labels in samples(t)}
     exposed |= {family.name for family in text_string_to_metric_families(t.metrics.render().decode())}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
@@ -186,3 +192,12 @@ def test_the_backlog_and_its_limit_are_exported():
     t.set_backlog(7, 1000)
     assert value(t, "nonstop_backlog") == 7
     assert value(t, "nonstop_backlog_limit") == 1000
+
+
+def test_the_way_outs_labels_are_bounded():
+    t = Telemetry()
+    way_out = OutboundMetrics(t.metrics.registry)
+    way_out.retry("some.unknownMethod", "a cause nobody knows")
+    way_out.gave_up("chat.postMessage", "<script>")
+    assert value(t, "nonstop_web_api_retries_total", method="other", cause="server_error") == 1
+    assert value(t, "nonstop_replies_given_up_total", method="chat.postMessage", reason="refused") == 1

@@ -71,6 +71,8 @@ def test_every_real_setting_passes_without_a_warning() -> None:
         "NONSTOP_DRAIN_TIMEOUT": "4",
         "NONSTOP_DEDUP_TTL": "60",
         "NONSTOP_HANDLER_THREADS": "2",
+        "NONSTOP_REPLY_DEADLINE": "0.5",
+        "NONSTOP_UNSURE_ANSWER": "skip",
     }
     assert load_settings(env).warnings == ()
 
@@ -105,3 +107,21 @@ def test_quoted_tokens_are_told_to_lose_the_quotes(value: str) -> None:
 def test_placeholders_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"{name} is still the example value .*replace the placeholder in .env"):
         load_settings(TOKENS | {name: value})
+
+
+def test_the_reply_deadline_is_given_in_minutes() -> None:
+    assert load_settings(TOKENS).outbound.reply_deadline_s == 300.0
+    assert load_settings(TOKENS | {"NONSTOP_REPLY_DEADLINE": "0.5"}).outbound.reply_deadline_s == 30.0
+
+
+@pytest.mark.parametrize(("name", "value"), [("NONSTOP_REPLY_DEADLINE", "0"), ("NONSTOP_REPLY_DEADLINE", "soon"),
+                                             ("NONSTOP_UNSURE_ANSWER", "twice")])  # fmt: skip
+def test_bad_answer_settings_get_one_line_naming_them(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name) as info:
+        load_settings(TOKENS | {name: value})
+    assert "\n" not in str(info.value)
+
+
+def test_unsure_answers_are_reposted_unless_told_to_skip() -> None:
+    assert load_settings(TOKENS).outbound.unsure_answer == "repost"
+    assert load_settings(TOKENS | {"NONSTOP_UNSURE_ANSWER": "SKIP"}).outbound.unsure_answer == "skip"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from nonstop.coordination.cluster_share import ClusterShare
 from nonstop.coordination.redis import RedisCoordinator
 from nonstop.ledger import Entry, Recovered
 from nonstop.ledger.redis import RedisLedger
@@ -51,9 +52,10 @@ async def replica(url: str, name: str, *, lease_s: float = LEASE_S) -> Replica:
     connection = RedisConnection(url)
     await connection.open()
     ledger = RedisLedger(connection, ttl_s=60, owner=name)
-    coordinator = RedisCoordinator(
-        connection, ledger, prefix="nonstop:", member=name, name=name, wish=2, lease_s=lease_s, handled=lambda: 0
+    share = ClusterShare(
+        connection, prefix="nonstop:", member=name, name=name, wish=2, lease_s=lease_s, handled=lambda: 0
     )
+    coordinator = RedisCoordinator(connection, ledger, share)
     await coordinator.start()
     return Replica(connection, ledger, coordinator)
 

@@ -282,15 +282,3 @@ def test_redis_urls_are_understood(url: str) -> None:
 def test_a_ledger_url_it_does_not_know_is_refused(url: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the message is checked where settings turn it into a line
         parse_ledger_url(url)
-
-
-def _in_main_file(path: Path, key: str) -> bool:
-    """Whether `key` is in the database file itself, not only in its write-ahead log (immutable=1 reads
-    the main file and ignores the log): true once a checkpoint has copied it back."""
-    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        return db.execute("SELECT count(*) FROM events WHERE key = ?", (key,)).fetchone()[0] == 1
-    except sqlite3.DatabaseError:  # no table yet (the schema is still only in the log), or read mid-checkpoint
-        return False
-    finally:
-        db.close()

@@ -1,10 +1,27 @@
 from __future__ import annotations
 
 import random
+from http.client import RemoteDisconnected
+from urllib.error import URLError
 
 import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
-from nonstop.net.retry import FATAL_ERRORS, Backoff, Schedule, fatal_message, is_fatal
+from nonstop.net.retry import (
+    DEFAULT_RETRY_AFTER_S,
+    FATAL_ERRORS,
+    FINAL,
+    OK,
+    RATELIMITED,
+    RETRY,
+    UNSURE,
+    Backoff,
+    Schedule,
+    fatal_message,
+    is_fatal,
+    judge,
+)
 
 
 class Clock:
@@ -92,3 +109,45 @@ def test_fatal_messages_say_what_to_do_without_any_token(code: str) -> None:
 @pytest.mark.parametrize("code", ["ratelimited", "internal_error", "http_503", "network", "too_many_websockets"])
 def test_transient_errors_are_not_fatal(code: str) -> None:
     assert not is_fatal(code)
+
+
+# --- judge: what one try of a Web API call means (the answer path) -----------------------------------
+
+
+def api_error(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> SlackApiError:
+    response = SlackResponse(
+        client=None, http_verb="POST", api_url="x", req_args={}, data=body, headers=headers or {}, status_code=status
+    )
+    return SlackApiError("failed", response)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "cause"),
+    [
+        (None, OK, ""),
+        (api_error(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "7"}), RATELIMITED, "ratelimited"),
+        (api_error(200, {"ok": False, "error": "channel_not_found"}), FINAL, "channel_not_found"),
+        (api_error(200, {"ok": False, "error": "msg_too_long"}), FINAL, "msg_too_long"),
+        (api_error(200, {"ok": False, "error": "invalid_auth"}), FINAL, "invalid_auth"),
+        (api_error(503, {"ok": False, "error": "service_unavailable"}), RETRY, "server_error"),
+        (api_error(200, {"ok": False, "error": "request_timeout"}), RETRY, "server_error"),
+        (api_error(500, {"ok": False, "error": "internal_error"}), UNSURE, "server_error"),
+        (api_error(200, {"ok": False, "error": "fatal_error"}), UNSURE, "server_error"),
+        (api_error(502, {"ok": False, "error": "bad gateway"}), UNSURE, "server_error"),
+        (URLError(ConnectionRefusedError(111, "refused")), RETRY, "network"),
+        (URLError(TimeoutError("connect timed out")), RETRY, "timeout"),
+        (TimeoutError("read timed out"), UNSURE, "timeout"),
+        (RemoteDisconnected("closed"), UNSURE, "network"),
+        (ConnectionResetError(104, "reset"), UNSURE, "network"),
+        (ValueError("bad arguments"), FINAL, "error"),
+    ],
+)
+def test_judge_tells_done_refused_limited_not_done_and_unsure(error, kind, cause) -> None:
+    outcome = judge(error)
+    assert (outcome.kind, outcome.cause) == (kind, cause)
+
+
+def test_judge_reads_retry_after_in_any_case_and_falls_back_when_it_is_missing() -> None:
+    assert judge(api_error(429, {"ok": False}, {"retry-after": "30"})).retry_after_s == 30.0
+    assert judge(api_error(429, {"ok": False}, {})).retry_after_s == DEFAULT_RETRY_AFTER_S
+    assert judge(api_error(429, {"ok": False}, {"Retry-After": "soon"})).retry_after_s == DEFAULT_RETRY_AFTER_S

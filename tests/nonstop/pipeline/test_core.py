@@ -162,7 +162,24 @@ def test_malformed_envelopes_are_acked_or_ignored_with_a_count() -> None:
     assert core.receive(None, {"type": "events_api", "payload": {}}, None, 0.0) == [], "no envelope id: nothing to ack"
     (ack,) = core.receive(None, {"envelope_id": "e1", "type": "events_api", "payload": "text"}, None, 0.0)
     assert ack.envelope_id == "e1"
+    (ack,) = core.receive(None, {"envelope_id": "e2", "type": "slash_commands", "payload": None}, None, 0.0)
+    assert ack.envelope_id == "e2", "a type and a payload that is no object: an envelope that cannot be handled"
     assert counts.outcomes[("events_api", "malformed")] == 2
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [{"envelope_id": "e1"}, {"envelope_id": "e1", "payload": {}}, {"envelope_id": "e1", "type": "events_api"}],
+    ids=["echoed-ack", "no-type", "no-payload"],
+)
+def test_a_frame_without_type_or_payload_is_ignored_never_acked(frame: dict[str, Any]) -> None:
+    """An echo of the bot's own ack (Bolt's test server sends every frame back) is no envelope: acking it would
+    make the next echo, forever (issue 19: 6,354 frames a second)."""
+    core, counts = pipeline()
+    assert core.receive("link", frame, None, 0.0) == []
+    assert not core.has_arrivals
+    assert counts.outcomes[("other" if "type" not in frame else "events_api", "ignored")] == 1
+    assert sum(n for (_, outcome), n in counts.outcomes.items() if outcome != "ignored") == 0
 
 
 def test_replays_start_as_the_backlog_allows_and_unreadable_ones_are_finished() -> None:

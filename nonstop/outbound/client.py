@@ -1,0 +1,100 @@
+"""`GovernedWebClient`: a `WebClient` whose every call goes through the governor, and the Bolt middleware
+that gives each request one bound to what it answers.
+
+Bolt builds a fresh plain `WebClient` for every request (`context.client`, and `say` on top of it);
+`AnswerThroughGovernor` swaps it, before any listener runs, for a `GovernedWebClient` with the same
+settings that knows the request's event, its place and its tracker (`Answering`). The App's own client is a
+`GovernedWebClient` too, bound to no request: the bot's own calls wait at the gate and go once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import BoltRequest, BoltResponse, Say
+from slack_bolt.middleware import Middleware
+from slack_sdk import WebClient
+from slack_sdk.web import SlackResponse
+
+from nonstop.bolt.lanes import current_tracker
+from nonstop.outbound.answering import Answering
+from nonstop.outbound.sync import Outbound
+from nonstop.status import TELEMETRY, Telemetry
+from nonstop.webclient import CallWatchers, InstrumentedWebClient, settings_of
+
+__all__ = ["AnswerThroughGovernor", "GovernedWebClient"]
+
+
+class GovernedWebClient(InstrumentedWebClient):
+    """An `InstrumentedWebClient` (every try counted) whose calls go through `outbound`.
+
+    Args:
+        outbound: the process's way out; None: a plain instrumented client.
+        answering: what this client's calls answer (one request's); None: the bot's own calls.
+        (the rest: `WebClient`'s and `InstrumentedWebClient`'s)
+    """
+
+    def __init__(
+        self, *args: Any, outbound: Outbound | None = None, answering: Answering | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbound = outbound
+        self.answering = answering
+
+    @classmethod
+    def for_request(
+        cls,
+        client: WebClient,
+        *,
+        outbound: Outbound,
+        answering: Answering,
+        telemetry: Telemetry = TELEMETRY,
+        calls: CallWatchers | None = None,
+    ) -> GovernedWebClient:
+        """A copy of `client` (the settings Bolt copies into its per-request clients) bound to one request.
+        No retry handlers of slack_sdk's own: the governor decides every retry, knowing what may have
+        reached Slack."""
+        settings = settings_of(client) | {"retry_handlers": []}
+        return cls(**settings, telemetry=telemetry, calls=calls, outbound=outbound, answering=answering)
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+        if self.outbound is None:
+            return super().api_call(api_method, **kwargs)
+        return self.outbound.call(self, api_method, kwargs, self.answering)
+
+    def send_once(self, api_method: str, kwargs: dict[str, Any]) -> SlackResponse:
+        """One try, counted (`InstrumentedWebClient`), with no governor: the driver's way to Slack."""
+        return InstrumentedWebClient.api_call(self, api_method, **kwargs)
+
+
+class AnswerThroughGovernor(Middleware):
+    """Global Bolt middleware: each request's client (and `say`) becomes a `GovernedWebClient` bound to it.
+
+    A `Middleware` subclass, not a function: Bolt builds every injectable argument (`say` included, bound to
+    the plain client) before calling a function middleware.
+
+    Args:
+        outbound: the process's way out.
+        telemetry: where tries are counted.
+        calls: who hears of every try's outcome (the supervisor watches for a dead token).
+    """
+
+    def __init__(self, outbound: Outbound, telemetry: Telemetry = TELEMETRY, calls: CallWatchers | None = None) -> None:
+        self._outbound = outbound
+        self._telemetry = telemetry
+        self._calls = calls
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        context = req.context
+        client = context.get("client")
+        if isinstance(client, WebClient) and not (isinstance(client, GovernedWebClient) and client.answering):
+            answering = Answering.of_request(req.body, current_tracker())
+            governed = GovernedWebClient.for_request(
+                client, outbound=self._outbound, answering=answering, telemetry=self._telemetry, calls=self._calls
+            )
+            context["client"] = governed
+            say = context.get("say")
+            if isinstance(say, Say) and say.client is client:  # built before us: point it at the governed client
+                say.client = governed
+        return next()
