@@ -9,8 +9,9 @@ interaction. What it decides:
   once the ledger has them (`admitted`): an ack never leaves for an event that is not on record. New ones
   are started; duplicates (Slack's retries, the same event on another connection, one handled before a
   restart) are acked and suppressed.
-- **Acks first**: an admitted event's listeners start once envelopes stop arriving for `start_when_quiet_s`,
-  and at most `start_within_s` after the first of them was acked (`wake_at`, `due`). Listener threads
+- **Acks first**: an admitted event's listeners start once envelopes stop arriving for `start_when_quiet_s`
+  (counted from when the turn's acks were written, `acks_written`), and at most `start_within_s` after the
+  first of them was acked (`wake_at`, `due`). Listener threads
   compete with the loop that reads and acks for the GIL; a burst is acked at the loop's pace, then run
   (docs/decisions.md).
 - **Backpressure**: at most `max_backlog` events in progress (arriving, being admitted, running, or
@@ -235,6 +236,13 @@ class EventPipeline:
             elif not self._durable:  # stopping, and nothing keeps them: run them in the drain
                 actions.extend(starts)
         return actions
+
+    def acks_written(self, now: float) -> None:
+        """The turn's acks are written: the quiet that starts held listeners counts from `now`, since the loop
+        read nothing while it built and wrote them (a collection or a wait for the GIL there used to count as
+        quiet, and started listeners in the middle of a burst)."""
+        if self._held:
+            self._last_held_at = max(self._last_held_at, now)
 
     def not_admitted(self, batch: list[Arrival]) -> None:
         """The ledger could not record `batch`: not acked, so Slack retries them and nothing is lost."""

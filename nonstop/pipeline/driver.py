@@ -149,6 +149,7 @@ class PipelineDriver:
     def _admitted(self, batch: list[Arrival], fresh: list[bool]) -> None:
         self._carry_out(self._core.admitted(batch, fresh, self._loop.time()))
         self._acks.flush()  # this turn's acks now: one more loop iteration is one more wait for the GIL
+        self._core.acks_written(self._loop.time())
         self._arm()
 
     def _not_admitted(self, batch: list[Arrival], error: BaseException) -> None:

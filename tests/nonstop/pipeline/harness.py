@@ -53,9 +53,11 @@ class RecordedAcks:
 class Pipeline:
     """A pipeline for `app` on the running loop: core, driver and a real runner; acks recorded."""
 
-    def __init__(self, app: App, ledger: Ledger, *, max_backlog: int = 100, **timing: float) -> None:
+    def __init__(
+        self, app: App, ledger: Ledger, *, max_backlog: int = 100, acks: RecordedAcks | None = None, **timing: float
+    ) -> None:
         telemetry = Telemetry()
-        self.acks = RecordedAcks()
+        self.acks = acks or RecordedAcks()
         self.core = EventPipeline(
             max_backlog=max_backlog, dedup_ttl_s=60, durable=ledger.durable, observer=telemetry, **timing
         )

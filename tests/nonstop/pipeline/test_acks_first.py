@@ -20,7 +20,7 @@ from nonstop.ledger import Ledger
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.ledger.sqlite import SqliteLedger
 from sandbox import Sandbox
-from tests.nonstop.pipeline.harness import Pipeline, mention_envelope, until
+from tests.nonstop.pipeline.harness import Pipeline, RecordedAcks, mention_envelope, until
 
 
 def envelope(n: int) -> dict[str, Any]:
@@ -72,6 +72,38 @@ def test_a_steady_stream_still_starts_its_listeners_within_the_bound(sandbox: Sa
         pipeline.driver.receive(None, envelope(0))
         await until(lambda: listener.count() == 1)
         assert listener.started[0][0] - first >= 0.3 - 0.01, "held for the bound, no longer needed"
+        assert await pipeline.stop() == []
+
+    asyncio.run(scenario())
+
+
+class SlowFlush(RecordedAcks):
+    """Acks whose first write holds the loop for `hold_s`, as a garbage collection or a wait for the GIL
+    while the loop writes a turn's acks can."""
+
+    def __init__(self, hold_s: float) -> None:
+        super().__init__()
+        self.hold_s = hold_s
+        self.flushed_at: float | None = None
+
+    def flush(self) -> None:
+        if self.flushed_at is None and self.sent:
+            time.sleep(self.hold_s)  # the loop itself is held: nothing is awaited here
+            self.flushed_at = time.monotonic()
+
+
+def test_the_quiet_counts_from_when_the_acks_are_written(sandbox: Sandbox) -> None:
+    """Listeners start once the loop has been free to read for the quiet, not counting the time it spent
+    writing acks: before, a slow write started them at once, in the middle of a burst."""
+    listener = Listener(sandbox)
+
+    async def scenario() -> None:
+        acks = SlowFlush(hold_s=0.3)
+        pipeline = Pipeline(listener.app, MemoryLedger(ttl_s=60), acks=acks, start_when_quiet_s=0.2, start_within_s=60)
+        pipeline.driver.receive(None, envelope(0))
+        await until(lambda: listener.count() == 1)
+        assert acks.flushed_at is not None
+        assert listener.started[0][0] - acks.flushed_at >= 0.2 - 0.01, "a full quiet after the acks were written"
         assert await pipeline.stop() == []
 
     asyncio.run(scenario())
