@@ -6,9 +6,11 @@ its listeners live on another loop (the caller's, where the `AsyncApp` was made 
 Each envelope crosses over with `run_coroutine_threadsafe`, so an async listener that blocks its loop delays
 its own work, never an ack. The same two lanes as for an `App` on threads (`nonstop.bolt.runner`): at most
 `event_concurrency` events in progress on the app's loop at once, and slash commands and interactions in a lane
-of their own (`command_concurrency`), never queued behind events. An event is done once its dispatch and every
-task it started have ended (`nonstop.bolt.tasks`: the app's loop must have `TaskCounting` installed); an
-interaction once Bolt has decided its ack, built by Bolt's own socket-mode adapter code (`send_async_response`).
+of their own (`command_concurrency`), never queued behind events. An event whose listeners only wait on the
+answer path's governor gives its place to the next (`nonstop.bolt.tasks.step_aside`). An event is done once its
+dispatch and every task it started have ended (`nonstop.bolt.tasks`: the app's loop must have `TaskCounting`
+installed); an interaction once Bolt has decided its ack, built by Bolt's own socket-mode adapter code
+(`send_async_response`).
 
 Its callbacks (`done`, `acked`) run on the app's loop; the driver hops back to its own.
 """
@@ -27,7 +29,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from nonstop.bolt.lanes import Tracker
 from nonstop.bolt.runner import AckCapture, FailureReply, dispatch_failed, dispatch_succeeded
-from nonstop.bolt.tasks import counting
+from nonstop.bolt.tasks import Place, counting
 from nonstop.status import Telemetry
 
 __all__ = ["AsyncBoltRunner"]
@@ -124,35 +126,44 @@ class AsyncBoltRunner:
     # -- on the app's loop ---------------------------------------------------------------------------
 
     async def _event(self, request: SocketModeRequest, done: Callable[[], None], runs: int) -> None:
+        place: Place | None = None
         try:
-            async with self._event_lane:  # held until the event's tasks have ended too: the lane bounds them
-                if self._leave_queued:
-                    return  # stopping, not started: it stays on record for the next start
-                await self._run(request, done, runs=runs)
+            await self._event_lane.acquire()
+            place = Place(self._event_lane)  # held until the event's tasks have ended, or they only wait on Slack
+            if self._leave_queued:
+                return  # stopping, not started: it stays on record for the next start
+            await self._run(request, done, place, runs=runs)
         finally:
+            if place is not None:
+                place.give_back()
             self._over("_events")
 
     async def _interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> None:
+        place: Place | None = None
         try:
-            async with self._command_lane:
-                await self._run(request, lambda: None, acked)
+            await self._command_lane.acquire()
+            place = Place(self._command_lane)
+            await self._run(request, lambda: None, place, acked)
         finally:
+            if place is not None:
+                place.give_back()
             self._over("_interactions")
 
     async def _run(
         self,
         request: SocketModeRequest,
         done: Callable[[], None],
+        place: Place,
         acked: Callable[[dict[str, Any] | None], None] | None = None,
         *,
         runs: int = 1,
     ) -> None:
         """Dispatch `request`, counting the tasks it starts; hand its ack payload to `acked`, then wait until it
-        and its tasks are over and call `done`."""
+        and its tasks are over and call `done`. Its tasks may give up its `place` earlier (`step_aside`)."""
         over = asyncio.Event()
         tracker = Tracker(over.set, runs)  # released on this loop: the tasks' done callbacks run here
         try:
-            with counting(tracker):
+            with counting(tracker, place):
                 payload = await self._dispatch(request)
             if acked is not None:
                 acked(payload)

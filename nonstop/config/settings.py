@@ -355,9 +355,15 @@ def _load(env: Mapping[str, str]) -> Settings:
         health_host=host,
         health_port=port,
         supervisor=sup,
-        outbound=OutboundSettings(
-            reply_deadline_s=60
-            * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
-            unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
-        ),
+        outbound=outbound_settings(env),
+    )
+
+
+def outbound_settings(env: Mapping[str, str] | None = None) -> OutboundSettings:
+    """NONSTOP_REPLY_DEADLINE and NONSTOP_UNSURE_ANSWER (the bot's and the drop-in handlers'). Raises `ConfigError`."""
+    env = os.environ if env is None else env
+    return OutboundSettings(
+        reply_deadline_s=60
+        * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
+        unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
     )

@@ -10,6 +10,10 @@ so a listener that blocks the app's loop cannot delay an ack; the app's dispatch
 that called `connect_async()` / `start_async()`, where the app and its clients live (`nonstop.bolt.aio_runner`:
 the same lanes, backlog, ledger and drain as for an `App`). That loop gets a task factory while the handler
 runs (`nonstop.bolt.tasks`), to know when an event's listeners are done; the one it had is given back.
+
+The answer path: the handler adds a middleware to the app (`nonstop.outbound.aio_client.govern`), so that each
+request's `client` and `say` go through the handler's governor (`self.outbound`, an `AsyncOutbound` on the
+app's loop), as `python app.py`'s listeners do through theirs; docs/answer-path.md says what differs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from nonstop.handlers.background import Background, StopOnSignals
 from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import AsyncSupervisedSocketModeClient
 from nonstop.ledger import Ledger
+from nonstop.outbound.aio import AsyncOutbound
+from nonstop.outbound.aio_client import govern
+from nonstop.outbound.metrics import outbound_metrics_in
+from nonstop.outbound.scopes import say_history
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
 
@@ -57,7 +65,9 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         telemetry: the health record that status, probes and metrics read.
         failure_reply: what a user is told when Bolt itself fails on their slash command.
 
-    Raises `TypeError`/`ValueError` for a keyword it cannot honour, `ConfigError` for a bad `NONSTOP_*` value.
+    Each request's `client` and `say` go through `self.outbound` (the answer path, NONSTOP_REPLY_DEADLINE and
+    NONSTOP_UNSURE_ANSWER; with `settings=`, their defaults). Raises `TypeError`/`ValueError` for a keyword it
+    cannot honour, `ConfigError` for a bad `NONSTOP_*` value.
     """
 
     def __init__(  # noqa: PLR0917 - Bolt's own signature, its positional order included
@@ -97,6 +107,14 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
             ping_interval=self._setup.settings.ping_interval_s,
         )
         self._counting: TaskCounting | None = None
+        answers = self._setup.answers
+        self.outbound = AsyncOutbound(
+            answers,
+            schedule=self._setup.settings.retry_schedule,
+            metrics=outbound_metrics_in(telemetry.metrics.registry),
+        )
+        self.outbound.scopes.on_change(lambda _granted: say_history(self.outbound.scopes, answers.unsure_answer))
+        govern(app, self.outbound, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 
