@@ -64,8 +64,10 @@ def test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in
             lambda: all(answers_by_text(sandbox, texts).values()), timeout=90, what="every one of the 40 answered"
         )
         counts = answers_by_text(sandbox, texts)
-    assert reply.params["text"] == "re: ping elsewhere" and elsewhere.ts
-    assert waited < 2.0 and owed > 20, f"answered in {waited:.2f} s while the busy channel owed {owed}"
+    assert reply.params["text"] == "re: ping elsewhere"
+    assert elsewhere.ts
+    assert waited < 2.0, f"answered in {waited:.2f} s"
+    assert owed > 20, f"the busy channel owed only {owed} by then"
     assert set(counts.values()) == {1}, "every one answered, none twice"
     general = [str(c.params["text"]) for c in sandbox.bot_messages() if c.params.get("channel") == "C0GENERAL"]
     assert general == [f"re: {t}" for t in texts], "in the order of their events"

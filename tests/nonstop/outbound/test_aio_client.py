@@ -1,0 +1,191 @@
+"""The async answer path's parts that need no Slack: the per-request client's settings, the middleware's binding,
+an event's place in its lane, and which tasks count as an event's work. Against the sandbox:
+tests/integration/test_async_answer_path.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import ssl
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.say.async_say import AsyncSay
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web import SlackResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from nonstop.bolt.lanes import Tracker
+from nonstop.bolt.tasks import Place, TaskCounting, counting, step_aside
+from nonstop.config.settings import OutboundSettings
+from nonstop.outbound import Answering
+from nonstop.outbound.aio import AsyncOutbound
+from nonstop.outbound.aio_client import AsyncAnswerThroughGovernor, AsyncGovernedWebClient, govern
+from nonstop.outbound.metrics import OutboundMetrics
+
+
+def outbound() -> AsyncOutbound:
+    return AsyncOutbound(OutboundSettings(reply_deadline_s=30), metrics=OutboundMetrics())
+
+
+def users_client() -> AsyncWebClient:
+    return AsyncWebClient(
+        token="xoxb-user",
+        base_url="http://127.0.0.1:9/api/",
+        timeout=7,
+        ssl=ssl.create_default_context(),
+        proxy="http://proxy.example:3128",
+        headers={"X-Mine": "1"},
+        team_id="T0MINE",
+        logger=logging.getLogger("mine"),
+        retry_handlers=[AsyncRateLimitErrorRetryHandler()],
+    )
+
+
+def test_a_requests_governed_client_keeps_the_users_options_and_drops_slack_sdks_retry_handlers() -> None:
+    mine = users_client()
+    copy = AsyncGovernedWebClient.for_request(
+        mine, outbound=outbound(), answering=Answering(event_id=None, event_ts=None)
+    )
+    kept = (
+        "token",
+        "base_url",
+        "timeout",
+        "ssl",
+        "proxy",
+        "session",
+        "trust_env_in_session",
+        "logger",
+        "default_params",
+    )
+    assert {k: getattr(copy, k) for k in kept} == {k: getattr(mine, k) for k in kept}
+    assert copy.headers["X-Mine"] == "1"
+    assert copy.retry_handlers == [], "the governor decides every retry"
+    assert mine.retry_handlers
+    assert isinstance(mine.retry_handlers[0], AsyncRateLimitErrorRetryHandler)
+
+
+def mention_request() -> AsyncBoltRequest:
+    body = {
+        "type": "event_callback",
+        "event_id": "Ev0UNIT1",
+        "event": {"type": "app_mention", "ts": "1700000000.000100"},
+    }
+    return AsyncBoltRequest(body=body, mode="socket_mode")
+
+
+def test_the_middleware_binds_each_requests_client_and_say_to_its_event() -> None:
+    out = outbound()
+    middleware = AsyncAnswerThroughGovernor(out)
+    req = mention_request()
+    plain = users_client()
+    req.context["client"] = plain
+    req.context["say"] = AsyncSay(client=plain, channel="C0GENERAL")
+    tracker = Tracker(lambda: None)
+
+    async def run() -> BoltResponse | None:
+        async def next_() -> BoltResponse:
+            return BoltResponse(status=200)
+
+        with counting(tracker):
+            return await middleware.async_process(req=req, resp=BoltResponse(status=200), next=next_)
+
+    assert asyncio.run(run()).status == 200  # type: ignore[union-attr]
+    governed = req.context["client"]
+    assert isinstance(governed, AsyncGovernedWebClient)
+    assert governed.outbound is out
+    assert governed.answering is not None
+    assert (governed.answering.event_id, governed.answering.event_ts) == ("Ev0UNIT1", "1700000000.000100")
+    assert governed.answering.tracker is tracker
+    assert req.context["say"].client is governed
+    assert governed.token == "xoxb-user"
+
+
+def test_govern_adds_the_middleware_once_per_app_and_points_it_at_the_latest_way_out() -> None:
+    app = AsyncApp(client=AsyncWebClient(token="xoxb-0"), request_verification_enabled=False)
+    first, second = outbound(), outbound()
+    before = len(app._async_middleware_list)
+    middleware = govern(app, first)
+    assert govern(app, second) is middleware
+    assert middleware.outbound is second
+    assert len(app._async_middleware_list) == before + 1
+
+
+def test_stepping_aside_gives_the_place_in_the_lane_to_the_next_once() -> None:
+    async def run() -> tuple[bool, int]:
+        lane = asyncio.Semaphore(1)
+        await lane.acquire()
+        place = Place(lane)
+        with counting(Tracker(lambda: None), place):
+            step_aside()
+            step_aside()
+        place.give_back()  # when the event's work ends: already given
+        await asyncio.wait_for(lane.acquire(), 1)  # the next event's turn
+        return place.held, lane._value
+
+    assert asyncio.run(run()) == (False, 0)
+
+
+class HeldSender:
+    """An async sender whose first try waits until released: its conversation owes an answer meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.base_url = "http://127.0.0.1:9/api/"
+
+    async def send_once(self, api_method: str, kwargs: dict[str, Any]) -> SlackResponse:
+        await self.release.wait()
+        data = {"ok": True, "ts": "1.1"}
+        return SlackResponse(
+            client=None, http_verb="POST", api_url=api_method, req_args={}, data=data, headers={}, status_code=200
+        )
+
+
+def test_a_call_that_must_wait_in_the_governor_tells_its_request_and_one_that_goes_does_not() -> None:
+    waited: list[str] = []
+
+    def answering(n: int) -> Answering:
+        return Answering(event_id=f"Ev{n}", event_ts=f"1700000000.00000{n}", on_wait=lambda: waited.append(f"Ev{n}"))
+
+    async def run() -> None:
+        out, sender = outbound(), HeldSender()
+        body = {"json": {"channel": "C0GENERAL", "text": "hi"}}
+        first = asyncio.create_task(out.call(sender, "chat.postMessage", dict(body), answering(1)))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(out.call(sender, "chat.postMessage", dict(body), answering(2)))
+        while out.core.waiting < 1:
+            await asyncio.sleep(0.001)
+        assert waited == ["Ev2"]
+        sender.release.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+    asyncio.run(run())
+    assert waited == ["Ev2"]
+
+
+def test_a_task_made_in_a_context_of_its_own_is_no_part_of_the_event_that_made_it() -> None:
+    async def run() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        counting_tasks = TaskCounting(loop)
+        counting_tasks.install()
+        over = asyncio.Event()
+        tracker = Tracker(over.set)
+        gate = asyncio.Event()
+        with counting(tracker):
+            ours = loop.create_task(gate.wait())
+            apart = loop.create_task(gate.wait(), context=contextvars.Context())
+        tracker.release()  # the dispatch is over; `ours` still runs
+        await asyncio.sleep(0)
+        done_while_both_run = over.is_set()
+        ours.cancel()
+        await asyncio.gather(ours, return_exceptions=True)
+        await asyncio.wait_for(over.wait(), 1)  # its done callback released the event: nothing else held it
+        done_after_ours = over.is_set()
+        apart.cancel()
+        counting_tasks.uninstall()
+        return done_while_both_run, done_after_ours
+
+    assert asyncio.run(run()) == (False, True), "only the task in the event's context counted"
