@@ -113,7 +113,8 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
             schedule=self._setup.settings.retry_schedule,
             metrics=outbound_metrics_in(telemetry.metrics.registry),
         )
-        self.outbound.scopes.on_change(lambda _granted: say_history(self.outbound.scopes, answers.unsure_answer))
+        scopes = self.outbound.core.scopes
+        scopes.on_change(lambda _granted: say_history(scopes, answers.unsure_answer))
         govern(app, self.outbound, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------

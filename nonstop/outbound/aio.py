@@ -30,7 +30,6 @@ from nonstop.outbound.answering import Answering
 from nonstop.outbound.core import LOOK, Job, OutboundCore, param
 from nonstop.outbound.limits import Limit, limit_for
 from nonstop.outbound.metrics import OutboundMetrics
-from nonstop.outbound.scopes import Scopes
 from nonstop.outbound.sync import LOOK_PAGES
 
 __all__ = ["AsyncOutbound", "AsyncSender", "AsyncSharedGate"]
@@ -77,14 +76,6 @@ class AsyncOutbound:
         self._turns: dict[int, asyncio.Future[None]] = {}
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def settings(self) -> OutboundSettings:
-        return self.core.settings
-
-    @property
-    def scopes(self) -> Scopes:
-        return self.core.scopes
 
     async def call(
         self, sender: AsyncSender, method: str, kwargs: dict[str, Any], answering: Answering | None

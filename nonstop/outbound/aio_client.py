@@ -32,7 +32,7 @@ from nonstop.bolt.tasks import current_tracker, step_aside
 from nonstop.outbound.aio import AsyncOutbound
 from nonstop.outbound.answering import Answering
 from nonstop.status import TELEMETRY, Telemetry
-from nonstop.webclient import outcome_of
+from nonstop.webclient import outcome_of, settings_of
 
 __all__ = ["AsyncAnswerThroughGovernor", "AsyncGovernedWebClient", "async_settings_of", "govern"]
 
@@ -40,19 +40,8 @@ __all__ = ["AsyncAnswerThroughGovernor", "AsyncGovernedWebClient", "async_settin
 def async_settings_of(client: AsyncWebClient) -> dict[str, Any]:
     """The settings Bolt copies from an `AsyncApp`'s client into each request's [SDK: slack_bolt/app/async_app.py,
     `client_per_request`], as a copy's constructor arguments, without slack_sdk's retry handlers (see above)."""
-    return {
-        "token": client.token,
-        "base_url": client.base_url,
-        "timeout": client.timeout,
-        "ssl": client.ssl,
-        "proxy": client.proxy,
-        "session": client.session,
-        "trust_env_in_session": client.trust_env_in_session,
-        "headers": dict(client.headers),
-        "team_id": client.default_params.get("team_id"),
-        "logger": client.logger,
-        "retry_handlers": [],
-    }
+    session = {"session": client.session, "trust_env_in_session": client.trust_env_in_session}
+    return settings_of(client) | session | {"retry_handlers": []}
 
 
 class AsyncGovernedWebClient(AsyncWebClient):
