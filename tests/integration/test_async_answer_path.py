@@ -1,13 +1,15 @@
 """The answer path for a Bolt `AsyncApp` on `AsyncSupervisedSocketModeHandler`: a real `AsyncApp` whose listeners
 `await say(...)`, against the sandbox over real sockets, with Slack's rate limits and its bad moments switched on.
 The same scenarios as `test_answer_path.py` runs on `python app.py` (issue 17's acceptance), minus what is the
-bot's own (its apology) or the process's (SIGKILL, replicas). Every wait is on an observed event, with a deadline.
+bot's own (its apology) or the process's (SIGKILL, replicas), plus a stop while answers wait. Every wait is on
+an observed event, with a deadline.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -18,7 +20,8 @@ from nonstop.status import Telemetry
 from sandbox import Sandbox
 from sandbox.config import BOT_SCOPES, HISTORY_SCOPES
 from sandbox.records import Delivery
-from tests.nonstop.handlers.test_async_handler import connected
+from tests.nonstop.handlers.test_async_handler import RecordingLedger, connected
+from tests.nonstop.handlers.test_sync_handler import FAST
 
 WITH_HISTORY = [*BOT_SCOPES.split(","), *HISTORY_SCOPES]
 
@@ -109,3 +112,21 @@ def test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_post
     assert set(counts.values()) == {1}, "found by its metadata: none twice"
     marked = [c for c in sandbox.bot_messages() if c.params.get("metadata")]
     assert len(marked) == 20, "every answer marked with the event it answers"
+
+
+def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.set_rate_limits(on=True)
+    ledger = RecordingLedger()
+    texts = [f"ping {i}" for i in range(10)]
+    settings = replace(FAST, drain_timeout_s=30)
+    with connected(sandbox, answering_app(sandbox, threaded=False), ledger=ledger, settings=settings) as (h, app_loop):
+        ds = sandbox.mentions(texts)
+        sandbox.wait_until(lambda: answers_by_text(sandbox, texts).total() >= 4, timeout=30, what="the first answers")
+        owed = 10 - answers_by_text(sandbox, texts).total()
+        app_loop.run(h.disconnect_async(), timeout=40)
+        counts = answers_by_text(sandbox, texts)
+    assert owed > 0, "answers were still waiting when the stop began"
+    assert set(counts.values()) == {1}, "each delivered once before the stop returned"
+    assert {f"event:{d.event_id}" for d in ds} <= set(ledger.finished), "their events finished"

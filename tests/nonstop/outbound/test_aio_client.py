@@ -10,6 +10,7 @@ import logging
 import ssl
 from typing import Any
 
+import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -21,10 +22,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from nonstop.bolt.lanes import Tracker
 from nonstop.bolt.tasks import Place, TaskCounting, counting, step_aside
 from nonstop.config.settings import OutboundSettings
+from nonstop.errors import ConfigError
 from nonstop.outbound import Answering
 from nonstop.outbound.aio import AsyncOutbound
 from nonstop.outbound.aio_client import AsyncAnswerThroughGovernor, AsyncGovernedWebClient, govern
 from nonstop.outbound.metrics import OutboundMetrics
+from nonstop.status import Telemetry
 
 
 def outbound() -> AsyncOutbound:
@@ -189,3 +192,25 @@ def test_a_task_made_in_a_context_of_its_own_is_no_part_of_the_event_that_made_i
         return done_while_both_run, done_after_ours
 
     assert asyncio.run(run()) == (False, True), "only the task in the event's context counted"
+
+
+def test_the_async_handler_governs_with_the_environments_answer_settings_or_their_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nonstop import AsyncSupervisedSocketModeHandler
+    from nonstop.config.settings import SupervisorSettings
+
+    monkeypatch.setenv("NONSTOP_REPLY_DEADLINE", "0.5")
+    monkeypatch.setenv("NONSTOP_UNSURE_ANSWER", "skip")
+    app = AsyncApp(client=AsyncWebClient(token="xoxb-0"), request_verification_enabled=False)
+    handler = AsyncSupervisedSocketModeHandler(app, "xapp-1-A0-0-x", telemetry=Telemetry())
+    assert (handler.outbound.core.settings.reply_deadline_s, handler.outbound.core.settings.unsure_answer) == (
+        30.0,
+        "skip",
+    )
+    assert govern(app, handler.outbound).outbound is handler.outbound, "installed by the handler"
+    explicit = AsyncSupervisedSocketModeHandler(app, "xapp-1-A0-0-x", settings=SupervisorSettings())
+    assert explicit.outbound.core.settings == OutboundSettings(), "settings= given: the environment is not read"
+    monkeypatch.setenv("NONSTOP_UNSURE_ANSWER", "twice")
+    with pytest.raises(ConfigError, match="NONSTOP_UNSURE_ANSWER"):
+        AsyncSupervisedSocketModeHandler(app, "xapp-1-A0-0-x")
