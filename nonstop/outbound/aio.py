@@ -152,7 +152,8 @@ class AsyncOutbound:
                 self._go(call.job)
             timeout = None if due.wake_at is None else max(0.0, due.wake_at - now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
 
     def _go(self, job: Job) -> None:
         future = self._turns.get(id(job))
