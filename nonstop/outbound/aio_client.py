@@ -74,6 +74,13 @@ class AsyncGovernedWebClient(AsyncWebClient):
         """A copy of `client` (Bolt's per-request one) bound to one request."""
         return cls(**async_settings_of(client), outbound=outbound, answering=answering, telemetry=telemetry)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> AsyncGovernedWebClient:
+        """Bolt deep-copies a request for each lazy listener: the copy answers the same request through the same
+        governor (neither can be copied, nor should be), with the same settings."""
+        return type(self)(
+            **async_settings_of(self), outbound=self.outbound, answering=self.answering, telemetry=self.telemetry
+        )
+
     async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
         if self.outbound is None:
             return await self.send_once(api_method, kwargs)

@@ -7,6 +7,7 @@ an observed event, with a deadline.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import replace
@@ -130,3 +131,24 @@ def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_th
     assert owed > 0, "answers were still waiting when the stop began"
     assert set(counts.values()) == {1}, "each delivered once before the stop returned"
     assert {f"event:{d.event_id}" for d in ds} <= set(ledger.finished), "their events finished"
+
+
+def test_a_lazy_listener_answers_through_the_governor_too(sandbox: Sandbox) -> None:
+    """Bolt deep-copies the request (its client and `say` included) for a lazy listener: the copy keeps the
+    request's governor and event."""
+    app = AsyncApp(client=AsyncWebClient(token=sandbox.bot_token, base_url=sandbox.api_url))
+
+    async def acknowledge(ack: Any) -> None:
+        await ack()
+
+    async def answer(event: dict[str, Any], say: Any) -> None:
+        await say(text="later", thread_ts=event["ts"])
+
+    app.event("app_mention")(ack=acknowledge, lazy=[answer])
+    with connected(sandbox, app):
+        d = sandbox.mention("ping")
+        reply = sandbox.wait_for_message(thread_ts=d.ts)
+    assert reply.params["text"] == "later"
+    meta = reply.params["metadata"]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    assert meta["event_payload"] == {"event_id": d.event_id, "reply": 0}, "marked: it went through the governor"

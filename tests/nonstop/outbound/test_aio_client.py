@@ -214,3 +214,20 @@ def test_the_async_handler_governs_with_the_environments_answer_settings_or_thei
     monkeypatch.setenv("NONSTOP_UNSURE_ANSWER", "twice")
     with pytest.raises(ConfigError, match="NONSTOP_UNSURE_ANSWER"):
         AsyncSupervisedSocketModeHandler(app, "xapp-1-A0-0-x")
+
+
+def test_a_deep_copy_of_a_governed_client_answers_the_same_request_through_the_same_governor() -> None:
+    """What Bolt does to a request for a lazy listener (slack_bolt.util.utils.create_copy), on both clients."""
+    import copy
+
+    from nonstop.outbound import GovernedWebClient, Outbound
+
+    answering = Answering(event_id="Ev0COPY", event_ts="1700000000.000100")
+    aio = AsyncGovernedWebClient.for_request(users_client(), outbound=outbound(), answering=answering)
+    sync = GovernedWebClient(token="xoxb-0", outbound=Outbound(OutboundSettings()), answering=answering)
+    for client in (aio, sync):
+        copied = copy.deepcopy({"client": client, "say": AsyncSay(client=client, channel="C0GENERAL")})  # type: ignore[arg-type]
+        assert copied["client"] is not client
+        assert copied["say"].client is copied["client"]
+        assert (copied["client"].outbound, copied["client"].answering) == (client.outbound, client.answering)
+        assert copied["client"].token == client.token
