@@ -22,7 +22,8 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
@@ -43,6 +44,9 @@ from nonstop.outbound.metrics import outbound_metrics_in
 from nonstop.outbound.scopes import say_history
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
+
+if TYPE_CHECKING:
+    from nonstop.outbound.shared import AsyncSharedBuckets
 
 __all__ = ["AsyncSupervisedSocketModeHandler"]
 
@@ -107,11 +111,18 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
             ping_interval=self._setup.settings.ping_interval_s,
         )
         self._counting: TaskCounting | None = None
-        answers = self._setup.answers
+        answers, ledger_url = self._setup.answers, self._setup.settings.ledger_url
+        shared: AsyncSharedBuckets | None = None
+        if urlsplit(ledger_url).scheme in ("redis", "rediss"):  # replicas: one posting budget on their Redis
+            from nonstop.outbound.shared import AsyncSharedBuckets as Buckets  # noqa: PLC0415 - the redis extra
+
+            shared = Buckets.from_url(ledger_url)
+        self._shared = shared
         self.outbound = AsyncOutbound(
             answers,
             schedule=self._setup.settings.retry_schedule,
             metrics=outbound_metrics_in(telemetry.metrics.registry),
+            shared=shared,
         )
         scopes = self.outbound.core.scopes
         scopes.on_change(lambda _granted: say_history(scopes, answers.unsure_answer))
@@ -159,6 +170,8 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._closed = True
         self.client.closed = True
         await self.disconnect_async()
+        if self._shared is not None:
+            await self._shared.close()
 
     async def handle(self, client: Any, req: SocketModeRequest) -> None:
         """Bolt's `handle`: run the app for `req` and send its response through `client`, bypassing the ledger

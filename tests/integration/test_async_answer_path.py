@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from sandbox.config import BOT_SCOPES, HISTORY_SCOPES
 from sandbox.records import Delivery
 from tests.nonstop.handlers.test_async_handler import RecordingLedger, connected
 from tests.nonstop.handlers.test_sync_handler import FAST
+from tests.redisserver import RedisServer
 
 WITH_HISTORY = [*BOT_SCOPES.split(","), *HISTORY_SCOPES]
 
@@ -152,3 +154,21 @@ def test_a_lazy_listener_answers_through_the_governor_too(sandbox: Sandbox) -> N
     meta = reply.params["metadata"]
     meta = json.loads(meta) if isinstance(meta, str) else meta
     assert meta["event_payload"] == {"event_id": d.event_id, "reply": 0}, "marked: it went through the governor"
+
+
+def test_three_async_replicas_on_redis_share_one_posting_budget(sandbox: Sandbox, redis_server: RedisServer) -> None:
+    sandbox.set_rate_limits(on=True)
+    settings = replace(FAST, ledger_url=redis_server.url)
+    texts = [f"ping {i:02d}" for i in range(12)]
+    with ExitStack() as stack:
+        for _ in range(3):
+            stack.enter_context(connected(sandbox, answering_app(sandbox, threaded=True), settings=settings))
+        sandbox.wait_until(lambda: len(sandbox.connections(live_only=True)) >= 6, timeout=30, what="6 links")
+        ds = sandbox.mentions(texts)
+        sandbox.wait_until(lambda: all(answers_in_threads(sandbox, ds).values()), timeout=60, what="all answered")
+        counts = answers_in_threads(sandbox, ds)
+    assert set(counts.values()) == {1}, "each answered once, whichever replica took it"
+    ratelimited = [c for c in sandbox.calls("chat.postMessage") if c.status == 429]
+    # Alone, a process learns the limit from Slack's first 429s (up to a burst of them, one per replica if each
+    # learnt alone); replicas take turns on one shared bucket from the start.
+    assert len(ratelimited) <= 1
