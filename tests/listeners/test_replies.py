@@ -8,6 +8,8 @@ from listeners.replies import (
     help_reply,
     hint_reply,
     human_duration,
+    late_note,
+    late_words,
     parse_subcommand,
     pong_reply,
     reply_for,
@@ -236,3 +238,25 @@ def test_error_ref_uses_event_id_else_a_fresh_ref():
 
 def test_sorry_reply_wording():
     assert sorry_reply("Ev123").text == "Sorry, something went wrong on my side — it has been logged (ref Ev123)."
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (61, "1 min"),
+        (185, "3 min"),
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (2 * 3600 + 5 * 60 + 59, "2 h 5 min"),
+        (86400, "1 day"),
+        (2 * 86400 + 3 * 3600 + 100, "2 days 3 h"),
+    ],
+)
+def test_late_words(seconds, words):
+    assert late_words(seconds) == words
+
+
+def test_late_note_only_past_a_minute():
+    assert late_note(None) is None
+    assert late_note(60.0) is None
+    assert late_note(60.5) == "sorry, this reached me 1 min late"
