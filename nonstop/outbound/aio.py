@@ -133,9 +133,10 @@ class AsyncOutbound:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wake = asyncio.Event()
-            # A context of its own: the scheduler is no part of the event whose call happened to start it
-            # (nonstop.bolt.tasks counts a task on the envelope of its context).
-            self._task = loop.create_task(self._schedule(), name="nonstop-governor", context=contextvars.Context())
+            # Made in an empty context: the scheduler is no part of the event whose call happened to start it
+            # (nonstop.bolt.tasks counts a task on the envelope of its creator's context). No `context=`: a task
+            # factory of the user's need not take it.
+            self._task = contextvars.Context().run(loop.create_task, self._schedule(), name="nonstop-governor")
         assert self._wake is not None
         self._wake.set()
 

@@ -231,3 +231,57 @@ def test_a_deep_copy_of_a_governed_client_answers_the_same_request_through_the_s
         assert copied["say"].client is copied["client"]
         assert (copied["client"].outbound, copied["client"].answering) == (client.outbound, client.answering)
         assert copied["client"].token == client.token
+
+
+class GatedSender:
+    """An async sender whose try of each text waits until that text's gate opens."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, asyncio.Event] = {}
+        self.base_url = "http://127.0.0.1:9/api/"
+
+    async def send_once(self, api_method: str, kwargs: dict[str, Any]) -> SlackResponse:
+        await self.gates.setdefault(kwargs["json"]["text"], asyncio.Event()).wait()
+        data = {"ok": True, "ts": "1.1"}
+        return SlackResponse(
+            client=None, http_verb="POST", api_url=api_method, req_args={}, data=data, headers={}, status_code=200
+        )
+
+
+def test_an_event_whose_call_started_the_governors_scheduler_is_done_while_the_scheduler_runs_on() -> None:
+    """The scheduler task is the governor's, not the event's that happened to need it first (a user's task
+    factory that takes no `context=` still makes it)."""
+
+    async def run() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(lambda loop, coro: asyncio.Task(coro, loop=loop))  # type: ignore[arg-type, misc]
+        tasks = TaskCounting(loop)
+        tasks.install()
+        out, sender = outbound(), GatedSender()
+
+        def post(n: int) -> Any:
+            body = {"json": {"channel": "C0GENERAL", "text": f"answer {n}"}}
+            return out.call(sender, "chat.postMessage", body, Answering(event_id=f"Ev{n}", event_ts=f"17.00000{n}"))
+
+        first = asyncio.create_task(post(1))  # in flight, its conversation busy
+        await asyncio.sleep(0)
+        over = asyncio.Event()
+        tracker = Tracker(over.set)
+        with counting(tracker):
+            second = asyncio.create_task(post(2))  # waits: its call starts the scheduler
+        tracker.release()
+        await asyncio.sleep(0)
+        third = asyncio.create_task(post(3))  # waits behind it, keeping the scheduler busy
+        while out.core.waiting < 2:
+            await asyncio.sleep(0.001)
+        sender.gates.setdefault("answer 1", asyncio.Event()).set()
+        sender.gates.setdefault("answer 2", asyncio.Event()).set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await asyncio.wait_for(over.wait(), 1)  # done: the scheduler, still running for the third, is not its work
+        done_while_third_waits = not third.done()
+        sender.gates.setdefault("answer 3", asyncio.Event()).set()
+        await asyncio.wait_for(third, 5)
+        tasks.uninstall()
+        return done_while_third_waits
+
+    assert asyncio.run(run())
