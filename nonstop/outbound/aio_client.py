@@ -77,9 +77,8 @@ class AsyncGovernedWebClient(AsyncWebClient):
     def __deepcopy__(self, memo: dict[int, Any]) -> AsyncGovernedWebClient:
         """Bolt deep-copies a request for each lazy listener: the copy answers the same request through the same
         governor (neither can be copied, nor should be), with the same settings."""
-        return type(self)(
-            **async_settings_of(self), outbound=self.outbound, answering=self.answering, telemetry=self.telemetry
-        )
+        settings = async_settings_of(self) | {"retry_handlers": self.retry_handlers}
+        return type(self)(**settings, outbound=self.outbound, answering=self.answering, telemetry=self.telemetry)
 
     async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
         if self.outbound is None:
