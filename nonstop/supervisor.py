@@ -110,7 +110,7 @@ class Supervisor:
         runner = self._make_runner()
         core = EventPipeline(
             max_backlog=s.max_backlog,
-            dedup_ttl_s=s.dedup_ttl_s,
+            dedup_ttl_s=s.ledger_ttl_s,
             durable=backends.ledger.durable,
             observer=self._telemetry,
         )
@@ -154,7 +154,7 @@ class Supervisor:
             return Backends(self._given_ledger, LocalCoordinator(s.connections))
         return await open_backends(
             s.ledger_url,
-            ttl_s=s.dedup_ttl_s,
+            ttl_s=s.ledger_ttl_s,
             wish=s.connections,
             lease_s=s.lease_s,
             replica_name=s.replica_name,

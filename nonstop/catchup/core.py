@@ -185,7 +185,7 @@ class Scan:
         return self._calls.popleft()
 
     def _list_params(self, cursor: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"types": ",".join(self._kinds), "exclude_archived": True, "limit": self._page}
+        params: dict[str, Any] = {"types": ",".join(self._kinds), "exclude_archived": "true", "limit": self._page}
         return params | ({"cursor": cursor} if cursor else {})
 
     def answer(self, call: Call, body: dict[str, Any]) -> None:
@@ -213,7 +213,7 @@ class Scan:
 
     def _read_params(self, channel: str, floor: int, cursor: str | None, thread: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"channel": channel, "oldest": _ts_text(max(0, floor))}
-        params |= {"include_all_metadata": True, "limit": self._page}
+        params |= {"include_all_metadata": "true", "limit": self._page}
         if thread:
             params["ts"] = thread
         return params | ({"cursor": cursor} if cursor else {})
