@@ -31,6 +31,7 @@ from nonstop.links.pool import LinkPool
 from nonstop.net.retry import DEAD_TOKEN_ERRORS, fatal_message, is_fatal
 from nonstop.pipeline.core import EventPipeline
 from nonstop.pipeline.driver import PipelineDriver, Runner
+from nonstop.pipeline.envelopes import key_label
 from nonstop.redact import redact_url
 from nonstop.status import State, Telemetry
 from nonstop.status.reporter import Phase, StateReporter
@@ -270,7 +271,7 @@ class Supervisor:
 
 
 def _say_unfinished(keys: list[str], durable: bool, *, shared: bool) -> None:
-    ids = ", ".join(key.split(":", 1)[1] for key in keys[:20])
+    ids = ", ".join(key_label(key) for key in keys[:20])
     more = f" and {len(keys) - 20} more" if len(keys) > 20 else ""
     if shared:
         log.warning(

@@ -34,7 +34,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from nonstop.ledger.base import Entry
 from nonstop.pipeline.dedup import TTLCache
-from nonstop.pipeline.envelopes import EVENTS_API, event_key, kind_of, parse_request
+from nonstop.pipeline.envelopes import EVENTS_API, event_key, key_label, kind_of, older_key, parse_request
 
 __all__ = [
     "START_WHEN_QUIET_S",
@@ -100,7 +100,7 @@ class Arrival:
     text: str | None
 
     def entry(self) -> Entry:
-        return Entry(self.key, self.message, text=self.text)
+        return Entry(self.key, self.message, text=self.text, alias=older_key(self.request, self.key))
 
 
 class Observer(Protocol):
@@ -299,8 +299,8 @@ class EventPipeline:
                 log.error(
                     "event %s cannot run again: its stored envelope is not one Slack sends (no type or no "
                     "payload object); marking it done so that it does not come back at every start",
-                    entry.key.split(":", 1)[1],
-                    extra={"event_id": entry.key.split(":", 1)[1]},
+                    key_label(entry.key),
+                    extra={"event_id": key_label(entry.key)},
                 )
                 self._observe.envelope(EVENTS_API, "unreadable")
                 self._finished.append(entry.key)
@@ -356,14 +356,16 @@ class EventPipeline:
         request = arrival.request
         self._observe.duplicate()
         self._observe.envelope(EVENTS_API, "duplicate")
+        event_id = request.payload.get("event_id")
+        label = key_label(arrival.key)
         log.info(
             "suppressed a duplicate delivery of %s (retry_attempt=%s, retry_reason=%s)",
-            arrival.key.split(":", 1)[1],
+            f"{event_id} ({label})" if event_id and label != event_id else label,
             request.retry_attempt,
             request.retry_reason or "-",
             extra={
                 "envelope_id": request.envelope_id,
-                "event_id": request.payload.get("event_id"),
+                "event_id": event_id,
                 "retry_attempt": request.retry_attempt,
             },
         )

@@ -25,6 +25,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from nonstop.aio import TaskSet
 from nonstop.ledger.base import Ledger, LedgerError, Recovered
 from nonstop.pipeline.core import Ack, Action, Arrival, EventPipeline, Run, Start
+from nonstop.pipeline.envelopes import key_label
 
 __all__ = ["AckSender", "PipelineDriver", "Runner"]
 
@@ -95,7 +96,7 @@ class PipelineDriver:
     def replay(self, recovered: Recovered, source: str) -> None:
         """Run again what an earlier run (`source` says which) acked and never finished."""
         for entry in recovered.given_up:
-            event_id = entry.key.split(":", 1)[1]
+            event_id = key_label(entry.key)
             log.error(
                 "gave up on event %s: it was started %d times and never finished (each time the process died or "
                 "stopped first); it will not run again",
@@ -104,7 +105,7 @@ class PipelineDriver:
                 extra={"event_id": event_id},
             )
         if recovered.unfinished:
-            ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
+            ids = ", ".join(key_label(entry.key) for entry in recovered.unfinished[:20])
             more = len(recovered.unfinished) - 20
             log.warning(
                 "running %d event(s) again that %s: %s%s",
@@ -190,7 +191,7 @@ class PipelineDriver:
     def _start(self, start: Start) -> None:
         done = self._from_thread(lambda: self._finished(start.key))
         if not self._runner.run_event(start.request, done, runs=start.runs):
-            log.info("stopping: event %s not started; it stays on record", start.key.split(":", 1)[1])
+            log.info("stopping: event %s not started; it stays on record", key_label(start.key))
 
     def _finished(self, key: str) -> None:
         self._carry_out(self._core.finished(key))
