@@ -22,6 +22,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 
 from nonstop.backends import Backends, open_backends
+from nonstop.catchup import start_catch_up
 from nonstop.config.settings import SupervisorSettings
 from nonstop.coordination.base import LocalCoordinator
 from nonstop.errors import EX_CONFIG, ConfigError
@@ -111,7 +112,7 @@ class Supervisor:
         runner = self._make_runner()
         core = EventPipeline(
             max_backlog=s.max_backlog,
-            dedup_ttl_s=s.ledger_ttl_s,
+            dedup_ttl_s=s.dedup_ttl_s,
             durable=backends.ledger.durable,
             observer=self._telemetry,
         )
@@ -140,6 +141,9 @@ class Supervisor:
             asyncio.create_task(pool.run(), name="links"),
             asyncio.create_task(coordinator.run(driver.replay), name="coordination"),
             asyncio.create_task(self._housekeeping(backends.ledger), name="ledger-housekeeping"),
+            start_catch_up(
+                s, client=self._bot_client, backends=backends, driver=driver, pool=pool, telemetry=self._telemetry
+            ),
         ]
         await self._stop_event.wait()
         unwatch()

@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 
 from nonstop.catchup.core import Call, Scan, readable_kinds
 from nonstop.config.settings import SupervisorSettings
+from nonstop.ledger.base import LedgerError
 from nonstop.status import Telemetry
 from nonstop.status.snapshot import CatchUpView, LinksView
 
@@ -192,7 +193,7 @@ class CatchUp:
                 return
             self._show(replace(self.view, mode="polling" if polling else "periodic"))
             recovered = await self.scan(deep=deep)
-        except (SlackApiError, OSError, ValueError, RuntimeError) as e:  # noqa: BLE001 - one line, tried again
+        except Exception as e:  # one line per streak, tried again next turn: never a hot loop or a traceback storm
             self._failed(e)
             return
         if self._failing:
@@ -206,7 +207,13 @@ class CatchUp:
         if not self._failing:
             self._failing = True
             wait = POLL_S if not self._healthy else self._settings.catch_up_period_s
-            log.warning("catch-up could not read Slack's history (%s); trying again in %.0f s", _short(error), wait)
+            expected = isinstance(error, SlackApiError | OSError | LedgerError | RuntimeError)
+            log.warning(
+                "catch-up could not read Slack's history (%s); trying again in %g s",
+                _short(error),
+                wait,
+                exc_info=None if expected else error,
+            )
 
     @property
     def _lease_s(self) -> float:
