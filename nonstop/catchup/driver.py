@@ -37,6 +37,9 @@ log = logging.getLogger("nonstop.catchup")
 
 POLL_S = 3.0
 """Between scans while no link is live, and how long a start waits for the links before its first scan."""
+DEEP_GAP_S = 60.0
+"""Deep scans (the whole window) at most this often: links that flap call for one each time they come back, and
+a deep scan reads every thread active in the window; the scans between read since the marks."""
 LEASE = "catch-up"
 RATELIMITED_TRIES = 5
 """A call answered 429 is tried again after Slack's Retry-After (the governor waits it out), this many times."""
@@ -99,6 +102,8 @@ class CatchUp:
         self._deep_due = True
         self._scanned_at = time.monotonic()
         self._deaf_since = time.monotonic()
+        self._deep_at = -DEEP_GAP_S
+        self._now_due = False
         self._wake = asyncio.Event()
         self._failing = False
         self._identity: dict[str, Any] = {}
@@ -113,7 +118,9 @@ class CatchUp:
             return
         self._healthy = healthy
         if healthy:
-            self._deep_due = True  # what was sent while no link was live is only in the history now
+            # What was sent while no link was live is only in the history now: a scan at once, and a deep one
+            # (threads under older parents too) as soon as DEEP_GAP_S allows.
+            self._now_due = self._deep_due = True
         else:
             self._deaf_since = time.monotonic()
         self._wake.set()
@@ -141,7 +148,10 @@ class CatchUp:
         try:
             await self._wait_for_links()
             while True:
-                deep, self._deep_due = self._deep_due, False
+                deep = self._deep_due and time.monotonic() >= self._deep_at + DEEP_GAP_S
+                if deep:
+                    self._deep_due, self._deep_at = False, time.monotonic()
+                self._now_due = False
                 await self._turn(deep)
                 self._scanned_at = time.monotonic()
                 await self._pause()
@@ -169,16 +179,20 @@ class CatchUp:
             except TimeoutError:
                 break
 
+    def _next_due(self) -> float:
+        """When the next scan is due (monotonic): after the links came back, a deep one (at most every DEEP_GAP_S);
+        while no link is live, `POLL_S` after the last scan (and after the links went); else after the period."""
+        if self._now_due:
+            return time.monotonic()
+        if self._healthy:
+            due = self._scanned_at + self._settings.catch_up_period_s
+        else:
+            due = max(self._scanned_at, self._deaf_since) + POLL_S
+        return min(due, self._deep_at + DEEP_GAP_S) if self._deep_due else due
+
     async def _pause(self) -> None:
-        """Until the next scan is due: at once after the links came back, `POLL_S` while deaf, else the period."""
-        while not self._deep_due:
-            if self._healthy:
-                due = self._scanned_at + self._settings.catch_up_period_s
-            else:
-                due = max(self._scanned_at, self._deaf_since) + POLL_S
-            left = due - time.monotonic()
-            if left <= 0:
-                return
+        """Until the next scan is due; a change of the links' health looks again."""
+        while (left := self._next_due() - time.monotonic()) > 0:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), left)
