@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
+from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from nonstop.bolt.context import async_bolt_request
 from nonstop.bolt.lanes import Tracker
 from nonstop.bolt.runner import AckCapture, FailureReply, dispatch_failed, dispatch_succeeded
 from nonstop.bolt.tasks import counting
@@ -76,13 +77,15 @@ class AsyncBoltRunner:
 
     # -- from the supervisor's loop ------------------------------------------------------------------
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+    def run_event(
+        self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1, *, recovered: bool = False
+    ) -> bool:
         """Dispatch an event on the app's loop; `done()` (there) once it and every task it started have ended.
-        `runs`: the ledger's count of its starts. False, and `done` never called, when the runner no longer takes
-        events or the app's loop is closed."""
+        `runs`: the ledger's count of its starts; `recovered`: it came by no link. False, and `done` never
+        called, when the runner no longer takes events or the app's loop is closed."""
         if not self._taking_events:
             return False
-        return self._submit(self._event(request, done, runs), "_events")
+        return self._submit(self._event(request, done, runs, recovered), "_events")
 
     def run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> bool:
         """Dispatch an interaction on the app's loop; `acked(payload)` (there) with what to ack it with. Taken
@@ -123,12 +126,12 @@ class AsyncBoltRunner:
 
     # -- on the app's loop ---------------------------------------------------------------------------
 
-    async def _event(self, request: SocketModeRequest, done: Callable[[], None], runs: int) -> None:
+    async def _event(self, request: SocketModeRequest, done: Callable[[], None], runs: int, recovered: bool) -> None:
         try:
             async with self._event_lane:  # held until the event's tasks have ended too: the lane bounds them
                 if self._leave_queued:
                     return  # stopping, not started: it stays on record for the next start
-                await self._run(request, done, runs=runs)
+                await self._run(request, done, runs=runs, recovered=recovered)
         finally:
             self._over("_events")
 
@@ -146,6 +149,7 @@ class AsyncBoltRunner:
         acked: Callable[[dict[str, Any] | None], None] | None = None,
         *,
         runs: int = 1,
+        recovered: bool | None = None,
     ) -> None:
         """Dispatch `request`, counting the tasks it starts; hand its ack payload to `acked`, then wait until it
         and its tasks are over and call `done`."""
@@ -153,7 +157,7 @@ class AsyncBoltRunner:
         tracker = Tracker(over.set, runs)  # released on this loop: the tasks' done callbacks run here
         try:
             with counting(tracker):
-                payload = await self._dispatch(request)
+                payload = await self._dispatch(request, recovered)
             if acked is not None:
                 acked(payload)
         finally:
@@ -161,10 +165,10 @@ class AsyncBoltRunner:
         await over.wait()
         done()
 
-    async def _dispatch(self, request: SocketModeRequest) -> dict[str, Any] | None:
+    async def _dispatch(self, request: SocketModeRequest, recovered: bool | None) -> dict[str, Any] | None:
         started = time.time()
         try:
-            bolt_response = await run_async_bolt_app(self._app, request)
+            bolt_response = await self._app.async_dispatch(async_bolt_request(request, recovered))
             capture = _AsyncAckCapture()
             await send_async_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
         except Exception:

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
-__all__ = ["EVENTS_API", "KINDS", "event_key", "key_label", "kind_of", "older_key", "parse_request"]
+__all__ = ["EVENTS_API", "KINDS", "event_key", "is_recovered", "key_label", "kind_of", "older_key", "parse_request"]
 
 EVENTS_API = "events_api"
 KINDS = frozenset({EVENTS_API, "slash_commands", "interactive"})
@@ -28,6 +28,13 @@ def parse_request(message: dict[str, Any]) -> SocketModeRequest | None:
         return SocketModeRequest.from_dict(message)
     except (TypeError, ValueError):
         return None
+
+
+def is_recovered(message: dict[str, Any]) -> bool:
+    """Whether the envelope came by no link: catch-up found it in a conversation's history and made it, with
+    `"nonstop": {"recovered": true}` beside (not inside) the payload Bolt sees."""
+    marker = message.get("nonstop")
+    return isinstance(marker, dict) and marker.get("recovered") is True
 
 
 def event_key(request: SocketModeRequest) -> str:
