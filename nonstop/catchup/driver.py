@@ -145,6 +145,15 @@ class CatchUp:
             self._say_off(why)
             return
         self._show(replace(self.view, mode="periodic"))
+        s = self._settings
+        log.info(
+            "catch-up on (%s): mentions Slack never delivers are found in the last %s of history; scans at start, "
+            "when links come back, every %g s, and every %g s while no link is live",
+            ", ".join(readable_kinds(self._client.outbound.scopes.granted or ())),
+            _span(s.catch_up_window_s),
+            s.catch_up_period_s,
+            POLL_S,
+        )
         try:
             await self._wait_for_links()
             while True:
@@ -297,6 +306,10 @@ class CatchUp:
     def _show(self, view: CatchUpView) -> None:
         self.view = view
         self._telemetry.set_catch_up(view)
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
 def _short(error: BaseException) -> str:

@@ -64,7 +64,7 @@ def test_mentions_made_while_the_bot_was_stopped_are_answered_once_after_it_star
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     sandbox.set_scopes(WITH_HISTORY)
-    env = bot_env(sandbox)
+    env = bot_env(sandbox, NONSTOP_CATCH_UP_PERIOD="2")
     with run_bot(env, workdir=tmp_path) as bot:
         connected(bot)
         before = sandbox.mention("ping before the stop")
