@@ -15,6 +15,8 @@ from sandbox.records import Delivery
 from sandbox.testing import TEST_CONFIG, raw_connect
 from tests.botprocess import BotProcess, bot_env, run_bot
 from tests.integration.answers import every_one_answered, replies
+from tests.integration.test_cluster import live_links, replicas
+from tests.redisserver import RedisServer
 
 WITH_HISTORY = [*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES]
 
@@ -116,3 +118,28 @@ def test_without_history_scopes_the_start_says_catch_up_is_off_and_how_to_turn_i
     assert "channels:history" in line
     assert sandbox.calls("conversations.history") == []
     assert bot.log.count("catch-up is off") == 1
+
+
+def test_three_replicas_recover_each_mention_once_and_a_scanner_killed_mid_scan_loses_nothing(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    sandbox.set_scopes(WITH_HISTORY)
+    with replicas(sandbox, redis_server, 3, tmp_path, NONSTOP_CATCH_UP_PERIOD="2") as bots:
+        sandbox.wait_until(lambda: len(live_links(sandbox)) >= 6, timeout=30, what="6 links")
+        sandbox.incident()
+        first = [sandbox.mention(f"ping {i}", channel=f"C0CU{i % 4:03d}") for i in range(12)]
+        sandbox.end_incident()
+        every_one_answered(sandbox, first, timeout=60)
+        sandbox.slow_api(1.5, ["conversations.history"])  # a scan of 6 conversations now takes 9 s or more
+        sandbox.incident()
+        second = [sandbox.mention(f"status {i}", channel=f"C0CU{i % 4:03d}") for i in range(8)]
+        sandbox.end_incident()
+        reads = len(sandbox.calls("conversations.history"))
+        sandbox.wait_until(lambda: len(sandbox.calls("conversations.history")) > reads, timeout=20, what="a scan")
+        holder = redis_server.command("GET", "nonstop:lead:catch-up").decode()
+        scanner = next(b for b in bots if f"{b.pid}" in holder)
+        scanner.proc.kill()
+        scanner.proc.wait(10)
+        assert not all(replies(sandbox, second).values()), "killed before it had answered them all"
+        every_one_answered(sandbox, second, timeout=90)
+    assert_once(sandbox, [*first, *second])
