@@ -24,13 +24,22 @@ class Answering:
         event_ts: the event's message ts, when it has one: the answers' order, and where a lookup starts.
         tracker: the envelope's tracker (`nonstop.lanes`): an answer still on its way holds it.
         runs: how many times the ledger has started this event (over 1: it ran before, its answers may exist).
+        message_ts: the ts of the message the event is about (a mention's `ts`; not a bare `event_ts`): its
+            answers are marked with it, and found by it.
     """
 
     def __init__(
-        self, *, event_id: str | None, event_ts: str | None, tracker: Tracker | None = None, runs: int = 1
+        self,
+        *,
+        event_id: str | None,
+        event_ts: str | None,
+        tracker: Tracker | None = None,
+        runs: int = 1,
+        message_ts: str | None = None,
     ) -> None:
         self.event_id = event_id
         self.event_ts = event_ts
+        self.message_ts = message_ts
         self.tracker = tracker
         self.runs = runs
         self.rank = _rank(event_ts)
@@ -44,11 +53,13 @@ class Answering:
         event = body.get("event") if isinstance(body.get("event"), dict) else {}
         event_id = body.get("event_id") if isinstance(body.get("event_id"), str) else None
         ts = event.get("ts") or event.get("event_ts")
+        message_ts = event.get("ts")
         return cls(
             event_id=event_id or None,
             event_ts=ts if isinstance(ts, str) else None,
             tracker=tracker,
             runs=tracker.runs if tracker is not None else 1,
+            message_ts=message_ts if isinstance(message_ts, str) and message_ts else None,
         )
 
     @property

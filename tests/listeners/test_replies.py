@@ -10,6 +10,8 @@ from listeners.replies import (
     hint_reply,
     home_view,
     human_duration,
+    late_note,
+    late_words,
     parse_subcommand,
     pong_reply,
     reply_for,
@@ -251,3 +253,25 @@ def test_status_says_what_catch_up_does_and_why_it_is_off() -> None:
     assert "Catch-up: off (no history scopes)" in status_reply(make_snapshot(catch_up=off)).text
     assert "Catch-up" in json.dumps(home_view(make_snapshot(catch_up=off)))
     assert "Catch-up" not in status_reply(make_snapshot()).text, "a handler without catch-up says nothing of it"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (61, "1 min"),
+        (185, "3 min"),
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (2 * 3600 + 5 * 60 + 59, "2 h 5 min"),
+        (86400, "1 day"),
+        (2 * 86400 + 3 * 3600 + 100, "2 days 3 h"),
+    ],
+)
+def test_late_words(seconds, words):
+    assert late_words(seconds) == words
+
+
+def test_late_note_only_past_a_minute():
+    assert late_note(None) is None
+    assert late_note(60.0) is None
+    assert late_note(60.5) == "sorry, this reached me 1 min late"

@@ -5,6 +5,7 @@ became of each: "new", "duplicate" or "refused"."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from listeners import register_listeners
 from nonstop.ledger import Entry, Ledger, LedgerError
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.ledger.sqlite import SqliteLedger
@@ -180,5 +182,23 @@ def test_injected_mentions_are_refused_when_the_ledger_fails_or_the_backlog_is_f
         with pytest.raises(ValueError, match="events_api envelopes"):
             await full.driver.inject([found(4), {"envelope_id": "x", "type": "interactive", "payload": {}}])
         assert len(seen) == 2, "a bad envelope admits nothing, not even the good ones beside it"
+
+    asyncio.run(scenario())
+
+
+def test_the_bots_own_answer_to_a_recovered_mention_says_it_is_late(sandbox: Sandbox) -> None:
+    """The whole way: a mention three minutes old, injected, answered by the bot's own listeners through Bolt,
+    its reply posted to the sandbox's Slack with the apology."""
+    app = App(client=WebClient(token=sandbox.bot_token, base_url=sandbox.api_url))
+    register_listeners(app)
+    ts = f"{time.time() - 185:.6f}"
+    message = {**mention_envelope("catchup-late", "Ev0LATE", ts=ts), "nonstop": {"recovered": True}}
+
+    async def scenario() -> None:
+        pipeline = Pipeline(app, MemoryLedger(ttl_s=60))
+        assert await pipeline.driver.inject([message]) == ["new"]
+        posted = await asyncio.to_thread(sandbox.wait_for_message, thread_ts=ts)
+        assert posted.params["text"].startswith("pong — sorry, this reached me 3 min late")
+        await pipeline.stop()
 
     asyncio.run(scenario())
