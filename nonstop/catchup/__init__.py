@@ -12,6 +12,7 @@ from nonstop.backends import Backends
 from nonstop.catchup.driver import CatchUp
 from nonstop.config.settings import SupervisorSettings
 from nonstop.links.holding import Holding
+from nonstop.outbound.marks import answered_ts
 from nonstop.status import Telemetry
 
 __all__ = ["CatchUp", "start_catch_up"]
@@ -27,8 +28,6 @@ def start_catch_up(
     telemetry: Telemetry,
 ) -> asyncio.Task[None]:
     """Catch-up for one run of the supervisor, listening to the pool's views: its task (it ends at once when off)."""
-    from nonstop.outbound.marks import answered_ts  # noqa: PLC0415 - TODO until catchup-store's answered_ts lands
-
     catch_up = CatchUp(
         settings,
         client=client,

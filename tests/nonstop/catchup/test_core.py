@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from nonstop.catchup.core import KIND_SCOPES, Call, Scan, envelope_for, event_id_for, readable_kinds
+from nonstop.outbound.marks import answered_ts, metadata_of
 from sandbox.config import BOT_ID, BOT_USER_ID, HUMAN_USER_ID, TEAM_ID
 from sandbox.history import History, user_message
 
@@ -36,24 +37,15 @@ def mention(history: History, clock: Clock, text: str = "ping", **kw: Any) -> st
 
 def answer(history: History, clock: Clock, ts: str, channel: str = GENERAL) -> str:
     """The bot's reply in the mention's thread, with the metadata saying what it answers."""
-    meta = {"event_type": "nonstop_reply", "event_payload": {"event_id": "Ev1", "reply": 0, "ts": ts}}
+    meta = metadata_of("Ev1", 0, ts)
     return say(history, clock, "pong", channel=channel, thread=ts, user=BOT_USER_ID, bot_id=BOT_ID, metadata=meta)
-
-
-def answered(messages: list[dict[str, Any]]) -> set[str]:
-    """A stand-in for nonstop.outbound.marks.answered_ts: the ts the bot's replies name in their metadata."""
-    return {
-        m["metadata"]["event_payload"]["ts"]
-        for m in messages
-        if isinstance(m.get("metadata"), dict) and "ts" in m["metadata"].get("event_payload", {})
-    }
 
 
 def scan(history: History, marks: dict[str, str] | None = None, *, window_s: float = 3600, deep: bool = False,
          page: int = 200, scopes: tuple[str, ...] = ALL_SCOPES, channel_threads: bool = True,
          fail: set[str] = frozenset()) -> tuple[Scan, list[Call]]:  # fmt: skip
     s = Scan(bot_user_id=BOT_USER_ID, bot_id=BOT_ID, team_id=TEAM_ID, marks=marks or {}, window_s=window_s,
-             now=time.time(), kinds=readable_kinds(scopes), answered=answered, deep=deep, page=page)  # fmt: skip
+             now=time.time(), kinds=readable_kinds(scopes), answered=answered_ts, deep=deep, page=page)  # fmt: skip
     calls = []
     while (call := s.next_call()) is not None:
         calls.append(call)
@@ -189,7 +181,7 @@ def test_without_scopes_to_list_and_read_there_is_nothing_to_call() -> None:
     assert readable_kinds(("channels:history",)) == ()
     assert readable_kinds(("im:read", "im:history", "channels:read")) == ("im",)
     s = Scan(bot_user_id=BOT_USER_ID, team_id=TEAM_ID, marks={}, window_s=60, now=time.time(), kinds=(),
-             answered=answered)  # fmt: skip
+             answered=answered_ts)  # fmt: skip
     assert s.next_call() is None
     assert s.mentions() == []
 

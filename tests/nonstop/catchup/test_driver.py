@@ -20,6 +20,7 @@ from nonstop.coordination.base import LocalCoordinator
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.net.retry import Schedule
 from nonstop.outbound import GovernedWebClient, Outbound
+from nonstop.outbound.marks import answered_ts
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.status import Telemetry
 from nonstop.status.snapshot import LinksView
@@ -67,10 +68,6 @@ class Pipeline:
         return [e["payload"]["event"]["text"].split("> ", 1)[1] for e in self.envelopes]
 
 
-def nothing_answered(_messages: list[dict[str, Any]]) -> set[str]:
-    return set()
-
-
 @pytest.fixture
 def outbound() -> Iterator[Outbound]:
     out = Outbound(OutboundSettings(reply_deadline_s=30), schedule=Schedule(fast_s=0.2), metrics=OutboundMetrics())
@@ -89,7 +86,7 @@ def make(sb: Sandbox, outbound: Outbound, **settings: Any) -> tuple[CatchUp, Pip
         injector=pipeline,
         lead=LocalCoordinator(1),
         telemetry=telemetry,
-        answered=nothing_answered,
+        answered=answered_ts,
     )
     return catch_up, pipeline, ledger, telemetry
 
