@@ -167,6 +167,7 @@ def test_the_operations_doc_names_only_metrics_that_exist():
     t.web_api_call("auth.test", "ok")
     t.rtt(1.0)
     t.set_cluster(ClusterView(replicas=(), budget=10, allowed=1, redis_reachable=True))  # replicas only
+    t.set_catch_up(CatchUpView("periodic", last_scan_at=time.time()))  # what a supervisor with catch-up says
     way_out = OutboundMetrics(t.metrics.registry)  # as nonstop.startup registers them
     way_out.waited("chat.postMessage", 1.0)
     way_out.retry("chat.postMessage", "ratelimited")
