@@ -134,12 +134,14 @@ class CatchUp:
         scopes = getattr(getattr(self._client, "outbound", None), "scopes", None)
         if scopes is None:
             return "the app's client is not Nonstop's governed client (nonstop.startup.build_app makes one)"
-        if not readable_kinds(scopes.granted or ()):
-            return "no history scopes"
+        granted = scopes.granted or frozenset()
+        if not readable_kinds(granted):
+            return "history scopes without the read scopes" if scopes.history else "no history scopes"
         return None
 
     async def run(self) -> None:
         """Scan at start, when links come back, periodically and while deaf; until cancelled."""
+        await self._know_scopes()
         why = self.off_reason()
         if why is not None:
             self._say_off(why)
@@ -167,14 +169,24 @@ class CatchUp:
         finally:
             await asyncio.shield(self._lead.step_down(LEASE))
 
+    async def _know_scopes(self) -> None:
+        """Slack names the token's scopes in every answer: ask once (auth.test) if none was seen yet."""
+        scopes = getattr(getattr(self._client, "outbound", None), "scopes", None)
+        if self._settings.catch_up and scopes is not None and scopes.granted is None:
+            try:
+                self._identity = dict((await asyncio.to_thread(self._client.api_call, "auth.test")).data)
+            except (SlackApiError, OSError) as e:
+                log.warning("catch-up could not learn the token's scopes (%s): it stays off until restarted", _short(e))
+
     def _say_off(self, why: str) -> None:
         self._show(CatchUpView("off", reason=why))
-        if why == "no history scopes":
+        if why.endswith("scopes"):
             log.warning(
-                "catch-up is off: the bot token has no history scopes, so a mention Slack never delivers (an "
+                "catch-up is off: the bot token has %s, so a mention Slack never delivers (an "
                 "outage, an incident, the bot stopped or refused connections) is never answered. To turn it on, add "
                 "channels:history and channels:read (groups:, im:, mpim: for private channels and DMs) to the bot "
-                "scopes in manifest.yml, then reinstall the app"
+                "scopes in manifest.yml, then reinstall the app",
+                why,
             )
         else:
             log.info("catch-up is off: %s", why)

@@ -215,3 +215,12 @@ async def wait_for(predicate: Any, what: str, timeout: float = 10) -> None:
         await asyncio.wait_for(poll(), timeout)
     except TimeoutError:
         raise AssertionError(f"not within {timeout} s: {what}") from None
+
+
+@run_async
+async def test_history_scopes_without_the_read_scopes_are_named_as_such(sandbox: Sandbox, outbound: Outbound) -> None:
+    sandbox.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES])  # may read, may not list the conversations
+    catch_up, _, _, _ = make(sandbox, outbound)
+    await asyncio.wait_for(catch_up.run(), 5)
+    assert catch_up.view.reason == "history scopes without the read scopes"
+    assert sandbox.calls("users.conversations") == []
