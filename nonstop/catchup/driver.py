@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from nonstop.aio import in_daemon_thread
 from nonstop.catchup.core import Call, Scan, readable_kinds
 from nonstop.config.settings import SupervisorSettings
 from nonstop.ledger.base import LedgerError
@@ -174,7 +175,7 @@ class CatchUp:
         scopes = getattr(getattr(self._client, "outbound", None), "scopes", None)
         if self._settings.catch_up and scopes is not None and scopes.granted is None:
             try:
-                self._identity = dict((await asyncio.to_thread(self._client.api_call, "auth.test")).data)
+                self._identity = dict((await self._call("auth.test")).data)
             except (SlackApiError, OSError) as e:
                 log.warning("catch-up could not learn the token's scopes (%s): it stays off until restarted", _short(e))
 
@@ -259,7 +260,7 @@ class CatchUp:
     async def scan(self, *, deep: bool) -> int:
         """One scan: read, inject what was not answered, advance the marks. Returns how many mentions ran (new)."""
         if not self._identity:
-            self._identity = dict((await asyncio.to_thread(self._client.api_call, "auth.test")).data)
+            self._identity = dict((await self._call("auth.test")).data)
         scopes = self._client.outbound.scopes
         scan = Scan(
             bot_user_id=str(self._identity.get("user_id", "")),
@@ -303,8 +304,7 @@ class CatchUp:
         """Slack's answer to `call` (its body, ok or not); raises when there is none (network, HTTP 5xx)."""
         for _ in range(RATELIMITED_TRIES):
             try:
-                response = await asyncio.to_thread(self._client.api_call, call.method, http_verb="GET",
-                                                   params=call.params)  # fmt: skip
+                response = await self._call(call.method, http_verb="GET", params=call.params)
                 return dict(response.data) if isinstance(response.data, dict) else {"ok": False}
             except SlackApiError as e:
                 data = e.response.data if isinstance(e.response.data, dict) else None
@@ -314,6 +314,10 @@ class CatchUp:
                     raise
                 return dict(data)
         return {"ok": False, "error": "ratelimited"}
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        """One Web API call through the app's client (it blocks: the governor may make it wait its turn)."""
+        return await in_daemon_thread(lambda: self._client.api_call(method, **kwargs), "catch-up-call")
 
     def _show(self, view: CatchUpView) -> None:
         self.view = view
