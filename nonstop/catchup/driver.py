@@ -231,6 +231,7 @@ class CatchUp:
             recovered = await self.scan(deep=deep)
         except Exception as e:  # one line per streak, tried again next turn: never a hot loop or a traceback storm
             self._failed(e)
+            self._deep_due = self._deep_due or deep  # a deep scan that failed is still owed
             return
         if self._failing:
             log.info("catch-up reads Slack's history again")
