@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -224,3 +225,34 @@ async def test_history_scopes_without_the_read_scopes_are_named_as_such(sandbox:
     await asyncio.wait_for(catch_up.run(), 5)
     assert catch_up.view.reason == "history scopes without the read scopes"
     assert sandbox.calls("users.conversations") == []
+
+
+@run_async
+async def test_links_that_flap_get_a_scan_each_time_and_a_deep_one_at_most_every_gap(
+    sandbox: Sandbox, outbound: Outbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catchup_driver, "DEEP_GAP_S", 2.0)
+    sandbox.set_scopes(WITH_HISTORY)
+    sandbox.user_message("something to set a mark by")
+    catch_up, _, _, _ = make(sandbox, outbound, catch_up_period_s=3600)
+
+    def deep_reads() -> int:  # of #general: a deep read starts at the window's start, a shallow one at its mark
+        reads = [c for c in sandbox.calls("conversations.history") if c.params["channel"] == "C0GENERAL"]
+        return sum(1 for c in reads if float(c.params["oldest"]) < time.time() - 3000)
+
+    catch_up.on_view(LinksView(target=2, live=2))
+    task = asyncio.create_task(catch_up.run())
+    try:
+        await wait_for(lambda: catch_up.view.scans == 1, "the start's scan")
+        assert deep_reads() == 1, "the start reads the whole window"
+        for flap in range(3):
+            catch_up.on_view(LinksView(target=2, live=0))
+            catch_up.on_view(LinksView(target=2, live=2))
+            await wait_for(lambda flap=flap: catch_up.view.scans == 2 + flap, "a scan as the links came back")
+        assert deep_reads() == 1, "within the gap those were shallow"
+        await wait_for(lambda: deep_reads() == 2, "the deep scan owed, once the gap passed", timeout=5)
+        await asyncio.sleep(0.5)
+        assert deep_reads() == 2, "one owed, one done"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
