@@ -21,6 +21,8 @@ interaction. What it decides:
   they `Run` at once, even while stopping (a user waits, and the links are still open), and are acked
   with what their listener returns. A copy of one that arrives anyway is acked like the first.
 - **Replays** (events an earlier run acked and never finished) start as the backlog allows.
+- **Recovered** events (`recover`: what catch-up found in history, come by no link) take the same admission,
+  dedupe, backlog and start as delivered ones, and are never acked.
 """
 
 from __future__ import annotations
