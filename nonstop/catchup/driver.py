@@ -46,6 +46,15 @@ RATELIMITED_TRIES = 5
 """A call answered 429 is tried again after Slack's Retry-After (the governor waits it out), this many times."""
 
 
+CALL_THREAD = "catch-up-call"
+
+
+def _not_from_catch_up(record: logging.LogRecord) -> bool:
+    """slack_sdk logs every failed request itself; catch-up says its failures once per streak (a poll every 3 s
+    during an outage would repeat the client's line every 3 s)."""
+    return record.threadName != CALL_THREAD
+
+
 class Injector(Protocol):
     """Where recovered events go (`nonstop.pipeline.driver.PipelineDriver`)."""
 
@@ -109,6 +118,9 @@ class CatchUp:
         self._failing = False
         self._identity: dict[str, Any] = {}
         self.view = CatchUpView("starting")
+        client_log = getattr(client, "logger", None)
+        if isinstance(client_log, logging.Logger) and _not_from_catch_up not in client_log.filters:
+            client_log.addFilter(_not_from_catch_up)
 
     # -- the links ----------------------------------------------------------------------------------
 
@@ -233,9 +245,6 @@ class CatchUp:
             self._failed(e)
             self._deep_due = self._deep_due or deep  # a deep scan that failed is still owed
             return
-        if self._failing:
-            log.info("catch-up reads Slack's history again")
-            self._failing = False
         self._show(replace(self.view, last_scan_at=time.time(), recovered=self.view.recovered + recovered,
                            scans=self.view.scans + 1, mode="polling" if not self._healthy else "periodic"))  # fmt: skip
 
@@ -306,6 +315,9 @@ class CatchUp:
         for _ in range(RATELIMITED_TRIES):
             try:
                 response = await self._call(call.method, http_verb="GET", params=call.params)
+                if self._failing:
+                    log.info("catch-up reads Slack's history again")
+                    self._failing = False
                 return dict(response.data) if isinstance(response.data, dict) else {"ok": False}
             except SlackApiError as e:
                 data = e.response.data if isinstance(e.response.data, dict) else None
@@ -318,7 +330,7 @@ class CatchUp:
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         """One Web API call through the app's client (it blocks: the governor may make it wait its turn)."""
-        return await in_daemon_thread(lambda: self._client.api_call(method, **kwargs), "catch-up-call")
+        return await in_daemon_thread(lambda: self._client.api_call(method, **kwargs), CALL_THREAD)
 
     def _show(self, view: CatchUpView) -> None:
         self.view = view

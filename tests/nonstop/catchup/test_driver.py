@@ -77,7 +77,9 @@ def outbound() -> Iterator[Outbound]:
 
 
 def make(sb: Sandbox, outbound: Outbound, **settings: Any) -> tuple[CatchUp, Pipeline, MemoryLedger, Telemetry]:
-    client = GovernedWebClient(token=sb.bot_token, base_url=sb.api_url, outbound=outbound)
+    client = GovernedWebClient(  # as build_app makes the app's client
+        token=sb.bot_token, base_url=sb.api_url, outbound=outbound, logger=logging.getLogger("slack_sdk")
+    )
     client.auth_test()  # the scopes are known from the first answer, as after build_app's sign-in
     pipeline, ledger, telemetry = Pipeline(), MemoryLedger(60), Telemetry()
     catch_up = CatchUp(
@@ -256,3 +258,24 @@ async def test_links_that_flap_get_a_scan_each_time_and_a_deep_one_at_most_every
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@run_async
+async def test_an_outage_is_said_in_one_line_not_in_slack_sdks_line_per_poll(
+    sandbox: Sandbox, outbound: Outbound, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(catchup_driver, "POLL_S", 0.2)
+    sandbox.set_scopes(WITH_HISTORY)
+    catch_up, _, _, _ = make(sandbox, outbound)
+    sandbox.outage(60, mode="refused")
+    with caplog.at_level(logging.DEBUG):
+        task = asyncio.create_task(catch_up.run())
+        try:
+            await wait_for(lambda: catch_up.view.failed_scans >= 4, "four failed polls")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sandbox.end_outage()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, said
+    assert "catch-up could not read Slack's history" in said[0]
