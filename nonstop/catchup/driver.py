@@ -17,6 +17,7 @@ is said in one line (once per streak of failures) and tried again at the next tu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -158,7 +159,9 @@ class CatchUp:
         why = self.off_reason()
         if why is not None:
             self._say_off(why)
-            return
+            if not why.endswith("scopes"):
+                return
+            await self._scopes_granted()  # a reinstall with the scopes: every answer names them, no restart needed
         self._show(replace(self.view, mode="periodic"))
         s = self._settings
         log.info(
@@ -190,6 +193,19 @@ class CatchUp:
                 self._identity = dict((await self._call("auth.test")).data)
             except (SlackApiError, OSError) as e:
                 log.warning("catch-up could not learn the token's scopes (%s): it stays off until restarted", _short(e))
+
+    async def _scopes_granted(self) -> None:
+        """Until the token's scopes (as Slack's answers name them) let catch-up read."""
+        loop, changed = asyncio.get_running_loop(), asyncio.Event()
+
+        def on_change(_granted: frozenset[str]) -> None:  # on whichever thread made the call
+            with contextlib.suppress(RuntimeError):  # the loop closed: stopped anyway
+                loop.call_soon_threadsafe(changed.set)
+
+        self._client.outbound.scopes.on_change(on_change)
+        while self.off_reason() is not None:
+            changed.clear()
+            await changed.wait()
 
     def _say_off(self, why: str) -> None:
         self._show(CatchUpView("off", reason=why))

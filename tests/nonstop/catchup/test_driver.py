@@ -129,20 +129,29 @@ async def test_a_refused_mention_is_found_again_until_it_is_taken(sandbox: Sandb
 
 
 @run_async
-async def test_without_history_scopes_it_says_once_that_it_is_off_and_how_to_turn_it_on(
+async def test_without_history_scopes_it_says_once_that_it_is_off_and_turns_on_when_they_are_granted(
     sandbox: Sandbox, outbound: Outbound, caplog: pytest.LogCaptureFixture
 ) -> None:
     catch_up, _, _, telemetry = make(sandbox, outbound)
     with caplog.at_level(logging.INFO, logger="nonstop.catchup"):
-        await asyncio.wait_for(catch_up.run(), 5)
-    lines = [r.getMessage() for r in caplog.records if r.name == "nonstop.catchup"]
-    assert len(lines) == 1
-    assert "catch-up is off" in lines[0]
-    assert "channels:history" in lines[0]
-    assert "manifest.yml" in lines[0]
-    view = telemetry.snapshot().catch_up
-    assert view is not None
-    assert (view.mode, view.reason) == ("off", "no history scopes")
+        task = asyncio.create_task(catch_up.run())
+        try:
+            await wait_for(lambda: catch_up.view.mode == "off", "off")
+            lines = [r.getMessage() for r in caplog.records if r.name == "nonstop.catchup"]
+            assert len(lines) == 1
+            assert "catch-up is off" in lines[0]
+            assert "channels:history" in lines[0]
+            assert "manifest.yml" in lines[0]
+            view = telemetry.snapshot().catch_up
+            assert view is not None
+            assert (view.mode, view.reason) == ("off", "no history scopes")
+            sandbox.set_scopes(WITH_HISTORY)  # the app reinstalled with the scopes
+            await asyncio.to_thread(catch_up._client.auth_test)  # any answer names them
+            await wait_for(lambda: catch_up.view.scans >= 1, "on, and scanning, without a restart")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert any("catch-up on" in r.getMessage() for r in caplog.records)
 
 
 @run_async
@@ -224,7 +233,12 @@ async def wait_for(predicate: Any, what: str, timeout: float = 10) -> None:
 async def test_history_scopes_without_the_read_scopes_are_named_as_such(sandbox: Sandbox, outbound: Outbound) -> None:
     sandbox.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES])  # may read, may not list the conversations
     catch_up, _, _, _ = make(sandbox, outbound)
-    await asyncio.wait_for(catch_up.run(), 5)
+    task = asyncio.create_task(catch_up.run())
+    try:
+        await wait_for(lambda: catch_up.view.mode == "off", "off")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert catch_up.view.reason == "history scopes without the read scopes"
     assert sandbox.calls("users.conversations") == []
 
