@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from sandbox import ConnectionInfo, Sandbox, SandboxConfig
+from sandbox.config import HISTORY_SCOPES, READ_SCOPES
 from sandbox.testing import clean_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +34,7 @@ ASYNC_KINDS = (STOCK_ASYNC, NONSTOP_ASYNC)
 BEFORE = "before"
 _TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE, NONSTOP_ASYNC)  # Nonstop's default NONSTOP_CONNECTIONS
 _baseline: Path | None = None
+_history_scopes = False  # bench/run.py --history-scopes: every lane's sandbox grants catch-up's scopes
 
 
 def use_baseline(checkout: Path) -> None:
@@ -46,6 +49,23 @@ def baseline() -> Path:
     if _baseline is None:
         raise ValueError(f"the {BEFORE!r} kind needs a baseline checkout (bench/run.py --baseline DIR)")
     return _baseline
+
+
+def use_history_scopes(on: bool = True) -> None:
+    """Grant every lane's bot token the history and read scopes manifest.yml asks for (catch-up's), or not.
+    Nonstop turns catch-up on when it sees them; the stock bot has no use for them (it reads no history)."""
+    global _history_scopes
+    _history_scopes = on
+
+
+def history_scopes() -> bool:
+    return _history_scopes
+
+
+def with_history_scopes(config: SandboxConfig) -> SandboxConfig:
+    """`config` with the *:history and *:read scopes added to its bot token's (each once, order kept)."""
+    scopes = tuple(dict.fromkeys((*config.bot_scopes, *HISTORY_SCOPES, *READ_SCOPES)))
+    return dataclasses.replace(config, bot_scopes=scopes)
 
 
 def links_wanted(kind: str) -> int:
@@ -118,7 +138,7 @@ class Lane:
         self.kind = kind
         self.name = name
         self.env = dict(env or {})  # on top of the production defaults (e.g. NONSTOP_LEDGER for one row)
-        self.sb = Sandbox(config)
+        self.sb = Sandbox(with_history_scopes(config) if _history_scopes else config)
         self.proc: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.log_path: Path | None = None

@@ -418,6 +418,12 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SCOPES_LINE = (
+    "Scopes: every lane's bot token has the *:history and *:read scopes (--history-scopes), so Nonstop's "
+    "catch-up is on; the stock bot reads no history, they change nothing for it."
+)
+
+
 def render(results: dict[str, Any]) -> str:
     p = results["profile"]
     baseline = results.get("baseline")
@@ -429,6 +435,8 @@ def render(results: dict[str, Any]) -> str:
         machine_line(results["machine"]),
         f"Run: `python bench/run.py{flags}`, {results['wall_s']:.0f} s wall time, {results['started']}.",
     ]
+    if results.get("history_scopes"):
+        parts.append(SCOPES_LINE)
     code = results.get("code")
     if code:
         changed = len(code["uncommitted"])

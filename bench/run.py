@@ -4,6 +4,7 @@
     python bench/run.py --quick    # fewer samples, shorter phases, no soak (about 8 min on 2 cores: 5 the answer rows)
     python bench/run.py --only crash,drain --soak 5    # some row groups only; a 5-minute soak
     python bench/run.py --baseline ../before            # a third bot, "before": that checkout's app.py
+    python bench/run.py --only faultmix --history-scopes  # every sandbox grants catch-up's scopes (Nonstop's on)
 
 Every bot is a real subprocess (`bench/stock_bot.py` or `app.py`) with its own in-process Sandbox on
 127.0.0.1. Prints one markdown table (stdout) and writes everything measured to bench/results/*.json.
@@ -425,7 +426,20 @@ def main(argv: list[str]) -> int:
         metavar="DIR",
         help='a checkout of an earlier commit: its app.py runs as a third bot, "before", in every row with Nonstop',
     )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="the idle CPU row's window (default: 90 for the full run, 40 with --quick); catch-up scans every 120 s",
+    )
+    parser.add_argument(
+        "--history-scopes",
+        action="store_true",
+        help="grant every lane's bot token the *:history and *:read scopes manifest.yml asks for, so Nonstop's "
+        "catch-up is on (the stock bot reads no history: the scopes change nothing for it)",
+    )
     args = parser.parse_args(argv)
+    procs.use_history_scopes(args.history_scopes)
     try:
         only = row_groups(args.only)
         if args.baseline is not None:
@@ -435,7 +449,11 @@ def main(argv: list[str]) -> int:
     kinds = (*KINDS, BEFORE) if args.baseline is not None else KINDS
     if args.soak is not None and args.soak < 0:
         parser.error("--soak takes minutes, 0 or more")
+    if args.idle is not None and args.idle <= 0:
+        parser.error("--idle takes seconds, more than 0")
     profile = QUICK if args.quick else FULL
+    if args.idle is not None:
+        profile = dataclasses.replace(profile, idle_s=args.idle)
     zl = zero_loss.QUICK if args.quick else zero_loss.FULL
     if args.soak is not None:
         zl = dataclasses.replace(zl, soak_min=args.soak)
@@ -454,6 +472,7 @@ def main(argv: list[str]) -> int:
         "profile": asdict(profile),
         "zero_loss_profile": asdict(zl),
         "only": sorted(only),
+        "history_scopes": args.history_scopes,
         "machine": report.machine(),
         "code": report.code_state(REPO),
         "notes": [],

@@ -1,0 +1,68 @@
+"""bench/run.py --history-scopes: every lane's sandbox grants catch-up's scopes, and the report says so.
+Real sandboxes on 127.0.0.1 (no bot process): the scopes are read back as Slack's answers would carry them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+
+import pytest
+
+from bench import procs, zero_loss
+from bench.report import SCOPES_LINE, render
+from bench.run import FULL
+from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
+
+
+@pytest.fixture(autouse=True)
+def scopes_off_after() -> Iterator[None]:
+    yield
+    procs.use_history_scopes(False)
+
+
+def granted(lane: procs.Lane) -> list[str]:
+    lane.sb.start()
+    try:
+        return lane.sb.scopes()
+    finally:
+        lane.sb.stop()
+
+
+def test_by_default_a_lane_grants_only_the_manifests_first_scopes() -> None:
+    assert granted(procs.Lane("stock", "t-default")) == BOT_SCOPES.split(",")
+
+
+def test_with_history_scopes_every_lane_grants_the_history_and_read_scopes_too_each_once() -> None:
+    procs.use_history_scopes()
+    for kind in ("stock", "nonstop"):
+        scopes = granted(procs.Lane(kind, f"t-history-{kind}"))
+        assert scopes[:3] == BOT_SCOPES.split(",")
+        assert set(scopes) == {*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES}
+        assert len(scopes) == len(set(scopes))
+
+
+def test_a_lanes_own_config_keeps_its_other_settings_with_the_scopes_added() -> None:
+    config = procs.with_history_scopes(procs.BENCH_CONFIG)
+    assert config.retry_delays_s == procs.BENCH_CONFIG.retry_delays_s
+    assert config.rate_limits == procs.BENCH_CONFIG.rate_limits
+    assert procs.with_history_scopes(config) == config
+
+
+def minimal_results(**extra: object) -> dict[str, object]:
+    return {
+        "profile": asdict(FULL),
+        "zero_loss_profile": asdict(zero_loss.FULL),
+        "machine": {"cpu": "x", "cores": 2, "python": "3.11", "os": "linux", "slack_bolt": "1", "slack_sdk": "3"},
+        "argv": ["--only", "faultmix", "--history-scopes"],
+        "wall_s": 1.0,
+        "started": "2026-12-03 14:00 UTC",
+        "zero_loss": {},
+        "answers": {},
+        "notes": [],
+    } | extra
+
+
+def test_the_report_says_when_the_scopes_were_granted_and_only_then() -> None:
+    assert SCOPES_LINE in render(minimal_results(history_scopes=True))
+    assert SCOPES_LINE not in render(minimal_results(history_scopes=False))
+    assert SCOPES_LINE not in render(minimal_results())  # results from before the option
