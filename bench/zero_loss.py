@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from bench.procs import Lane, links_wanted
+from bench.procs import Lane, history_scopes, links_wanted
 from bench.scenarios import SETTLE_S, percentile
 from sandbox.records import ConnectionInfo, Delivery, DeliveryRecord
 
@@ -211,6 +211,9 @@ MIX_GAP_S = (10.0, 20.0)
 MIX_OUTAGE_S = 8.0
 WITHIN_S = 5.0
 SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its ack deadlines, and a margin
+# With --history-scopes: after Slack gave up on the last mention, catch-up's next periodic scan (every 120 s by
+# default) may be that long away; wait for it (and its replies) before counting, or its recoveries count as lost.
+CATCH_UP_WAIT_S = 150.0
 
 
 def fault_schedule(seed: int, duration_s: float) -> list[tuple[float, str]]:
@@ -285,15 +288,34 @@ def drive_mix(
                 timeout=max(0.1, deadline - time.monotonic()),
                 what="every delivery settled",
             )
+    settled_s = time.monotonic() - start
+    if history_scopes():
+        _wait_all_answered(lanes, sent, CATCH_UP_WAIT_S)
     for lane in lanes:
         _wait_answers(lane, sent[lane.name], timeout=15)
     return {
         "mentions": len(sent[lanes[0].name]),
         "duration_s": duration_s,
+        "settled_at_s": round(settled_s, 1),
+        "counted_at_s": round(time.monotonic() - start, 1),
         "seed": seed,
         "faults": injected,
         "by_kind": {lane.kind: mix_outcome(lane, sent[lane.name], outages, struck, start) for lane in lanes},
     }
+
+
+def _wait_all_answered(lanes: list[Lane], sent: dict[str, list[Delivery]], timeout: float) -> None:
+    """Until every mention in every lane has a reply, or `timeout` s (a lane whose bot cannot recover some, the
+    stock one, takes the whole wait)."""
+    deadline = time.monotonic() + timeout
+    for lane in lanes:
+        ds = sent[lane.name]
+        with contextlib.suppress(TimeoutError):
+            lane.sb.wait_until(
+                lambda lane=lane, ds=ds: all(n >= 1 for n in replies(lane, ds).values()),
+                timeout=max(0.1, deadline - time.monotonic()),
+                what="every mention answered",
+            )
 
 
 def deliverable_at(created: float, outages: list[tuple[float, float]]) -> float:
@@ -382,6 +404,7 @@ def mix_outcome(
     lost_after: Counter[str] = Counter()
     lost_detail: list[dict[str, Any]] = []  # every lost one's attempts (attempts_seen)
     late_detail: list[dict[str, Any]] = []  # every one answered, but later than 5 s
+    unacked: list[float] = []  # delays of those answered without an acked delivery
     for d in ds:
         record = records[d.key]
         outcomes[record.outcome] += 1
@@ -394,7 +417,10 @@ def mix_outcome(
             late_after[last_fault(created, struck)] += 1
         if d.ts not in first:
             lost_after[last_fault(created, struck)] += 1
-            lost_detail.append(attempts_seen(record, conns, start, struck))
+            seen = attempts_seen(record, conns, start, struck)
+            lost_detail.append(seen | {"created_at_s": round(created - start, 2)})
+        elif record.outcome != "acked":  # answered, no attempt acked: catch-up found it (or an ack came too late)
+            unacked.append(round(delays[-1], 2))
         elif delays[-1] > WITHIN_S:
             late_detail.append(attempts_seen(record, conns, start, struck) | {"delay_s": round(delays[-1], 2)})
     n = len(ds)
@@ -414,6 +440,9 @@ def mix_outcome(
         "lost_after": dict(lost_after),
         "lost_detail": lost_detail,
         "late_detail": late_detail,
+        "answered_unacked": len(unacked),
+        "answered_unacked_delay_max_s": max(unacked, default=None),
+        "scans_at_s": [round(c.at - start, 1) for c in sb.calls("users.conversations")],  # catch-up's scans
         "connections": [_timeline(c, start) for c in conns.values()],
         "retried": sum(1 for d in ds if len(records[d.key].attempts) > 1),
         "bot_alive": lane.alive(),
