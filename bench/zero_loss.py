@@ -290,7 +290,7 @@ def drive_mix(
             )
     settled_s = time.monotonic() - start
     if history_scopes():
-        _wait_all_answered(lanes, sent, CATCH_UP_WAIT_S)
+        wait_all_answered(lanes, sent, CATCH_UP_WAIT_S)
     for lane in lanes:
         _wait_answers(lane, sent[lane.name], timeout=15)
     return {
@@ -304,7 +304,7 @@ def drive_mix(
     }
 
 
-def _wait_all_answered(lanes: list[Lane], sent: dict[str, list[Delivery]], timeout: float) -> None:
+def wait_all_answered(lanes: list[Lane], sent: dict[str, list[Delivery]], timeout: float) -> None:
     """Until every mention in every lane has a reply, or `timeout` s (a lane whose bot cannot recover some, the
     stock one, takes the whole wait)."""
     deadline = time.monotonic() + timeout

@@ -3,14 +3,17 @@ Real sandboxes on 127.0.0.1 (no bot process): the scopes are read back as Slack'
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 
 import pytest
+from slack_sdk import WebClient
 
 from bench import procs, zero_loss
 from bench.report import SCOPES_LINE, render
 from bench.run import FULL
+from bench.zero_loss import wait_all_answered
 from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
 
 
@@ -66,3 +69,21 @@ def test_the_report_says_when_the_scopes_were_granted_and_only_then() -> None:
     assert SCOPES_LINE in render(minimal_results(history_scopes=True))
     assert SCOPES_LINE not in render(minimal_results(history_scopes=False))
     assert SCOPES_LINE not in render(minimal_results())  # results from before the option
+
+
+def test_the_final_wait_ends_once_every_mention_has_a_reply_and_not_before() -> None:
+    lane = procs.Lane("nonstop", "t-final-wait")
+    lane.sb.start()
+    try:
+        sent = {lane.name: [lane.sb.mention("ping 0"), lane.sb.mention("ping 1")]}
+        bot = WebClient(token=lane.sb.bot_token, base_url=lane.sb.api_url)
+        bot.chat_postMessage(channel=sent[lane.name][0].channel, thread_ts=sent[lane.name][0].ts, text="pong")
+        began = time.monotonic()
+        wait_all_answered([lane], sent, timeout=0.5)  # one still unanswered: the whole wait
+        assert time.monotonic() - began >= 0.5
+        bot.chat_postMessage(channel=sent[lane.name][1].channel, thread_ts=sent[lane.name][1].ts, text="pong")
+        began = time.monotonic()
+        wait_all_answered([lane], sent, timeout=30)
+        assert time.monotonic() - began < 5
+    finally:
+        lane.sb.stop()
