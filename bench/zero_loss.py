@@ -289,8 +289,8 @@ def drive_mix(
                 what="every delivery settled",
             )
     settled_s = time.monotonic() - start
-    if history_scopes():
-        wait_all_answered(lanes, sent, CATCH_UP_WAIT_S)
+    if history_scopes():  # the stock bot reads no history: nothing to wait for there
+        wait_all_answered([lane for lane in lanes if lane.kind != "stock"], sent, CATCH_UP_WAIT_S)
     for lane in lanes:
         _wait_answers(lane, sent[lane.name], timeout=15)
     return {
@@ -305,8 +305,7 @@ def drive_mix(
 
 
 def wait_all_answered(lanes: list[Lane], sent: dict[str, list[Delivery]], timeout: float) -> None:
-    """Until every mention in every lane has a reply, or `timeout` s (a lane whose bot cannot recover some, the
-    stock one, takes the whole wait)."""
+    """Until every mention in every lane has a reply, or `timeout` s."""
     deadline = time.monotonic() + timeout
     for lane in lanes:
         ds = sent[lane.name]
