@@ -298,7 +298,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         out.append([
             f"Idle CPU, healthy connection(s), {idle['stock']['window_s']:g} s (% of one core; CPU time)",
             f"{s:.3f} % ({idle['stock']['cpu_seconds'] * 1000:.0f} ms)",
-            f"{n:.3f} % ({idle['nonstop']['cpu_seconds'] * 1000:.0f} ms)",
+            f"{n:.3f} % ({idle['nonstop']['cpu_seconds'] * 1000:.0f} ms)" + _scans(idle["nonstop"]),
             ratio,
             "≤ stock",
             verdict(n <= s),
@@ -422,6 +422,12 @@ SCOPES_LINE = (
     "Scopes: every lane's bot token has the *:history and *:read scopes (--history-scopes), so Nonstop's "
     "catch-up is on; the stock bot reads no history, they change nothing for it."
 )
+
+
+def _scans(idle: dict[str, Any]) -> str:
+    """ ", with N catch-up scans" when catch-up scanned in the idle window (bench/run.py --history-scopes)."""
+    n = idle.get("catch_up_scans", 0)
+    return f", with {n} catch-up scan{'s' if n != 1 else ''}" if n else ""
 
 
 def render(results: dict[str, Any]) -> str:

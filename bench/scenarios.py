@@ -389,6 +389,8 @@ def idle_cpu(lanes: list[Lane], seconds: float, by: Callable[[Lane], str] = lamb
             "window_s": round(wall, 1),
             "source": source,
         }
+    for lane in lanes:  # Nonstop's catch-up scans in the window (each begins with users.conversations)
+        out[by(lane)]["catch_up_scans"] = sum(1 for c in lane.sb.calls("users.conversations") if c.at >= t0)
     return out
 
 

@@ -87,3 +87,16 @@ def test_the_final_wait_ends_once_every_mention_has_a_reply_and_not_before() -> 
         assert time.monotonic() - began < 5
     finally:
         lane.sb.stop()
+
+
+def test_the_idle_row_says_how_many_catch_up_scans_its_window_held() -> None:
+    def idle(scans: int | None) -> dict[str, object]:
+        nonstop: dict[str, object] = {"cpu_percent": 0.06, "cpu_seconds": 0.2, "window_s": 360.0}
+        if scans is not None:
+            nonstop["catch_up_scans"] = scans
+        return {"stock": {"cpu_percent": 0.07, "cpu_seconds": 0.25, "window_s": 360.0}, "nonstop": nonstop}
+
+    assert "(200 ms), with 3 catch-up scans |" in render(minimal_results(idle=idle(3)))
+    assert "(200 ms), with 1 catch-up scan |" in render(minimal_results(idle=idle(1)))
+    assert "(200 ms) |" in render(minimal_results(idle=idle(0)))
+    assert "(200 ms) |" in render(minimal_results(idle=idle(None)))
