@@ -214,6 +214,7 @@ SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its a
 # With --history-scopes: after Slack gave up on the last mention, catch-up's next periodic scan (every 120 s by
 # default) may be that long away; wait for it (and its replies) before counting, or its recoveries count as lost.
 CATCH_UP_WAIT_S = 150.0
+CATCH_UP_METHODS = ("users.conversations", "conversations.history", "conversations.replies")  # its reads
 
 
 def fault_schedule(seed: int, duration_s: float) -> list[tuple[float, str]]:
@@ -442,6 +443,7 @@ def mix_outcome(
         "answered_unacked": len(unacked),
         "answered_unacked_delay_max_s": max(unacked, default=None),
         "scans_at_s": [round(c.at - start, 1) for c in sb.calls("users.conversations")],  # catch-up's scans
+        "catch_up_calls": {m: len(sb.calls(m)) for m in CATCH_UP_METHODS},
         "connections": [_timeline(c, start) for c in conns.values()],
         "retried": sum(1 for d in ds if len(records[d.key].attempts) > 1),
         "bot_alive": lane.alive(),
