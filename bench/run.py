@@ -401,6 +401,17 @@ def row_groups(text: str | None) -> set[str]:
     return chosen
 
 
+def results_path(out: Path, started: dt.datetime, quick: bool) -> Path:
+    """bench-<start>.json in `out`, with -2, -3... if a run started in the same second already wrote one (two
+    runs side by side would otherwise overwrite each other's results)."""
+    stem = f"bench-{started.strftime('%Y%m%d-%H%M%S')}{'-quick' if quick else ''}"
+    path, n = out / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = out / f"{stem}-{n}.json"
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter phases, no soak (about 3 min)")
@@ -499,7 +510,7 @@ def main(argv: list[str]) -> int:
     text = report.render(results)
     results["table"] = text
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{started.strftime('%Y%m%d-%H%M%S')}{'-quick' if profile.quick else ''}.json"
+    path = results_path(args.out, started, profile.quick)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(text)
     say(f"results: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

@@ -3,16 +3,18 @@ Real sandboxes on 127.0.0.1 (no bot process): the scopes are read back as Slack'
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 from slack_sdk import WebClient
 
 from bench import procs, zero_loss
 from bench.report import SCOPES_LINE, render
-from bench.run import FULL
+from bench.run import FULL, results_path
 from bench.zero_loss import wait_all_answered
 from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
 
@@ -100,3 +102,15 @@ def test_the_idle_row_says_how_many_catch_up_scans_its_window_held() -> None:
     assert "(200 ms), with 1 catch-up scan |" in render(minimal_results(idle=idle(1)))
     assert "(200 ms) |" in render(minimal_results(idle=idle(0)))
     assert "(200 ms) |" in render(minimal_results(idle=idle(None)))
+
+
+def test_two_runs_started_in_the_same_second_keep_both_results(tmp_path: Path) -> None:
+    started = dt.datetime(2026, 12, 3, 14, 5, 0, tzinfo=dt.UTC)
+    first = results_path(tmp_path, started, quick=False)
+    assert first.name == "bench-20261203-140500.json"
+    first.write_text("{}")
+    second = results_path(tmp_path, started, quick=False)
+    assert second.name == "bench-20261203-140500-2.json"
+    second.write_text("{}")
+    assert results_path(tmp_path, started, quick=True).name == "bench-20261203-140500-quick.json"
+    assert results_path(tmp_path, started, quick=False).name == "bench-20261203-140500-3.json"
