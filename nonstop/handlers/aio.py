@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
@@ -34,6 +33,7 @@ from nonstop.bolt.aio_runner import AsyncBoltRunner
 from nonstop.bolt.runner import FailureReply
 from nonstop.bolt.tasks import TaskCounting
 from nonstop.config.settings import SupervisorSettings
+from nonstop.config.urls import shared_ledger
 from nonstop.handlers.background import Background, StopOnSignals
 from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import AsyncSupervisedSocketModeClient
@@ -113,7 +113,7 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._counting: TaskCounting | None = None
         answers, ledger_url = self._setup.answers, self._setup.settings.ledger_url
         shared: AsyncSharedBuckets | None = None
-        if urlsplit(ledger_url).scheme in ("redis", "rediss"):  # replicas: one posting budget on their Redis
+        if shared_ledger(ledger_url):  # replicas: one posting budget on their Redis
             from nonstop.outbound.shared import AsyncSharedBuckets as Buckets  # noqa: PLC0415 - the redis extra
 
             shared = Buckets.from_url(ledger_url)

@@ -15,8 +15,8 @@ The same defaults as `python app.py`, from the same environment, with one differ
   with `start()`, and with `connect()` only when HEALTH_PORT is set; one per process, whoever starts it first.
 - Process-wide tuning (`APP_PROCESS_TUNING`): with `start()` only, restored when it returns.
 - The answer path's settings (`NONSTOP_REPLY_DEADLINE`, `NONSTOP_UNSURE_ANSWER`), unless `settings=` is given:
-  the async handler governs its `AsyncApp`'s listeners' calls with them. The sync handler leaves an `App`'s
-  client as it finds it (`python app.py` builds its `App` with the governor: `nonstop.startup.build_app`).
+  both handlers govern their app's listeners' calls with them (an `App` built with a governor of its own,
+  as `python app.py` builds its in `nonstop.startup.build_app`, keeps that one and its settings).
 """
 
 from __future__ import annotations
@@ -116,9 +116,15 @@ class Setup:
             log.warning("no health server: %s", e)
 
     def supervisor(
-        self, *, own_process: bool, runner: Callable[[SupervisorSettings], Runner], hooks: LinkHooks
+        self,
+        *,
+        own_process: bool,
+        runner: Callable[[SupervisorSettings], Runner],
+        hooks: LinkHooks,
+        answers_sent: Callable[[float], bool] | None = None,
     ) -> Supervisor:
-        """The supervisor of one run. `runner(settings)` makes the runner of the app's listeners."""
+        """The supervisor of one run. `runner(settings)` makes the runner of the app's listeners; a stop waits
+        `answers_sent` (see `Supervisor`)."""
         settings = self.settings = self.settings_for(own_process=own_process)
         hooks.websocket_options = self.options.websocket_options()
         return Supervisor(
@@ -130,6 +136,7 @@ class Setup:
             bot_client=self._bot_client,
             ledger=self._ledger_for(settings),
             hooks=hooks,
+            answers_sent=answers_sent,
         )
 
     def _ledger_for(self, settings: SupervisorSettings) -> Ledger | None:
