@@ -54,7 +54,8 @@ def nonstop_threads() -> list[str]:
 @contextmanager
 def handler_for(sb: Sandbox, app: App | None = None, **keywords: Any) -> Iterator[SupervisedSocketModeHandler]:
     keywords.setdefault("settings", FAST)
-    handler = SupervisedSocketModeHandler(app or pong_app(sb), sb.app_token, telemetry=Telemetry(), **keywords)
+    keywords.setdefault("telemetry", Telemetry())
+    handler = SupervisedSocketModeHandler(app or pong_app(sb), sb.app_token, **keywords)
     try:
         yield handler
     finally:
