@@ -15,6 +15,7 @@ from typing import Any
 
 from nonstop.humanize import human_duration
 from nonstop.status import ClusterView, Snapshot
+from nonstop.status.snapshot import CatchUpView
 
 SUBCOMMANDS = ("ping", "status", "help")
 
@@ -157,6 +158,20 @@ def _cluster_lines(cluster: ClusterView, now: float) -> list[str]:
     return lines
 
 
+def _catch_up_line(view: CatchUpView, now: float) -> str:
+    """Catch-up in words: whether it runs, how, its latest scan and what it recovered."""
+    if view.mode == "off":
+        return f"off ({view.reason})"
+    how = {
+        "polling": "polling the history every few seconds: no live connection",
+        "standby": "another replica scans",
+        "starting": "starting",
+    }.get(view.mode, "on")
+    last = "no scan yet" if view.last_scan_at is None else f"last scan {human_duration(now - view.last_scan_at)} ago"
+    failed = f", {view.failed_scans} failed" if view.failed_scans else ""
+    return f"{how} · {last}{failed} · {view.recovered} missed mention(s) recovered"
+
+
 def _status_lines(snapshot: Snapshot) -> StatusLines:
     now = snapshot.now
     if snapshot.connected_since is None:
@@ -185,6 +200,8 @@ def _status_lines(snapshot: Snapshot) -> StatusLines:
         ("WebSocket ping", _rtt(snapshot.last_rtt_ms)),
         ("State", snapshot.state_text),
     ]
+    if snapshot.catch_up is not None:
+        facts.append(("Catch-up", _catch_up_line(snapshot.catch_up, now)))
     return StatusLines(
         heading=f"Nonstop status: {snapshot.state_text}",
         facts=facts,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 
 from nonstop.backends import Backends, open_backends
+from nonstop.catchup import start_catch_up
 from nonstop.config.settings import SupervisorSettings
 from nonstop.coordination.base import LocalCoordinator
 from nonstop.errors import EX_CONFIG, ConfigError
@@ -144,6 +145,9 @@ class Supervisor:
             asyncio.create_task(pool.run(), name="links"),
             asyncio.create_task(coordinator.run(driver.replay), name="coordination"),
             asyncio.create_task(self._housekeeping(backends.ledger), name="ledger-housekeeping"),
+            start_catch_up(
+                s, client=self._bot_client, backends=backends, driver=driver, pool=pool, telemetry=self._telemetry
+            ),
         ]
         await self._stop_event.wait()
         unwatch()
@@ -159,7 +163,7 @@ class Supervisor:
             return Backends(self._given_ledger, LocalCoordinator(s.connections))
         return await open_backends(
             s.ledger_url,
-            ttl_s=s.dedup_ttl_s,
+            ttl_s=s.ledger_ttl_s,
             wish=s.connections,
             lease_s=s.lease_s,
             replica_name=s.replica_name,

@@ -145,6 +145,6 @@ class Setup:
         if self._ledger is not None:
             return self._ledger
         if settings.ledger_url == "memory://":
-            self._memory = self._memory or MemoryLedger(settings.dedup_ttl_s)
+            self._memory = self._memory or MemoryLedger(settings.ledger_ttl_s)
             return self._memory
         return None
