@@ -16,7 +16,6 @@ import contextlib
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -56,8 +55,6 @@ class Supervisor:
         "this token is dead", the supervisor stops (needs an `InstrumentedWebClient`, which reports them).
     ledger: a ledger for this process alone (default: the one `settings.ledger_url` names).
     hooks: what a drop-in handler adds to the links (`LinkHooks`).
-    answers_sent: `answers_sent(timeout_s)` waits until the listeners' answers still owed are sent (the governor's
-        `Outbound.wait_idle`), True if they were: a stop waits for them after the listeners have returned.
     """
 
     def __init__(
@@ -72,7 +69,6 @@ class Supervisor:
         rng: random.Random | None = None,
         ledger: Ledger | None = None,
         hooks: LinkHooks | None = None,
-        answers_sent: Callable[[float], bool] | None = None,
     ) -> None:
         self._app_token = app_token
         self.settings = settings
@@ -82,7 +78,6 @@ class Supervisor:
         self._telemetry = telemetry
         self._rng = rng
         self._hooks = hooks
-        self._answers_sent = answers_sent
         telemetry.target_connections = settings.connections
         telemetry.stale_after_s = settings.stale_after_s  # readiness judges freshness by the same limit
         self._tickets = tickets
@@ -250,11 +245,8 @@ class Supervisor:
         in_flight = driver.backlog
         driver.stop_accepting()
         leave_queued = ledger.durable
-        started = time.monotonic()
+        # The runner waits for the listeners and then for the answers they still owe (an App's, in the governor).
         self.drained = await asyncio.to_thread(runner.stop_events, s.drain_timeout_s, leave_queued=leave_queued)
-        if self.drained and self._answers_sent is not None:  # answers still waiting hold their events
-            left = max(0.0, s.drain_timeout_s - (time.monotonic() - started))
-            self.drained = await asyncio.to_thread(self._answers_sent, left)
         unfinished = await driver.settle()
         if not self.drained:
             log.warning("in-flight handlers did not finish within %.1f s; exiting anyway", s.drain_timeout_s)

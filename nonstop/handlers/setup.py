@@ -116,15 +116,9 @@ class Setup:
             log.warning("no health server: %s", e)
 
     def supervisor(
-        self,
-        *,
-        own_process: bool,
-        runner: Callable[[SupervisorSettings], Runner],
-        hooks: LinkHooks,
-        answers_sent: Callable[[float], bool] | None = None,
+        self, *, own_process: bool, runner: Callable[[SupervisorSettings], Runner], hooks: LinkHooks
     ) -> Supervisor:
-        """The supervisor of one run. `runner(settings)` makes the runner of the app's listeners; a stop waits
-        `answers_sent` (see `Supervisor`)."""
+        """The supervisor of one run. `runner(settings)` makes the runner of the app's listeners."""
         settings = self.settings = self.settings_for(own_process=own_process)
         hooks.websocket_options = self.options.websocket_options()
         return Supervisor(
@@ -136,7 +130,6 @@ class Setup:
             bot_client=self._bot_client,
             ledger=self._ledger_for(settings),
             hooks=hooks,
-            answers_sent=answers_sent,
         )
 
     def _ledger_for(self, settings: SupervisorSettings) -> Ledger | None:

@@ -231,9 +231,7 @@ class SupervisedSocketModeHandler(HandlerBase):
         hooks = hooks or self.client.hooks()
         hooks.on_view = self._on_view
         self.outbound.start()  # on the caller's thread, not a listener's (their priority: nonstop.bolt.lanes)
-        self.supervisor = self._setup.supervisor(
-            own_process=own_process, runner=self._runner, hooks=hooks, answers_sent=self.outbound.wait_idle
-        )
+        self.supervisor = self._setup.supervisor(own_process=own_process, runner=self._runner, hooks=hooks)
         return self.supervisor
 
     def _runner(self, settings: SupervisorSettings) -> BoltRunner:
@@ -244,6 +242,7 @@ class SupervisedSocketModeHandler(HandlerBase):
             telemetry=self._telemetry,
             handler_nice=settings.handler_nice,
             failure_reply=self._failure_reply,
+            answers_sent=self.outbound.wait_idle,  # a stop waits for the answers still owed
         )
 
     def _ended(self, ended: Any) -> None:
