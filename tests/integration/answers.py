@@ -1,6 +1,7 @@
 """Reading the bot's answers back from the sandbox, cheaply enough to poll for thousands of mentions; and the
-answer path's scenarios that both drop-in handlers must pass (`test_async_answer_path.py`,
-`test_sync_answer_path.py`), each run against an app that answers every mention with "re: <its text>"."""
+answer path's scenarios that both drop-in handlers must pass, each against an app that answers every mention
+with "re: <its text>". A test module imports the `test_*` scenarios and gives a `running` fixture (`Running`):
+`test_sync_answer_path.py` for an `App`, `test_async_answer_path.py` for an `AsyncApp`."""
 
 from __future__ import annotations
 
@@ -54,42 +55,46 @@ class Running(Protocol):
     ) -> AbstractContextManager[Callable[[], None]]: ...
 
 
-def forty_at_the_posting_limit(sb: Sandbox, running: Running) -> None:
+def test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up(
+    sandbox: Sandbox, running: Running
+) -> None:
     """40 mentions at once in one channel at the posting limit: all answered once, in order, with few 429s;
     a mention in another channel meanwhile is answered within 2 s."""
-    sb.set_rate_limits(on=True)
+    sandbox.set_rate_limits(on=True)
     texts = [f"ping {i:02d}" for i in range(40)]
-    with running(sb, threaded=False):
-        sb.mentions(texts)
-        sb.wait_until(lambda: answers_by_text(sb, texts).total() >= 5, timeout=30, what="the first answers")
+    with running(sandbox, threaded=False):
+        sandbox.mentions(texts)
+        sandbox.wait_until(lambda: answers_by_text(sandbox, texts).total() >= 5, timeout=30, what="the first answers")
         sent = time.monotonic()
-        elsewhere = sb.mention("ping elsewhere", channel="C0ELSE001")
-        reply = sb.wait_for_message(thread_ts=None, channel="C0ELSE001", timeout=2.0)
+        elsewhere = sandbox.mention("ping elsewhere", channel="C0ELSE001")
+        reply = sandbox.wait_for_message(thread_ts=None, channel="C0ELSE001", timeout=2.0)
         waited = time.monotonic() - sent
-        owed = 40 - answers_by_text(sb, texts).total()
-        sb.wait_until(lambda: all(answers_by_text(sb, texts).values()), timeout=90, what="every one of the 40 answered")
-        counts = answers_by_text(sb, texts)
+        owed = 40 - answers_by_text(sandbox, texts).total()
+        sandbox.wait_until(
+            lambda: all(answers_by_text(sandbox, texts).values()), timeout=90, what="every one of the 40 answered"
+        )
+        counts = answers_by_text(sandbox, texts)
     assert reply.params["text"] == "re: ping elsewhere"
     assert elsewhere.ts
     assert waited < 2.0, f"answered in {waited:.2f} s"
     assert owed > 20, f"the busy channel owed only {owed} by then"
     assert set(counts.values()) == {1}, "every one answered, none twice"
-    general = [str(c.params["text"]) for c in sb.bot_messages() if c.params.get("channel") == "C0GENERAL"]
+    general = [str(c.params["text"]) for c in sandbox.bot_messages() if c.params.get("channel") == "C0GENERAL"]
     assert general == [f"re: {t}" for t in texts], "in the order of their events"
-    ratelimited = [c for c in sb.calls("chat.postMessage") if c.status == 429]
+    ratelimited = [c for c in sandbox.calls("chat.postMessage") if c.status == 429]
     assert len(ratelimited) <= POST_MESSAGE.burst + 1, "the governor waits out Retry-After instead of hammering"
 
 
-def every_fourth_post_503(sb: Sandbox, running: Running) -> None:
+def test_every_fourth_post_refused_with_503_costs_no_answer(sandbox: Sandbox, running: Running) -> None:
     """Every 4th post refused with a 503: every mention answered once, each 503 retried by the governor."""
-    sb.fail_calls(every=4, mode="http_503")
+    sandbox.fail_calls(every=4, mode="http_503")
     telemetry = Telemetry()
-    with running(sb, threaded=True, telemetry=telemetry):
-        ds = sb.mentions([f"ping {i}" for i in range(24)])
-        sb.wait_until(lambda: all(answers_in_threads(sb, ds).values()), timeout=60, what="all answered")
-        counts = answers_in_threads(sb, ds)
+    with running(sandbox, threaded=True, telemetry=telemetry):
+        ds = sandbox.mentions([f"ping {i}" for i in range(24)])
+        sandbox.wait_until(lambda: all(answers_in_threads(sandbox, ds).values()), timeout=60, what="all answered")
+        counts = answers_in_threads(sandbox, ds)
     assert set(counts.values()) == {1}, "every one answered, none twice"
-    failed = sum(1 for c in sb.calls("chat.postMessage") if c.status == 503)
+    failed = sum(1 for c in sandbox.calls("chat.postMessage") if c.status == 503)
     assert failed >= 6
     retried = telemetry.metrics.registry.get_sample_value(
         "nonstop_web_api_retries_total", {"method": "chat.postMessage", "cause": "server_error"}
@@ -97,41 +102,45 @@ def every_fourth_post_503(sb: Sandbox, running: Running) -> None:
     assert retried == failed, "each 503 tried again by the governor, not by slack_sdk's handlers"
 
 
-def posted_then_500_found(sb: Sandbox, running: Running) -> None:
+def test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again(
+    sandbox: Sandbox, running: Running
+) -> None:
     """Every 4th post taken by Slack and answered 500: with the history scopes, found by its metadata in the
     thread and not posted again."""
-    sb.set_scopes(WITH_HISTORY)
-    sb.fail_calls(every=4, mode="internal_error")
+    sandbox.set_scopes(WITH_HISTORY)
+    sandbox.fail_calls(every=4, mode="internal_error")
     telemetry = Telemetry()
-    with running(sb, threaded=True, telemetry=telemetry):
-        ds = sb.mentions([f"ping {i}" for i in range(20)])
-        sb.wait_until(lambda: all(answers_in_threads(sb, ds).values()), timeout=60, what="all answered")
-        unsure = [c for c in sb.calls("chat.postMessage") if c.fault == "internal_error"]
+    with running(sandbox, threaded=True, telemetry=telemetry):
+        ds = sandbox.mentions([f"ping {i}" for i in range(20)])
+        sandbox.wait_until(lambda: all(answers_in_threads(sandbox, ds).values()), timeout=60, what="all answered")
+        unsure = [c for c in sandbox.calls("chat.postMessage") if c.fault == "internal_error"]
 
         def found() -> float:
             return telemetry.metrics.registry.get_sample_value("nonstop_reply_lookups_total", {"outcome": "found"}) or 0
 
-        sb.wait_until(lambda: found() == len(unsure), timeout=30, what="each unsure post looked up and found")
-        counts = answers_in_threads(sb, ds)
+        sandbox.wait_until(lambda: found() == len(unsure), timeout=30, what="each unsure post looked up and found")
+        counts = answers_in_threads(sandbox, ds)
     assert len(unsure) >= 5
     assert set(counts.values()) == {1}, "found by its metadata: none twice"
-    marked = [c for c in sb.bot_messages() if c.params.get("metadata")]
+    marked = [c for c in sandbox.bot_messages() if c.params.get("metadata")]
     assert len(marked) == 20, "every answer marked with the event it answers"
 
 
-def a_stop_delivers_what_is_owed(sb: Sandbox, running: Running) -> None:
+def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events(
+    sandbox: Sandbox, running: Running
+) -> None:
     """A graceful stop while answers wait on the posting limit: it returns once each is delivered, once, and only
     then are their events finished in the ledger."""
-    sb.set_rate_limits(on=True)
+    sandbox.set_rate_limits(on=True)
     ledger = RecordingLedger()
     texts = [f"ping {i}" for i in range(10)]
     settings = replace(FAST, drain_timeout_s=30)
-    with running(sb, threaded=False, ledger=ledger, settings=settings) as stop:
-        ds = sb.mentions(texts)
-        sb.wait_until(lambda: answers_by_text(sb, texts).total() >= 4, timeout=30, what="the first answers")
-        owed = 10 - answers_by_text(sb, texts).total()
+    with running(sandbox, threaded=False, ledger=ledger, settings=settings) as stop:
+        ds = sandbox.mentions(texts)
+        sandbox.wait_until(lambda: answers_by_text(sandbox, texts).total() >= 4, timeout=30, what="the first answers")
+        owed = 10 - answers_by_text(sandbox, texts).total()
         stop()
-        counts = answers_by_text(sb, texts)
+        counts = answers_by_text(sandbox, texts)
     assert owed > 0, "answers were still waiting when the stop began"
     assert set(counts.values()) == {1}, "each delivered once before the stop returned"
     assert len(set(ledger.finished)) == len(ds), "their events finished, each once"

@@ -13,17 +13,19 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from nonstop.status import Telemetry
 from sandbox import Sandbox
-from tests.integration.answers import (
-    a_stop_delivers_what_is_owed,
+from tests.integration.answers import (  # noqa: F401 - the shared scenarios, run here with this module's `running`
+    Running,
     answers_in_threads,
-    every_fourth_post_503,
-    forty_at_the_posting_limit,
-    posted_then_500_found,
+    test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events,
+    test_every_fourth_post_refused_with_503_costs_no_answer,
+    test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up,
+    test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again,
 )
 from tests.nonstop.handlers.test_async_handler import connected
 from tests.nonstop.handlers.test_sync_handler import FAST
@@ -44,7 +46,7 @@ def answering_app(sb: Sandbox, *, threaded: bool) -> AsyncApp:
 
 
 @contextmanager
-def running(
+def _running(
     sb: Sandbox, *, threaded: bool, telemetry: Telemetry | None = None, **keywords: Any
 ) -> Iterator[Callable[[], None]]:
     """The answering `AsyncApp` on a connected async handler; gives `disconnect_async()` run on the app's loop."""
@@ -52,24 +54,9 @@ def running(
         yield lambda: app_loop.run(handler.disconnect_async(), timeout=40)
 
 
-def test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up(
-    sandbox: Sandbox,
-) -> None:
-    forty_at_the_posting_limit(sandbox, running)
-
-
-def test_every_fourth_post_refused_with_503_costs_no_answer(sandbox: Sandbox) -> None:
-    every_fourth_post_503(sandbox, running)
-
-
-def test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again(sandbox: Sandbox) -> None:
-    posted_then_500_found(sandbox, running)
-
-
-def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events(
-    sandbox: Sandbox,
-) -> None:
-    a_stop_delivers_what_is_owed(sandbox, running)
+@pytest.fixture
+def running() -> Running:
+    return _running
 
 
 def test_a_lazy_listener_answers_through_the_governor_too(sandbox: Sandbox) -> None:

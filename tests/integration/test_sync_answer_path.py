@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from slack_bolt import App
 from slack_sdk import WebClient
 
@@ -19,11 +20,12 @@ from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.status import Telemetry
 from sandbox import Sandbox
-from tests.integration.answers import (
-    a_stop_delivers_what_is_owed,
-    every_fourth_post_503,
-    forty_at_the_posting_limit,
-    posted_then_500_found,
+from tests.integration.answers import (  # noqa: F401 - the shared scenarios, run here with this module's `running`
+    Running,
+    test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events,
+    test_every_fourth_post_refused_with_503_costs_no_answer,
+    test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up,
+    test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again,
 )
 from tests.nonstop.handlers.test_sync_handler import handler_for
 
@@ -42,7 +44,7 @@ def answering_app(sb: Sandbox, *, threaded: bool) -> App:
 
 
 @contextmanager
-def running(
+def _running(
     sb: Sandbox, *, threaded: bool, telemetry: Telemetry | None = None, **keywords: Any
 ) -> Iterator[Callable[[], None]]:
     """The answering `App` on a connected sync handler; gives its `disconnect()`."""
@@ -53,24 +55,9 @@ def running(
         yield lambda: handler.disconnect(timeout_s=40)
 
 
-def test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up(
-    sandbox: Sandbox,
-) -> None:
-    forty_at_the_posting_limit(sandbox, running)
-
-
-def test_every_fourth_post_refused_with_503_costs_no_answer(sandbox: Sandbox) -> None:
-    every_fourth_post_503(sandbox, running)
-
-
-def test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again(sandbox: Sandbox) -> None:
-    posted_then_500_found(sandbox, running)
-
-
-def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_then_finishes_their_events(
-    sandbox: Sandbox,
-) -> None:
-    a_stop_delivers_what_is_owed(sandbox, running)
+@pytest.fixture
+def running() -> Running:
+    return _running
 
 
 def marked_by(reply: Any) -> tuple[str, int]:

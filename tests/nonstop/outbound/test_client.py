@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse, Say
 from slack_sdk import WebClient
@@ -22,18 +23,26 @@ def outbound() -> Outbound:
     return Outbound(OutboundSettings(reply_deadline_s=30), metrics=OutboundMetrics())
 
 
+KEPT = ("token", "base_url", "timeout", "ssl", "proxy", "logger", "default_params")
+"""What a request's governed client keeps of the user's (`headers` is checked by its entry)."""
+
+
+def users_options() -> dict[str, Any]:
+    """A user's client options, every one Bolt copies into a request's client set to something of its own."""
+    return {
+        "token": "xoxb-user",
+        "base_url": "http://127.0.0.1:9/api/",
+        "timeout": 7,
+        "ssl": ssl.create_default_context(),
+        "proxy": "http://proxy.example:3128",
+        "headers": {"X-Mine": "1"},
+        "team_id": "T0MINE",
+        "logger": logging.getLogger("mine"),
+    }
+
+
 def users_client() -> WebClient:
-    return WebClient(
-        token="xoxb-user",
-        base_url="http://127.0.0.1:9/api/",
-        timeout=7,
-        ssl=ssl.create_default_context(),
-        proxy="http://proxy.example:3128",
-        headers={"X-Mine": "1"},
-        team_id="T0MINE",
-        logger=logging.getLogger("mine"),
-        retry_handlers=[RateLimitErrorRetryHandler()],
-    )
+    return WebClient(**users_options(), retry_handlers=[RateLimitErrorRetryHandler()])
 
 
 def app_of(client: WebClient) -> App:
@@ -43,8 +52,7 @@ def app_of(client: WebClient) -> App:
 def test_a_requests_governed_client_keeps_the_users_options_and_drops_slack_sdks_retry_handlers() -> None:
     mine = users_client()
     copy = GovernedWebClient.for_request(mine, outbound=outbound(), answering=Answering(event_id=None, event_ts=None))
-    kept = ("token", "base_url", "timeout", "ssl", "proxy", "logger", "default_params")
-    assert {k: getattr(copy, k) for k in kept} == {k: getattr(mine, k) for k in kept}
+    assert {k: getattr(copy, k) for k in KEPT} == {k: getattr(mine, k) for k in KEPT}
     assert copy.headers["X-Mine"] == "1"
     assert copy.retry_handlers == [], "the governor decides every retry"
     assert isinstance(mine.retry_handlers[0], RateLimitErrorRetryHandler), "the user's own client is untouched"
@@ -62,13 +70,19 @@ def test_the_middleware_binds_each_requests_client_and_say_to_its_event() -> Non
     with working_on(EVENTS, tracker):
         resp = AnswerThroughGovernor(out).process(req=req, resp=BoltResponse(status=200), next=lambda: done)
     assert resp is done
-    governed = req.context["client"]
-    assert isinstance(governed, GovernedWebClient)
+    assert_bound(req.context, GovernedWebClient, out, tracker)
+
+
+def assert_bound(context: Any, kind: type, out: Any, tracker: Tracker) -> None:
+    """The request's client is a governed `kind` through `out`, for its event, holding `tracker`, and `say` uses
+    it, with the user's token (the middleware test's checks, for either app)."""
+    governed = context["client"]
+    assert isinstance(governed, kind)
     assert governed.outbound is out
     assert governed.answering is not None
     assert (governed.answering.event_id, governed.answering.event_ts) == ("Ev0UNIT1", "1700000000.1")
     assert governed.answering.tracker is tracker
-    assert req.context["say"].client is governed
+    assert context["say"].client is governed
     assert governed.token == "xoxb-user"
 
 
