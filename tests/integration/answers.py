@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from sandbox.config import BOT_SCOPES, HISTORY_SCOPES
 from sandbox.records import Delivery
 from tests.nonstop.handlers.test_async_handler import RecordingLedger
 from tests.nonstop.handlers.test_sync_handler import FAST
+from tests.redisserver import RedisServer
 
 WITH_HISTORY = [*BOT_SCOPES.split(","), *HISTORY_SCOPES]
 
@@ -144,3 +145,25 @@ def test_a_stop_waits_for_answers_still_waiting_on_the_posting_limit_and_only_th
     assert owed > 0, "answers were still waiting when the stop began"
     assert set(counts.values()) == {1}, "each delivered once before the stop returned"
     assert len(set(ledger.finished)) == len(ds), "their events finished, each once"
+
+
+def test_three_replicas_on_redis_share_one_posting_budget(
+    sandbox: Sandbox, redis_server: RedisServer, running: Running
+) -> None:
+    """Three handlers on one Redis ledger, 12 mentions in one channel at the posting limit: each answered once,
+    whichever replica took it, and Slack saw at most one 429 (12 with the sharing switched off for a probe)."""
+    sandbox.set_rate_limits(on=True)
+    settings = replace(FAST, ledger_url=redis_server.url)
+    texts = [f"ping {i:02d}" for i in range(12)]
+    with ExitStack() as stack:
+        for _ in range(3):
+            stack.enter_context(running(sandbox, threaded=True, settings=settings))
+        sandbox.wait_until(lambda: len(sandbox.connections(live_only=True)) >= 6, timeout=30, what="6 links")
+        ds = sandbox.mentions(texts)
+        sandbox.wait_until(lambda: all(answers_in_threads(sandbox, ds).values()), timeout=60, what="all answered")
+        counts = answers_in_threads(sandbox, ds)
+    assert set(counts.values()) == {1}, "each answered once, whichever replica took it"
+    ratelimited = [c for c in sandbox.calls("chat.postMessage") if c.status == 429]
+    # Alone, a process learns the limit from Slack's first 429s (up to a burst of them, one per replica if each
+    # learnt alone); replicas take turns on one shared bucket from the start.
+    assert len(ratelimited) <= 1

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,10 +25,9 @@ from tests.integration.answers import (  # noqa: F401 - the shared scenarios, ru
     test_every_fourth_post_refused_with_503_costs_no_answer,
     test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up,
     test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again,
+    test_three_replicas_on_redis_share_one_posting_budget,
 )
 from tests.nonstop.handlers.test_async_handler import connected
-from tests.nonstop.handlers.test_sync_handler import FAST
-from tests.redisserver import RedisServer
 
 
 def answering_app(sb: Sandbox, *, threaded: bool) -> AsyncApp:
@@ -79,21 +77,3 @@ def test_a_lazy_listener_answers_through_the_governor_too(sandbox: Sandbox) -> N
     meta = json.loads(meta) if isinstance(meta, str) else meta
     payload = meta["event_payload"]
     assert (payload["event_id"], payload["reply"]) == (d.event_id, 0), "marked: it went through the governor"
-
-
-def test_three_async_replicas_on_redis_share_one_posting_budget(sandbox: Sandbox, redis_server: RedisServer) -> None:
-    sandbox.set_rate_limits(on=True)
-    settings = replace(FAST, ledger_url=redis_server.url)
-    texts = [f"ping {i:02d}" for i in range(12)]
-    with ExitStack() as stack:
-        for _ in range(3):
-            stack.enter_context(connected(sandbox, answering_app(sandbox, threaded=True), settings=settings))
-        sandbox.wait_until(lambda: len(sandbox.connections(live_only=True)) >= 6, timeout=30, what="6 links")
-        ds = sandbox.mentions(texts)
-        sandbox.wait_until(lambda: all(answers_in_threads(sandbox, ds).values()), timeout=60, what="all answered")
-        counts = answers_in_threads(sandbox, ds)
-    assert set(counts.values()) == {1}, "each answered once, whichever replica took it"
-    ratelimited = [c for c in sandbox.calls("chat.postMessage") if c.status == 429]
-    # Alone, a process learns the limit from Slack's first 429s (up to a burst of them, one per replica if each
-    # learnt alone); replicas take turns on one shared bucket from the start.
-    assert len(ratelimited) <= 1

@@ -26,6 +26,7 @@ from tests.integration.answers import (  # noqa: F401 - the shared scenarios, ru
     test_every_fourth_post_refused_with_503_costs_no_answer,
     test_forty_mentions_in_one_channel_at_the_posting_limit_all_answered_once_in_order_and_others_not_held_up,
     test_posted_then_500_with_history_scopes_is_found_in_the_thread_and_not_posted_again,
+    test_three_replicas_on_redis_share_one_posting_budget,
 )
 from tests.nonstop.handlers.test_sync_handler import handler_for
 
