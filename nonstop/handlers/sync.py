@@ -34,7 +34,7 @@ from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import SupervisedSocketModeClient
 from nonstop.ledger import Ledger
 from nonstop.links.holding import LinkHooks
-from nonstop.outbound.client import built_with, govern
+from nonstop.outbound.client import built_with, govern, governed_copy
 from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
@@ -131,6 +131,8 @@ class SupervisedSocketModeHandler(HandlerBase):
         self._owns_outbound = built is None
         self.outbound = built.outbound if built is not None else self._new_outbound(telemetry)
         govern(app, self.outbound, telemetry)
+        if built is None:  # the bot's own calls (catch-up's reads of history) through the governor too
+            self._setup.bot_client = governed_copy(app.client, self.outbound, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.webclient import CallWatchers, InstrumentedWebClient, settings_of
 
-__all__ = ["AnswerThroughGovernor", "GovernedWebClient", "govern"]
+__all__ = ["AnswerThroughGovernor", "GovernedWebClient", "govern", "governed_copy"]
 
 
 class GovernedWebClient(InstrumentedWebClient):
@@ -138,3 +138,11 @@ def govern(app: Any, outbound: Outbound, telemetry: Telemetry = TELEMETRY) -> An
     elif _GOVERNED.get(app) is middleware:
         middleware.outbound, middleware.telemetry = outbound, telemetry
     return middleware
+
+
+def governed_copy(client: WebClient, outbound: Outbound, telemetry: Telemetry = TELEMETRY) -> GovernedWebClient:
+    """The bot's own client for an app that was not built with a governor: `client`'s settings (those Bolt copies
+    into each request's client), its calls through `outbound`, bound to no request. No retry handlers of
+    slack_sdk's own: the governor decides every retry."""
+    settings = {**settings_of(client), "retry_handlers": []}
+    return GovernedWebClient(**settings, outbound=outbound, telemetry=telemetry)
