@@ -40,8 +40,10 @@ from nonstop.handlers.client import AsyncSupervisedSocketModeClient
 from nonstop.ledger import Ledger
 from nonstop.outbound.aio import AsyncOutbound
 from nonstop.outbound.aio_client import govern
+from nonstop.outbound.client import governed_copy
 from nonstop.outbound.metrics import outbound_metrics_in
 from nonstop.outbound.scopes import say_history
+from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
 
@@ -127,6 +129,10 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         scopes = self.outbound.core.scopes
         scopes.on_change(lambda _granted: say_history(scopes, answers.unsure_answer))
         govern(app, self.outbound, telemetry)
+        # Catch-up reads history from threads, so the bot's own calls get a threaded governor of their own (its
+        # calls go at once or wait on their thread: no sender threads) over a copy of the app's client settings.
+        self._own_calls = Outbound(answers, schedule=self._setup.settings.retry_schedule)
+        self._setup.bot_client = governed_copy(app.client, self._own_calls, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 
@@ -170,6 +176,7 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._closed = True
         self.client.closed = True
         await self.disconnect_async()
+        self._own_calls.close()
         if self._shared is not None:
             await self._shared.close()
 
