@@ -39,10 +39,12 @@ class Slots:
         self._spare_names = 0
         self._last_spare_check = 0.0
         self._rebalance = asyncio.Event()
+        self._slots_changed = asyncio.Event()  # a slot past `pool.slots_now()` waits on it
 
     def wake(self) -> None:
-        """Something changed that may call for more or fewer spare links."""
+        """Something changed that may call for more or fewer spare links (or slot links)."""
         self._rebalance.set()
+        self._slots_changed.set()
 
     # -- slots -------------------------------------------------------------------------------------
 
@@ -53,6 +55,10 @@ class Slots:
         while not pool.stopping:
             if index >= pool.share.allowed:  # past this replica's share of Slack's budget: wait for more
                 await pool.share.changed.wait()
+                continue
+            if index >= pool.slots_now():  # just after a silence, or silences repeat: one slot link for now
+                self._slots_changed.clear()
+                await self._slots_changed.wait()
                 continue
             try:
                 await self._keep_one(name, index)
@@ -81,6 +87,8 @@ class Slots:
                 return
             if link.ended.done():
                 delay = connector.after_drop(link, link.ended.result())
+                if self._flapping(name, index):
+                    return
                 link = await connector.establish(name, first_delay=delay)
             elif link.refresh_requested.is_set():
                 log.info("%s: opening its replacement before letting it go (make before break)", name)
@@ -97,11 +105,39 @@ class Slots:
                     extra={"connection": name, "cause": "suspect"},
                 )
                 self._adopt(link)  # watched from now on as an extra link: closed once dead, kept if heard from
+                if self._flapping(name, index):
+                    return
                 await self._make_room()
                 link = await connector.establish(name)
 
+    def _flapping(self, name: str, index: int) -> bool:
+        """Whether this slot stays empty for now: its link is gone and silences repeat (`Budget.slots_wanted`)."""
+        pool = self._pool
+        if index < pool.slots_now():
+            return False
+        if pool.silences.repeating:
+            why = "the network path died again while Slack still counts the dead connections of an earlier silence"
+            until = "Slack counts none of them"
+        else:
+            why = "the network path died moments ago"
+            until = f"the path has stayed up for {pool.silences.calm_s:g} s"
+        log.warning(
+            "%s: not replaced for now: %s; one connection until %s (a link that dies too is one more dead socket "
+            "in Slack's budget of %d)",
+            name,
+            why,
+            until,
+            pool.budget.limit,
+            extra={"connection": name, "cause": "flapping" if pool.silences.repeating else "calm"},
+        )
+        return True
+
     def on_suspect(self, link: Link, suspect: bool) -> None:
         """A link turned suspect, or was heard from again (`Link`'s callback)."""
+        silences = self._pool.silences
+        if suspect and silences.seen(time.monotonic()) and silences.calm_s > 0:
+            # Spares wait until the path has stayed up a while (budget.py): look again once it has.
+            asyncio.get_running_loop().call_later(silences.calm_s + 0.05, self.wake)
         if not suspect:
             log.info(
                 "%s: heard from again after %.1f s of silence; kept as a spare while it is needed",
@@ -196,13 +232,20 @@ class Slots:
 
     async def _balance(self) -> None:
         pool = self._pool
-        target = pool.settings.connections
         suspects = len(pool.links) - len(pool.live())
         doubtful = suspects + pool.own_dead  # links of ours that Slack counts and that cannot answer
+        if doubtful == 0 and pool.silences.count:
+            pool.silences.forget()  # Slack counts no dead socket of ours: every slot is filled again
+            self._slots_changed.set()
+        target = pool.slots_now()
         others = pool.share.others_held() + pool.foreign  # other processes' links count against Slack's limit too
         wanted = pool.budget.live_wanted(target, doubtful, others)  # why: nonstop/links/budget.py
+        now = time.monotonic()
+        calm_left = pool.silences.calm_left(now)
         if pool.share.others_short() > 0:  # other replicas are owed links: spares give way to them first
             wanted = target
+        elif calm_left > 0:  # the path died moments ago: no new spare yet, none let go either
+            wanted = max(target, len(pool.live()))
         for spare in [link for link in self.extras if link.is_open and not link.suspect]:
             if len(pool.live()) <= wanted:
                 break
@@ -212,9 +255,8 @@ class Slots:
                 else "no more spares than the dead connections call for, with room kept for a next silence"
             )
             await self._release(spare, why)
-        if doubtful == 0 or len(pool.live()) < target:
-            return  # nothing dead to outnumber; or the slots come first, and they wake this as they connect
-        now = time.monotonic()
+        if doubtful == 0 or len(pool.live()) < target or calm_left > 0:
+            return  # nothing dead to outnumber; the slots come first (they wake this as they connect); not calm yet
         if not suspects and pool.own_dead > 0 and now - self._last_spare_check >= pool.settings.spare_check_s:
             # Only a fresh hello says whether Slack still counts the dead: swap one spare for a new one.
             self._last_spare_check = now

@@ -156,6 +156,7 @@ class Telemetry:
                 spare_connections=report.spare,
                 suspect_connections=report.suspect,
                 slack_reported_connections=report.slack_reported,
+                slack_refusing=report.refusing,
             )
 
 
