@@ -116,8 +116,8 @@ class Slots:
         if index < pool.slots_now():
             return False
         if pool.silences.repeating:
-            why = "the network path died again while Slack still counts the dead connections of an earlier silence"
-            until = "Slack counts none of them"
+            why = "silences repeat"
+            until = "Slack counts none of the dead connections"
         else:
             why = "the network path died moments ago"
             until = f"the path has stayed up for {pool.silences.calm_s:g} s"
@@ -135,9 +135,19 @@ class Slots:
     def on_suspect(self, link: Link, suspect: bool) -> None:
         """A link turned suspect, or was heard from again (`Link`'s callback)."""
         silences = self._pool.silences
-        if suspect and silences.seen(time.monotonic()) and silences.calm_s > 0:
-            # Spares wait until the path has stayed up a while (budget.py): look again once it has.
-            asyncio.get_running_loop().call_later(silences.calm_s + 0.05, self.wake)
+        previous = silences.last
+        if suspect and silences.seen(time.monotonic()):
+            if silences.repeating and previous is not None:
+                log.warning(
+                    "the network path died again %s after the previous silence, while Slack still counts the dead "
+                    "connections of an earlier one: holding one connection, and spares only once the path has "
+                    "stayed up for %g s, until Slack counts none of them",
+                    human_duration((silences.last or previous) - previous, tenths=True),
+                    silences.calm_s,
+                    extra={"cause": "flapping"},
+                )
+            if silences.calm_s > 0:  # spares wait until the path has stayed up a while (budget.py): look again then
+                asyncio.get_running_loop().call_later(silences.calm_s + 0.05, self.wake)
         if not suspect:
             log.info(
                 "%s: heard from again after %.1f s of silence; kept as a spare while it is needed",
