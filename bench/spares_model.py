@@ -11,7 +11,8 @@ The model is the sandbox's (docs/sandbox-model.md), with the fault mix's schedul
 - When every link goes silent, the bot suspects them after `detect_s` and then holds as many live links
   as the policy wants, within the 10 Slack counts. Before that, every link it holds is dead. A policy with a
   calm period holds one link until the path has stayed up that long, and one slot (not the target) while
-  silences repeat within Slack's memory of dead sockets (`Budget.slots_wanted`); then its spares.
+  silences repeat within Slack's memory of dead sockets (`Budget.slots_wanted`); then its slots and one
+  spare, and one more spare per ping round (`Silences.spare_wait`).
 - An attempt lands on a live connection with probability live / (live + dead): first attempts go
   round-robin and retries at random, the same share on average. While Slack counts no connection (an
   outage), an attempt waits for one up to its 3 s deadline.
@@ -55,11 +56,16 @@ class Policy:
     calm_s: float = 0.0  # after a silence, one link until the path has stayed up this long (0: all at once)
     one_while_repeating: bool = False  # one slot link while a silence came with earlier dead still counted
     calm_links: int = 1  # links held during the calm period (at most the target)
+    spare_round_s: float = 0.0  # after the calm, one more spare per this many seconds (0: all at once)
 
 
+ROUND_S = PING_INTERVAL_S + PONG_TIMEOUT_S  # a ping round: Nonstop opens one spare per round after the calm
 POLICIES: dict[str, Policy] = {
     "Nonstop (Budget, Silences)": Policy(
-        lambda target, dead: Budget().live_wanted(target, dead), SupervisorSettings().spare_calm_s, True
+        lambda target, dead: Budget().live_wanted(target, dead),
+        SupervisorSettings().spare_calm_s,
+        one_while_repeating=True,
+        spare_round_s=ROUND_S,
     ),
     "spares at once (before issue 18)": Policy(lambda target, dead: Budget().live_wanted(target, dead)),
     "no spare links": Policy(lambda target, dead: target),
@@ -82,15 +88,26 @@ class _Path:
     alive_s: float
     live: int
     dead_since: list[float] = field(default_factory=list)
-    calm_at: float | None = None  # when the pending calm period ends (the rest of the links open then)
+    grow_at: float | None = None  # when the next link opens (the calm's end, then one per round)
     repeating: bool = False
 
     def dead(self, t: float) -> int:
         return len([d for d in self.dead_since if d + self.alive_s > t])
 
+    @property
+    def slots(self) -> int:
+        return 1 if self.repeating and self.policy.one_while_repeating else self.target
+
     def wanted(self, t: float) -> int:
-        slots = 1 if self.repeating and self.policy.one_while_repeating else self.target
-        return max(0, min(self.policy.live(slots, self.dead(t)), LIMIT - self.dead(t)))
+        return max(0, min(self.policy.live(self.slots, self.dead(t)), LIMIT - self.dead(t)))
+
+    def grow_until(self, t: float, out: list[Span]) -> None:
+        """The links that open after the calm, before `t`: the slots and a spare, then a spare per round."""
+        while self.grow_at is not None and self.grow_at < t:
+            at, wanted, paced = self.grow_at, self.wanted(self.grow_at), self.policy.spare_round_s > 0
+            self.live = min(wanted, max(self.live, self.slots) + 1) if paced else wanted
+            out.append(Span(at, self.live, self.dead(at)))
+            self.grow_at = at + self.policy.spare_round_s if paced and self.live < wanted else None
 
 
 def spans(faults: list[tuple[float, str]], target: int, policy: Policy, detect_s: float, alive_s: float) -> list[Span]:
@@ -98,10 +115,8 @@ def spans(faults: list[tuple[float, str]], target: int, policy: Policy, detect_s
     out = [Span(0.0, target, 0)]
     path = _Path(target, policy, alive_s, live=target)
     for at, fault in faults:
-        if path.calm_at is not None and path.calm_at <= at:  # the path stayed up: the rest of the links open
-            path.live = path.wanted(path.calm_at)
-            out.append(Span(path.calm_at, path.live, path.dead(path.calm_at)))
-        path.calm_at = None
+        path.grow_until(at + 1e-9, out)  # what opened before the fault (at the same instant too)
+        path.grow_at = None
         if fault in ("reset", "outage"):
             path.dead_since, path.live, path.repeating = [], target, False
             if fault == "outage":
@@ -116,14 +131,12 @@ def spans(faults: list[tuple[float, str]], target: int, policy: Policy, detect_s
             out.append(Span(at, 0, path.dead(at)))
             seen = at + detect_s
             if policy.calm_s > 0:
-                slots = 1 if path.repeating and policy.one_while_repeating else target
-                path.live = max(0, min(policy.calm_links, slots, LIMIT - path.dead(seen)))
-                path.calm_at = seen + policy.calm_s
+                path.live = max(0, min(policy.calm_links, path.slots, LIMIT - path.dead(seen)))
+                path.grow_at = seen + policy.calm_s
             else:
                 path.live = path.wanted(seen)
             out.append(Span(seen, path.live, path.dead(seen)))
-    if path.calm_at is not None:
-        out.append(Span(path.calm_at, path.wanted(path.calm_at), path.dead(path.calm_at)))
+    path.grow_until(math.inf, out)
     return out
 
 

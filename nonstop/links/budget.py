@@ -22,8 +22,9 @@ socket for `silent_link_alive_s`, 900 s; every retry of an event falls inside th
   deaf until Slack notices. So `live_wanted` keeps room for `target` replacements after one more silence
   (L ≤ limit - D - target), and, since that alone still fills the budget when silences repeat (issue 18:
   three silences 8 s apart, D = 2 + 6 + 2 = 10, every mention of the next minute lost):
-- `Silences`: spares wait until the path has stayed up for `calm_s` (10 s) after a silence: a spare opened
-  while the path still flaps is one more dead socket at its next silence. And once a silence repeats while
+- `Silences`: spares wait until the path has stayed up for `calm_s` (10 s) after a silence, and then open one
+  per ping round: a spare opened while the path still flaps is one more dead socket at its next silence. And
+  until the calm the bot holds one link, not `target`; once a silence repeats while
   Slack still counts the dead of an earlier one, the path flaps: the bot holds one slot link, not `target`
   (`slots_wanted`), until Slack counts none of its dead, so each further silence adds one dead socket, not
   two, and the room kept is one replacement. Three silences 8 s apart then leave D = 2 + 2 + 1 = 5 and four
@@ -78,18 +79,20 @@ class Budget:
 class Silences:
     """The whole-path silences Slack may still remember, as this process saw them (its links turning suspect).
 
-    A silence counts once however many links it kills: links suspected within `episode_s` of the first belong
-    to it. `forget()` when Slack counts no dead socket of this process any more: the path's record is clean.
+    A silence counts once however many links it kills: links suspected within a ping round (`round_s`) of the
+    first belong to it. `forget()` when Slack counts no dead socket of this process any more: the path's record
+    is clean.
     """
 
     calm_s: float = 10.0
-    episode_s: float = 3.0
+    round_s: float = 3.0  # a ping round: the ping interval and the pong timeout
     last: float | None = None  # when the latest silence was first seen (monotonic)
     count: int = 0  # silences seen since Slack last counted no dead socket of this process
+    spare_at: float | None = None  # when the latest spare link opened (monotonic)
 
     def seen(self, now: float) -> bool:
         """A link turned suspect at `now`; True when that starts a new silence."""
-        if self.last is not None and now - self.last < self.episode_s:
+        if self.last is not None and now - self.last < self.round_s:
             return False
         self.last = now
         self.count += 1
@@ -106,6 +109,14 @@ class Silences:
     def calm_left(self, now: float) -> float:
         """Seconds until the path has stayed up `calm_s` since the latest silence (0: calm, spares may open)."""
         return 0.0 if self.last is None or self.count == 0 else max(0.0, self.last + self.calm_s - now)
+
+    def spare_wait(self, now: float) -> float:
+        """Seconds until the next spare link may open: after the calm, one per ping round while silences are
+        remembered, so that a silence just after the calm kills a spare or two, not all of them."""
+        wait = self.calm_left(now)
+        if self.count and self.spare_at is not None:
+            wait = max(wait, self.spare_at + self.round_s - now)
+        return wait
 
 
 class ConnectionShare(Protocol):

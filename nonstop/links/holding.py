@@ -78,7 +78,7 @@ class Holding:
         self.budget = Budget(settings.connection_limit)
         # The path's silences Slack may still count dead sockets of (links suspected within a ping round belong
         # to one): spares wait for calm after each, and the slots shrink to one while they repeat (budget.py).
-        self.silences = Silences(settings.spare_calm_s, settings.ping_interval_s + settings.pong_timeout_s)
+        self.silences = Silences(settings.spare_calm_s, round_s=settings.ping_interval_s + settings.pong_timeout_s)
         self.gate = ConnectGate()  # the one door every connection attempt of the process goes through
         self.links: set[Link] = set()  # every link held: slots', spares and suspects
         self.opening = 0  # attempts under way (they count against the budget too)

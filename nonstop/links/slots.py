@@ -40,6 +40,7 @@ class Slots:
         self._last_spare_check = 0.0
         self._rebalance = asyncio.Event()
         self._slots_changed = asyncio.Event()  # a slot past `pool.slots_now()` waits on it
+        self._spare_timer: asyncio.TimerHandle | None = None  # wakes the balance when the next spare may open
 
     def wake(self) -> None:
         """Something changed that may call for more or fewer spare links (or slot links)."""
@@ -275,10 +276,17 @@ class Slots:
                 await self._release(spare, "checking whether Slack still counts dead connections")
         opened = 0
         while not pool.stopping and pool.room() - pool.share.others_short() > 0 and len(pool.live()) < wanted:
+            wait = pool.silences.spare_wait(time.monotonic())
+            if wait > 0:  # one spare per ping round after a silence (budget.py): look again then
+                if self._spare_timer is not None:
+                    self._spare_timer.cancel()
+                self._spare_timer = asyncio.get_running_loop().call_later(wait + 0.01, self.wake)
+                break
             self._spare_names += 1
             link = await self._connector.establish(f"spare #{self._spare_names}", spare=True)
             if link is None:
                 break
+            pool.silences.spare_at = time.monotonic()
             opened += 1
             self._adopt(link)
         if opened:

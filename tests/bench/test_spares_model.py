@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.spares_model import ACK_DEADLINE_S, LIMIT, POLICIES, Span, p_dead, p_lost, spans, three_silences
+from bench.spares_model import (
+    ACK_DEADLINE_S,
+    LIMIT,
+    POLICIES,
+    ROUND_S,
+    Span,
+    p_dead,
+    p_lost,
+    spans,
+    three_silences,
+)
 
 NONSTOP = POLICIES["Nonstop (Budget, Silences)"]
 AT_ONCE = POLICIES["spares at once (before issue 18)"]
@@ -24,15 +34,20 @@ def test_a_silence_kills_every_live_link_until_it_is_seen_then_the_policy_refill
     assert p_lost(timeline, 10.5) == pytest.approx(0.25**3)
 
 
-def test_nonstop_holds_one_link_until_the_path_stayed_up_10_s_then_the_spares() -> None:
+def test_nonstop_holds_one_link_until_the_path_stayed_up_10_s_then_a_spare_per_ping_round() -> None:
     timeline = spans([(10.0, "silence")], target=2, policy=NONSTOP, detect_s=2.0, alive_s=900.0)
-    assert timeline == [Span(0.0, 2, 0), Span(10.0, 0, 2), Span(12.0, 1, 2), Span(22.0, 6, 2)]
+    assert timeline[:4] == [Span(0.0, 2, 0), Span(10.0, 0, 2), Span(12.0, 1, 2), Span(22.0, 3, 2)]  # 2 slots, 1 spare
+    rounds = [(round(span.begin, 6), span.live, span.dead) for span in timeline[4:]]
+    assert rounds == [(round(22.0 + i * ROUND_S, 6), 3 + i, 2) for i in (1, 2, 3)]  # six live, a ping round apart
     assert p_dead(timeline, 15.0) == pytest.approx(2 / 3)  # the cost: one live link of three meanwhile
 
 
 def test_a_silence_within_the_calm_adds_one_dead_and_then_one_slot_is_held() -> None:
     timeline = spans([(10.0, "silence"), (18.0, "silence")], target=2, policy=NONSTOP, detect_s=2.0, alive_s=900.0)
-    assert timeline[-3:] == [Span(18.0, 0, 3), Span(20.0, 1, 3), Span(30.0, 6, 3)]  # 1 slot + 5 spares, 1 kept free
+    assert Span(18.0, 0, 3) in timeline  # the second silence met one link
+    last = timeline[-1]
+    assert (last.live, last.dead) == (6, 3)  # then one slot and five spares: one place kept free
+    assert last.begin == pytest.approx(30.0 + 4 * ROUND_S)
 
 
 def test_a_second_silence_adds_every_link_held_then_to_the_dead() -> None:

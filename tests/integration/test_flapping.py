@@ -45,7 +45,7 @@ def test_three_silences_8_s_apart_leave_the_bot_able_to_open_links(dead_links_sa
         # 2 + 6 + 2, and the bot holds one slot and four spares once the path is calm: a retry lands on a live one
         # 5 times in 9, and one more silence still leaves room for its replacement.
         assert len(dead) == 4, sorted(dead)
-        wait_live(sb, 5, timeout=30)
+        wait_live(sb, 5, timeout=40)
         bot.wait_for_log(r"the network path died again .* while Slack still counts the dead", timeout=5)
         d = next(
             d

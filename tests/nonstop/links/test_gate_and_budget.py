@@ -65,7 +65,7 @@ def test_live_wanted_keeps_room_for_the_replacements_a_next_silence_needs() -> N
 
 
 def test_links_suspected_in_one_ping_round_are_one_silence_and_a_later_one_repeats() -> None:
-    silences = Silences(calm_s=10.0, episode_s=3.0)
+    silences = Silences(calm_s=10.0, round_s=3.0)
     assert silences.seen(100.0)  # the first link of the path turns suspect: a silence begins
     assert not silences.seen(100.4)  # its other link, in the same ping round: the same silence
     assert silences.count == 1
@@ -78,7 +78,7 @@ def test_links_suspected_in_one_ping_round_are_one_silence_and_a_later_one_repea
 
 
 def test_spares_wait_until_the_path_has_stayed_up_for_the_calm_period() -> None:
-    silences = Silences(calm_s=10.0, episode_s=3.0)
+    silences = Silences(calm_s=10.0, round_s=3.0)
     assert silences.calm_left(0.0) == 0.0  # no silence yet: nothing to wait for
     silences.seen(50.0)
     assert silences.calm_left(52.0) == 8.0
@@ -91,7 +91,7 @@ def test_spares_wait_until_the_path_has_stayed_up_for_the_calm_period() -> None:
 
 
 def test_one_slot_link_just_after_a_silence_and_while_silences_repeat() -> None:
-    silences = Silences(calm_s=10.0, episode_s=3.0)
+    silences = Silences(calm_s=10.0, round_s=3.0)
     assert Budget.slots_wanted(2, silences, now=0.0) == 2
     silences.seen(0.0)
     assert Budget.slots_wanted(2, silences, now=5.0) == 1  # a link opened now may die with the path
@@ -113,3 +113,15 @@ def test_three_silences_8_s_apart_leave_room_for_a_replacement() -> None:
     assert dead + live + 1 <= 10
     # Before issue 18 (spares at once, both slots): 2 + 6 + 2 dead and no room at all.
     assert 2 + budget.live_wanted(target=2, doubtful=2) + 2 == 10
+
+
+def test_after_the_calm_spares_open_one_per_ping_round_while_silences_are_remembered() -> None:
+    silences = Silences(calm_s=10.0, round_s=3.0)
+    assert silences.spare_wait(0.0) == 0.0  # no silence: spares (for another process's dead) open at once
+    silences.seen(100.0)
+    assert silences.spare_wait(104.0) == 6.0  # the calm first
+    silences.spare_at = 110.0  # a spare opened as the calm ended
+    assert silences.spare_wait(111.0) == 2.0  # the next one a ping round later
+    assert silences.spare_wait(113.0) == 0.0
+    silences.forget()
+    assert silences.spare_wait(111.0) == 0.0  # Slack counts none of our dead: no pacing
