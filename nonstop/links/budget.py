@@ -22,14 +22,16 @@ socket for `silent_link_alive_s`, 900 s; every retry of an event falls inside th
   deaf until Slack notices. So `live_wanted` keeps room for `target` replacements after one more silence
   (L ≤ limit - D - target), and, since that alone still fills the budget when silences repeat (issue 18:
   three silences 8 s apart, D = 2 + 6 + 2 = 10, every mention of the next minute lost):
-- `Silences`: spares wait until the path has stayed up for `calm_s` (10 s) after a silence, and then open one
-  per ping round: a spare opened while the path still flaps is one more dead socket at its next silence. And
-  until the calm the bot holds one link, not `target`; once a silence repeats while
-  Slack still counts the dead of an earlier one, the path flaps: the bot holds one slot link, not `target`
-  (`slots_wanted`), until Slack counts none of its dead, so each further silence adds one dead socket, not
-  two, and the room kept is one replacement. Three silences 8 s apart then leave D = 2 + 2 + 1 = 5 and four
-  live (p = 0.56) instead of D = 10; the cost is the first seconds after a lone silence, which see two live
-  links of four (p = 0.5) until the spares open. The numbers, model and measured: docs/decisions.md.
+- `Silences`: after a silence the bot holds one link until the path has stayed up for `calm_s` (10 s), then
+  its slots and one spare, then one more spare per ping round: a link opened while the path still flaps is
+  one more dead socket at its next silence. Once a silence comes while Slack still counts the dead of an
+  earlier one, the path flaps: one slot link, not `target` (`slots_wanted`), until Slack counts none of its
+  dead, so each further silence adds one dead socket, not two or eight, and the room kept is one
+  replacement. Three silences 8 s apart then leave D = 2 + 1 + 1 = 4 and five live (p = 0.44) instead of
+  D = 10. The cost: for the 10 s after a lone silence one live link of three (p = 0.67, not 0.25), and a
+  second silence just after the calm still meets the spares opened by then. In the model of issue 9's fault
+  mix that is 3.4 mentions lost per run instead of 1.4; in the three silences, 7 instead of all 120.
+  Dated numbers, modelled and measured: docs/decisions.md.
 - `LIVE_PER_DOUBTFUL` live per dead one, up to that: one dead socket is diluted 4 to 1 (p = 0.2)
   without spending more of the budget than it helps.
 """
