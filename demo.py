@@ -18,7 +18,7 @@ from nonstop.config.settings import load_settings
 from nonstop.redact import RedactingFilter
 from nonstop.startup import build_app
 from sandbox.chat import Chat, ChatOutput
-from sandbox.config import SandboxConfig
+from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES, SandboxConfig
 from sandbox.server import Sandbox
 
 # Slack's real retry schedule is 0 s / 1 min / 5 min; a demo wants to see the retries happen (and end).
@@ -35,7 +35,7 @@ def _demo_logging(output: ChatOutput) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("nonstop.supervisor", "nonstop.links", "nonstop.pipeline"):
+    for name in ("nonstop.supervisor", "nonstop.links", "nonstop.pipeline", "nonstop.catchup"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 
@@ -51,6 +51,7 @@ def _report_exit(handler: SupervisedSocketModeHandler, output: ChatOutput) -> No
 def run_demo(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Run the demo until the user leaves; return the bot's exit code if it stopped by itself, else 0."""
     with Sandbox(DEMO_CONFIG) as sb:
+        sb.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES])  # what manifest.yml asks for
         chat = Chat(sb, stdin=stdin, stdout=stdout)
         _demo_logging(chat.output)
         settings = load_settings(

@@ -15,6 +15,7 @@ from typing import Any
 
 from nonstop.humanize import human_duration
 from nonstop.status import ClusterView, Snapshot
+from nonstop.status.snapshot import CatchUpView
 
 SUBCOMMANDS = ("ping", "status", "help")
 
@@ -91,10 +92,34 @@ def event_delay_ms(event_ts: str | None, now: float) -> float | None:
     return max(0.0, (now - sent) * 1000.0)
 
 
-def pong_reply(*, now: float, rtt_ms: float | None, event_ts: str | None = None) -> Reply:
-    parts = ["pong"]
+LATE_AFTER_S = 60.0
+"""An answer this late (or later) says so (issue 18: catch-up answers what Slack never delivered)."""
+
+
+def late_words(seconds: float) -> str:
+    """A lateness in words: "1 min", "3 min", "2 h", "2 h 5 min", "1 day 3 h"."""
+    minutes = int(max(0.0, seconds) // 60)
+    if minutes < 60:
+        return f"{max(1, minutes)} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return f"{days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+
+
+def late_note(late_s: float | None) -> str | None:
+    """ "sorry, this reached me 3 min late" when the event is more than a minute late; else None."""
+    if late_s is None or late_s <= LATE_AFTER_S:
+        return None
+    return f"sorry, this reached me {late_words(late_s)} late"
+
+
+def pong_reply(*, now: float, rtt_ms: float | None, event_ts: str | None = None, late_s: float | None = None) -> Reply:
+    note = late_note(late_s)
+    parts = ["pong" if note is None else f"pong — {note}"]
     delay = event_delay_ms(event_ts, now)
-    if delay is not None:
+    if delay is not None and note is None:  # late: the note says it better than a count of milliseconds
         parts.append(f"your message reached me in {delay:.0f} ms")
     if rtt_ms is not None:
         parts.append(f"WebSocket ping round trip {_rtt(rtt_ms)}")
@@ -133,6 +158,20 @@ def _cluster_lines(cluster: ClusterView, now: float) -> list[str]:
     return lines
 
 
+def _catch_up_line(view: CatchUpView, now: float) -> str:
+    """Catch-up in words: whether it runs, how, its latest scan and what it recovered."""
+    if view.mode == "off":
+        return f"off ({view.reason})"
+    how = {
+        "polling": "polling the history every few seconds: no live connection",
+        "standby": "another replica scans",
+        "starting": "starting",
+    }.get(view.mode, "on")
+    last = "no scan yet" if view.last_scan_at is None else f"last scan {human_duration(now - view.last_scan_at)} ago"
+    failed = f", {view.failed_scans} failed" if view.failed_scans else ""
+    return f"{how} · {last}{failed} · {view.recovered} missed mention(s) recovered"
+
+
 def _status_lines(snapshot: Snapshot) -> StatusLines:
     now = snapshot.now
     if snapshot.connected_since is None:
@@ -161,6 +200,8 @@ def _status_lines(snapshot: Snapshot) -> StatusLines:
         ("WebSocket ping", _rtt(snapshot.last_rtt_ms)),
         ("State", snapshot.state_text),
     ]
+    if snapshot.catch_up is not None:
+        facts.append(("Catch-up", _catch_up_line(snapshot.catch_up, now)))
     return StatusLines(
         heading=f"Nonstop status: {snapshot.state_text}",
         facts=facts,
@@ -285,13 +326,29 @@ def sorry_reply(ref: str) -> Reply:
 # -- dispatch ------------------------------------------------------------------------------------
 
 
-def reply_for(text: str | None, snapshot: Snapshot, *, event_ts: str | None = None) -> Reply:
-    """The reply to a mention's or a slash command's text, given the link's health right now."""
+def reply_for(
+    text: str | None, snapshot: Snapshot, *, event_ts: str | None = None, late_s: float | None = None
+) -> Reply:
+    """The reply to a mention's or a slash command's text, given the link's health right now. `late_s`: how late
+    the event reached the bot (Bolt's `context["nonstop_late_s"]`); past a minute, the reply says sorry."""
     subcommand, _ = parse_subcommand(text)
-    if subcommand in ("", "help"):
-        return help_reply()
     if subcommand == "ping":
-        return pong_reply(now=snapshot.now, rtt_ms=snapshot.last_rtt_ms, event_ts=event_ts)
-    if subcommand == "status":
-        return status_reply(snapshot)
-    return hint_reply(subcommand)
+        return pong_reply(now=snapshot.now, rtt_ms=snapshot.last_rtt_ms, event_ts=event_ts, late_s=late_s)
+    if subcommand in ("", "help"):
+        reply = help_reply()
+    elif subcommand == "status":
+        reply = status_reply(snapshot)
+    else:
+        reply = hint_reply(subcommand)
+    return _with_late_note(reply, late_note(late_s))
+
+
+def _with_late_note(reply: Reply, note: str | None) -> Reply:
+    """`reply` opening with the note ("Sorry, this reached me 3 min late."), in its text and its blocks."""
+    if note is None:
+        return reply
+    sentence = f"{note[0].upper()}{note[1:]}."
+    blocks = reply.blocks
+    if blocks is not None:
+        blocks = [{"type": "context", "elements": [{"type": "mrkdwn", "text": sentence}]}, *blocks]
+    return Reply(text=f"{sentence} {reply.text}", blocks=blocks)

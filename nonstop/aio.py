@@ -7,10 +7,12 @@ references to tasks, so whoever starts one in the background keeps it here until
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerTurn", "TaskSet", "raise_if_cancelled"]
+__all__ = ["PerTurn", "TaskSet", "in_daemon_thread", "raise_if_cancelled"]
 
 T = TypeVar("T")
 
@@ -71,3 +73,30 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def in_daemon_thread(call: Callable[[], T], name: str) -> T:
+    """`call()` on a daemon thread of its own, awaited. Unlike `asyncio.to_thread`, a call still blocked when the
+    process stops (a Web API call during an outage waits up to its timeout) holds up neither `asyncio.run`'s
+    executor shutdown nor the interpreter's exit: cancelling the await abandons it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(), None
+        except BaseException as e:  # handed to the awaiting task, whatever it is
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits it any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future

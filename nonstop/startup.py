@@ -24,7 +24,8 @@ from nonstop.errors import ConfigError
 from nonstop.net import network
 from nonstop.net.retry import Backoff, fatal_message, is_fatal
 from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
-from nonstop.outbound.metrics import OutboundMetrics
+from nonstop.outbound.metrics import outbound_metrics_in
+from nonstop.outbound.scopes import say_history
 from nonstop.redact import redact
 from nonstop.status.telemetry import TELEMETRY
 
@@ -104,30 +105,12 @@ def build_outbound(settings: Settings) -> Outbound:
     outbound = Outbound(
         settings.outbound,
         schedule=settings.supervisor.retry_schedule,
-        metrics=OutboundMetrics(TELEMETRY.metrics.registry),
+        metrics=outbound_metrics_in(TELEMETRY.metrics.registry),
         shared=shared,
     )
-    outbound.scopes.on_change(lambda granted: _say_history(outbound, granted))
+    outbound.scopes.on_change(lambda _granted: say_history(outbound.scopes, outbound.settings.unsure_answer))
     outbound.start()  # here, not on a listener's thread: the senders keep this thread's priority (nonstop.lanes)
     return outbound
-
-
-def _say_history(outbound: Outbound, granted: frozenset[str]) -> None:
-    history = sorted(outbound.scopes.history)
-    if history:
-        log.info(
-            "history scopes granted (%s): an answer that may already be in Slack (an unsure post, an event run "
-            "again after a crash) is looked up in its conversation before it is posted",
-            ", ".join(history),
-        )
-    else:
-        choice = outbound.settings.unsure_answer
-        log.info(
-            "no history scopes: an answer that may already be in Slack cannot be checked, so it is %s "
-            "(NONSTOP_UNSURE_ANSWER=%s); add channels:history (and groups:, im:, mpim:history) to look first",
-            "posted again (maybe twice, never lost)" if choice == "repost" else "not posted again (maybe never)",
-            choice,
-        )
 
 
 def build_app(settings: Settings, *, rng: random.Random | None = None, outbound: Outbound | None = None) -> App:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 
 from nonstop.backends import Backends, open_backends
+from nonstop.catchup import start_catch_up
 from nonstop.config.settings import SupervisorSettings
 from nonstop.coordination.base import LocalCoordinator
 from nonstop.errors import EX_CONFIG, ConfigError
@@ -31,6 +32,7 @@ from nonstop.links.pool import LinkPool
 from nonstop.net.retry import DEAD_TOKEN_ERRORS, fatal_message, is_fatal
 from nonstop.pipeline.core import EventPipeline
 from nonstop.pipeline.driver import PipelineDriver, Runner
+from nonstop.pipeline.envelopes import key_label
 from nonstop.redact import redact_url
 from nonstop.status import State, Telemetry
 from nonstop.status.reporter import Phase, StateReporter
@@ -139,6 +141,9 @@ class Supervisor:
             asyncio.create_task(pool.run(), name="links"),
             asyncio.create_task(coordinator.run(driver.replay), name="coordination"),
             asyncio.create_task(self._housekeeping(backends.ledger), name="ledger-housekeeping"),
+            start_catch_up(
+                s, client=self._bot_client, backends=backends, driver=driver, pool=pool, telemetry=self._telemetry
+            ),
         ]
         await self._stop_event.wait()
         unwatch()
@@ -154,7 +159,7 @@ class Supervisor:
             return Backends(self._given_ledger, LocalCoordinator(s.connections))
         return await open_backends(
             s.ledger_url,
-            ttl_s=s.dedup_ttl_s,
+            ttl_s=s.ledger_ttl_s,
             wish=s.connections,
             lease_s=s.lease_s,
             replica_name=s.replica_name,
@@ -270,7 +275,7 @@ class Supervisor:
 
 
 def _say_unfinished(keys: list[str], durable: bool, *, shared: bool) -> None:
-    ids = ", ".join(key.split(":", 1)[1] for key in keys[:20])
+    ids = ", ".join(key_label(key) for key in keys[:20])
     more = f" and {len(keys) - 20} more" if len(keys) > 20 else ""
     if shared:
         log.warning(

@@ -66,8 +66,9 @@ class CallWatchers:
             watcher(method, outcome)
 
 
-def settings_of(client: WebClient) -> dict[str, Any]:
-    """The settings Bolt copies from the App's client into each request's: a copy's constructor arguments."""
+def settings_of(client: WebClient | Any) -> dict[str, Any]:
+    """The settings Bolt copies from the App's client into each request's: a copy's constructor arguments (the
+    ones a `WebClient` and an `AsyncWebClient` share)."""
     return {
         "token": client.token,
         "base_url": client.base_url,

@@ -12,6 +12,7 @@ import yaml
 from slack_bolt import App
 
 from listeners import register_listeners
+from nonstop.catchup.core import KIND_SCOPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_PATH = REPO_ROOT / "manifest.yml"
@@ -22,6 +23,8 @@ SCHEMA_PATH = REPO_ROOT / "tests" / "schemas" / "slack-manifest.schema.json"  # 
 SCOPES_FOR_EVENT = {"app_mention": {"app_mentions:read"}, "app_home_opened": set()}  # views.publish needs none
 SCOPES_FOR_SLASH_COMMAND = {"commands"}  # the answer travels in the ack: no further scope
 SCOPES_FOR_EVENT_REPLIES = {"chat:write"}  # event listeners and the error handler reply via say() = chat.postMessage
+# Catch-up reads the conversations for mentions Slack never delivered: list (*:read) and read (*:history) each kind.
+SCOPES_FOR_CATCH_UP = {scope for pair in KIND_SCOPES.values() for scope in pair}
 
 # App methods that register an interactive listener (these need settings.interactivity.is_enabled).
 INTERACTIVE_REGISTRARS = (
@@ -137,7 +140,7 @@ def test_bot_scopes_are_exactly_the_needed_ones(manifest, registered):
     if registered.command.called:
         needed |= SCOPES_FOR_SLASH_COMMAND
     if "app_mention" in events:
-        needed |= SCOPES_FOR_EVENT_REPLIES
+        needed |= SCOPES_FOR_EVENT_REPLIES | SCOPES_FOR_CATCH_UP
     declared = manifest["oauth_config"]["scopes"]["bot"]
     assert len(declared) == len(set(declared)), "duplicate scope"
     assert set(declared) == needed

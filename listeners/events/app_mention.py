@@ -14,9 +14,12 @@ def is_from_bot(event: dict[str, Any]) -> bool:
     return bool(event.get("bot_id")) or event.get("subtype") == "bot_message"
 
 
-def app_mention_callback(event: dict[str, Any], say: Say, logger: Logger) -> None:
+def app_mention_callback(
+    event: dict[str, Any], say: Say, logger: Logger, context: dict[str, Any] | None = None
+) -> None:
     if is_from_bot(event):
         logger.debug("Ignoring a mention from bot %s", event.get("bot_id"))
         return
-    reply = reply_for(event.get("text"), TELEMETRY.snapshot(), event_ts=event.get("ts"))
+    late_s = (context or {}).get("nonstop_late_s")  # docs/dropin.md: set by Nonstop's runners for every event
+    reply = reply_for(event.get("text"), TELEMETRY.snapshot(), event_ts=event.get("ts"), late_s=late_s)
     say(text=reply.text, blocks=reply.blocks, thread_ts=reply_thread_ts(event))

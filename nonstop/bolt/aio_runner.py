@@ -6,9 +6,11 @@ its listeners live on another loop (the caller's, where the `AsyncApp` was made 
 Each envelope crosses over with `run_coroutine_threadsafe`, so an async listener that blocks its loop delays
 its own work, never an ack. The same two lanes as for an `App` on threads (`nonstop.bolt.runner`): at most
 `event_concurrency` events in progress on the app's loop at once, and slash commands and interactions in a lane
-of their own (`command_concurrency`), never queued behind events. An event is done once its dispatch and every
-task it started have ended (`nonstop.bolt.tasks`: the app's loop must have `TaskCounting` installed); an
-interaction once Bolt has decided its ack, built by Bolt's own socket-mode adapter code (`send_async_response`).
+of their own (`command_concurrency`), never queued behind events. An event whose listeners only wait on the
+answer path's governor gives its place to the next (`nonstop.bolt.tasks.step_aside`). An event is done once its
+dispatch and every task it started have ended (`nonstop.bolt.tasks`: the app's loop must have `TaskCounting`
+installed); an interaction once Bolt has decided its ack, built by Bolt's own socket-mode adapter code
+(`send_async_response`).
 
 Its callbacks (`done`, `acked`) run on the app's loop; the driver hops back to its own.
 """
@@ -21,13 +23,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
+from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from nonstop.bolt.context import async_bolt_request
 from nonstop.bolt.lanes import Tracker
 from nonstop.bolt.runner import AckCapture, FailureReply, dispatch_failed, dispatch_succeeded
-from nonstop.bolt.tasks import counting
+from nonstop.bolt.tasks import Place, counting
 from nonstop.status import Telemetry
 
 __all__ = ["AsyncBoltRunner"]
@@ -76,13 +79,15 @@ class AsyncBoltRunner:
 
     # -- from the supervisor's loop ------------------------------------------------------------------
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+    def run_event(
+        self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1, *, recovered: bool = False
+    ) -> bool:
         """Dispatch an event on the app's loop; `done()` (there) once it and every task it started have ended.
-        `runs`: the ledger's count of its starts. False, and `done` never called, when the runner no longer takes
-        events or the app's loop is closed."""
+        `runs`: the ledger's count of its starts; `recovered`: it came by no link. False, and `done` never
+        called, when the runner no longer takes events or the app's loop is closed."""
         if not self._taking_events:
             return False
-        return self._submit(self._event(request, done, runs), "_events")
+        return self._submit(self._event(request, done, runs, recovered), "_events")
 
     def run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> bool:
         """Dispatch an interaction on the app's loop; `acked(payload)` (there) with what to ack it with. Taken
@@ -123,37 +128,47 @@ class AsyncBoltRunner:
 
     # -- on the app's loop ---------------------------------------------------------------------------
 
-    async def _event(self, request: SocketModeRequest, done: Callable[[], None], runs: int) -> None:
+    async def _event(self, request: SocketModeRequest, done: Callable[[], None], runs: int, recovered: bool) -> None:
+        place: Place | None = None
         try:
-            async with self._event_lane:  # held until the event's tasks have ended too: the lane bounds them
-                if self._leave_queued:
-                    return  # stopping, not started: it stays on record for the next start
-                await self._run(request, done, runs=runs)
+            await self._event_lane.acquire()
+            place = Place(self._event_lane)  # held until the event's tasks have ended, or they only wait on Slack
+            if self._leave_queued:
+                return  # stopping, not started: it stays on record for the next start
+            await self._run(request, done, place, runs=runs, recovered=recovered)
         finally:
+            if place is not None:
+                place.give_back()
             self._over("_events")
 
     async def _interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> None:
+        place: Place | None = None
         try:
-            async with self._command_lane:
-                await self._run(request, lambda: None, acked)
+            await self._command_lane.acquire()
+            place = Place(self._command_lane)
+            await self._run(request, lambda: None, place, acked)
         finally:
+            if place is not None:
+                place.give_back()
             self._over("_interactions")
 
     async def _run(
         self,
         request: SocketModeRequest,
         done: Callable[[], None],
+        place: Place,
         acked: Callable[[dict[str, Any] | None], None] | None = None,
         *,
         runs: int = 1,
+        recovered: bool | None = None,
     ) -> None:
         """Dispatch `request`, counting the tasks it starts; hand its ack payload to `acked`, then wait until it
-        and its tasks are over and call `done`."""
+        and its tasks are over and call `done`. Its tasks may give up its `place` earlier (`step_aside`)."""
         over = asyncio.Event()
         tracker = Tracker(over.set, runs)  # released on this loop: the tasks' done callbacks run here
         try:
-            with counting(tracker):
-                payload = await self._dispatch(request)
+            with counting(tracker, place):
+                payload = await self._dispatch(request, recovered)
             if acked is not None:
                 acked(payload)
         finally:
@@ -161,10 +176,10 @@ class AsyncBoltRunner:
         await over.wait()
         done()
 
-    async def _dispatch(self, request: SocketModeRequest) -> dict[str, Any] | None:
+    async def _dispatch(self, request: SocketModeRequest, recovered: bool | None) -> dict[str, Any] | None:
         started = time.time()
         try:
-            bolt_response = await run_async_bolt_app(self._app, request)
+            bolt_response = await self._app.async_dispatch(async_bolt_request(request, recovered))
             capture = _AsyncAckCapture()
             await send_async_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
         except Exception:

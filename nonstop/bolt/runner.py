@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
-from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+from slack_bolt.adapter.socket_mode.internals import send_response
 from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from nonstop.bolt.context import bolt_request
 from nonstop.bolt.lanes import COMMANDS, EVENTS, LaneExecutor, Tracker, working_on
 from nonstop.status import Telemetry
 
@@ -118,13 +119,16 @@ class BoltRunner:
         self._idle = threading.Condition()
         self._interactions = 0  # interactions whose dispatch or listeners are still running
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+    def run_event(
+        self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1, *, recovered: bool = False
+    ) -> bool:
         """Dispatch an event; `done()` (on a runner thread) once it and every listener it started have
         returned. `runs`: the ledger's count of its starts (its `Tracker` carries it to the answer path, which
-        looks for an earlier run's replies before posting). False, and `done` never called, when the runner no
-        longer takes events (stopping)."""
+        looks for an earlier run's replies before posting). `recovered`: it came by no link (Bolt's context says
+        so, `nonstop.bolt.context`). False, and `done` never called, when the runner no longer takes events
+        (stopping)."""
         try:
-            self._dispatch[EVENTS].submit(self._run_event, request, done, runs)
+            self._dispatch[EVENTS].submit(self._run_event, request, done, runs, recovered)
         except RuntimeError:
             return False
         return True
@@ -164,11 +168,11 @@ class BoltRunner:
 
     # -- on runner threads ---------------------------------------------------------------------------
 
-    def _run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> None:
+    def _run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int, recovered: bool) -> None:
         tracker = Tracker(done, runs)
         try:
             with working_on(EVENTS, tracker):
-                self._bolt(request)
+                self._bolt(request, recovered)
         finally:
             tracker.release()
 
@@ -187,11 +191,11 @@ class BoltRunner:
             if self._interactions == 0:
                 self._idle.notify_all()
 
-    def _bolt(self, request: SocketModeRequest) -> dict[str, Any] | None:
+    def _bolt(self, request: SocketModeRequest, recovered: bool | None = None) -> dict[str, Any] | None:
         """Run Bolt's dispatch for `request`; return the ack payload (interactions)."""
         started = time.time()
         try:
-            bolt_response = run_bolt_app(self._app, request)
+            bolt_response = self._app.dispatch(bolt_request(request, recovered))
             capture = AckCapture()
             send_response(capture, request, bolt_response, started)  # type: ignore[arg-type]
         except Exception:

@@ -8,7 +8,12 @@ created while that envelope's work is under way: `counting(tracker)` marks it in
 task runs in a copy of its creator's context, so tasks that those tasks start are counted as well.
 
 A task a listener starts and never ends (a background loop of the user's) keeps its event unfinished: it is
-part of that event's work as far as anyone can tell.
+part of that event's work as far as anyone can tell. A task created with a `context=` of its own is counted on
+the envelope of that context (none, for a fresh `contextvars.Context()`: the answer path's scheduler).
+
+`Place` is an envelope's place in its lane (`nonstop.bolt.aio_runner`): a listener whose answer must wait in
+the answer path's governor gives it up (`step_aside`), as a listener thread of an `App` is free once its call
+returns a pending response, so that a channel that owes 40 answers holds up no other channel's events.
 """
 
 from __future__ import annotations
@@ -21,19 +26,56 @@ from typing import Any
 
 from nonstop.bolt.lanes import Tracker
 
-__all__ = ["TaskCounting", "counting"]
+__all__ = ["Place", "TaskCounting", "counting", "current_tracker", "step_aside"]
 
 _CURRENT: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar("nonstop_envelope", default=None)
 
 
+class Place:
+    """One envelope's place in its lane (a slot of its semaphore), given back once: when its work has ended, or
+    earlier, when what is left of it only waits on Slack."""
+
+    def __init__(self, lane: asyncio.Semaphore) -> None:
+        self._lane = lane
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._lane.release()
+
+
+_PLACE: contextvars.ContextVar[Place | None] = contextvars.ContextVar("nonstop_place", default=None)
+
+
 @contextmanager
-def counting(tracker: Tracker) -> Iterator[None]:
-    """Tasks created inside the block (and by them, in turn) count on `tracker` until they end."""
+def counting(tracker: Tracker, place: Place | None = None) -> Iterator[None]:
+    """Tasks created inside the block (and by them, in turn) count on `tracker` until they end; `place` is the
+    envelope's place in its lane, for `step_aside`."""
     token = _CURRENT.set(tracker)
+    place_token = _PLACE.set(place)
     try:
         yield
     finally:
+        _PLACE.reset(place_token)
         _CURRENT.reset(token)
+
+
+def current_tracker() -> Tracker | None:
+    """The tracker of the envelope whose work this coroutine is part of, if any."""
+    return _CURRENT.get()
+
+
+def step_aside() -> None:
+    """This envelope's work now only waits (on the answer path's governor): its place in the lane goes to the
+    next envelope. Outside an envelope's work, nothing."""
+    place = _PLACE.get()
+    if place is not None:
+        place.give_back()
 
 
 class TaskCounting:
@@ -67,7 +109,8 @@ class TaskCounting:
     ) -> asyncio.Future[Any]:
         previous = self._previous
         task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
-        tracker = _CURRENT.get()  # the creator's context: create_task calls the factory synchronously
+        context = kwargs.get("context")  # the task's own, if given; else the creator's (the factory runs in it)
+        tracker = context.get(_CURRENT) if context is not None else _CURRENT.get()
         if tracker is not None and tracker.add():
             task.add_done_callback(lambda _task: tracker.release())
         return task

@@ -87,10 +87,23 @@ class SupervisorSettings:
     # `app.py` owns its process and opts in (see `load_settings`); both are measured in bench/.
     handler_nice: int = 0  # niceness added to handler threads, so the ack loop wins the CPU (Linux; best effort)
     gil_switch_interval_s: float | None = None  # sys.setswitchinterval while running; restored on stop
+    # Catch-up (nonstop/catchup/, docs/decisions.md "Catch-up"): mentions Slack never delivered, found in the
+    # conversations' history. The window is how far back a scan looks: a bot down for up to an hour (a bad deploy, a
+    # host reboot) misses nothing; the ledger remembers mentions at least that long. The period is how often a
+    # scan runs while links are live: an incident where Slack drops events is answered within about 2 minutes,
+    # well within the 5 minutes of Slack's own last retry, at Tier 3 cost of (conversations + 1) calls a scan.
+    catch_up: bool = True
+    catch_up_window_s: float = 3600.0
+    catch_up_period_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.handler_nice <= 19:
             raise ValueError("handler_nice must be 0-19")
+
+    @property
+    def ledger_ttl_s(self) -> float:
+        """How long the ledger remembers a done event: Slack's retries, and catch-up's look-back window."""
+        return max(self.dedup_ttl_s, self.catch_up_window_s if self.catch_up else 0.0)
 
     @property
     def retry_schedule(self) -> Schedule:
@@ -241,6 +254,9 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
         max_frame_bytes=_integer(env, "NONSTOP_MAX_FRAME_BYTES", d.max_frame_bytes, 65536, 256 * 1024 * 1024),
         handler_nice=_integer(env, "NONSTOP_HANDLER_NICE", int(tuning["handler_nice"]), 0, 19),
         gil_switch_interval_s=switch or None,
+        catch_up=_choice(env, "NONSTOP_CATCH_UP", "on", ("on", "off")) == "on",
+        catch_up_window_s=_number(env, "NONSTOP_CATCH_UP_WINDOW", d.catch_up_window_s, 60, 86400),
+        catch_up_period_s=_number(env, "NONSTOP_CATCH_UP_PERIOD", d.catch_up_period_s, 1, 86400),
     )
 
 
@@ -359,9 +375,15 @@ def _load(env: Mapping[str, str]) -> Settings:
         health_host=host,
         health_port=port,
         supervisor=sup,
-        outbound=OutboundSettings(
-            reply_deadline_s=60
-            * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
-            unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
-        ),
+        outbound=outbound_settings(env),
+    )
+
+
+def outbound_settings(env: Mapping[str, str] | None = None) -> OutboundSettings:
+    """NONSTOP_REPLY_DEADLINE and NONSTOP_UNSURE_ANSWER (the bot's and the drop-in handlers'). Raises `ConfigError`."""
+    env = os.environ if env is None else env
+    return OutboundSettings(
+        reply_deadline_s=60
+        * _number(env, "NONSTOP_REPLY_DEADLINE", OutboundSettings.reply_deadline_s / 60, 0.05, 1440),
+        unsure_answer=_choice(env, "NONSTOP_UNSURE_ANSWER", OutboundSettings.unsure_answer, UNSURE_ANSWERS),
     )

@@ -36,6 +36,15 @@ class Coordinator(ABC):
         """Keep this process's membership, and hand the events of processes that died to `takeover`; until
         cancelled."""
 
+    async def lead(self, name: str, ttl_s: float) -> bool:
+        """Take or renew the lease on the work called `name` for `ttl_s`: True while this process holds it (one
+        process at a time does that work; a holder that dies lets it lapse, and another takes it over)."""
+        return True
+
+    async def step_down(self, name: str) -> None:
+        """Give the lease on `name` up now, if this process holds it."""
+        return None
+
     def stop_taking_over(self) -> None:
         """Stopping: keep the membership (events still run here), take nothing more over."""
         return None

@@ -170,6 +170,10 @@ class ClusterShare(Room):
         shares = allocate(self._members, self.limit) if self._members else {}
         return sum(max(0, shares.get(m.id, 0) - m.held) for m in self._members if m.id != self.member)
 
+    def key(self, name: str) -> str:
+        """The Redis key of `name` among this cluster's keys."""
+        return f"{self._prefix}{name}"
+
     async def beat(self) -> None:
         """Register (or stay registered), see who else is there and who died, and recompute this replica's
         share. Raises `RedisError` (the caller judges the connection)."""

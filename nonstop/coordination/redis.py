@@ -29,6 +29,20 @@ __all__ = ["RedisCoordinator", "SharedLedger"]
 log = logging.getLogger("nonstop.cluster")
 
 
+_LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_STEP_DOWN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
 class SharedLedger(Protocol):
     """What the coordinator needs of the ledger on the same Redis (`nonstop.ledger.redis.RedisLedger`)."""
 
@@ -112,6 +126,27 @@ class RedisCoordinator(Coordinator):
         self._usable_since = self._conn.now() if usable else None
         self._must_resync = usable
         self.share.publish()
+
+    async def lead(self, name: str, ttl_s: float) -> bool:
+        """One replica at a time holds `name` (taken or renewed atomically, on Redis's clock); while Redis is
+        unusable each replica leads on its own, as it answers on its own."""
+        if self._conn.degraded:
+            return True
+        try:
+            held = await self._conn.client.eval(_LEAD, 1, self.share.key(f"lead:{name}"), self.share.member,
+                                                int(ttl_s * 1000))  # fmt: skip
+        except RedisError as e:
+            self._conn.failed(e)
+            return True
+        return bool(held)
+
+    async def step_down(self, name: str) -> None:
+        if self._conn.degraded:
+            return
+        try:
+            await self._conn.client.eval(_STEP_DOWN, 1, self.share.key(f"lead:{name}"), self.share.member)
+        except RedisError as e:
+            self._conn.failed(e)
 
     def stop_taking_over(self) -> None:
         self._taking_over = False

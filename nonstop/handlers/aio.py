@@ -10,6 +10,10 @@ so a listener that blocks the app's loop cannot delay an ack; the app's dispatch
 that called `connect_async()` / `start_async()`, where the app and its clients live (`nonstop.bolt.aio_runner`:
 the same lanes, backlog, ledger and drain as for an `App`). That loop gets a task factory while the handler
 runs (`nonstop.bolt.tasks`), to know when an event's listeners are done; the one it had is given back.
+
+The answer path: the handler adds a middleware to the app (`nonstop.outbound.aio_client.govern`), so that each
+request's `client` and `say` go through the handler's governor (`self.outbound`, an `AsyncOutbound` on the
+app's loop), as `python app.py`'s listeners do through theirs; docs/answer-path.md says what differs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
@@ -33,8 +38,15 @@ from nonstop.handlers.background import Background, StopOnSignals
 from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import AsyncSupervisedSocketModeClient
 from nonstop.ledger import Ledger
+from nonstop.outbound.aio import AsyncOutbound
+from nonstop.outbound.aio_client import govern
+from nonstop.outbound.metrics import outbound_metrics_in
+from nonstop.outbound.scopes import say_history
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
+
+if TYPE_CHECKING:
+    from nonstop.outbound.shared import AsyncSharedBuckets
 
 __all__ = ["AsyncSupervisedSocketModeHandler"]
 
@@ -57,7 +69,9 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         telemetry: the health record that status, probes and metrics read.
         failure_reply: what a user is told when Bolt itself fails on their slash command.
 
-    Raises `TypeError`/`ValueError` for a keyword it cannot honour, `ConfigError` for a bad `NONSTOP_*` value.
+    Each request's `client` and `say` go through `self.outbound` (the answer path, NONSTOP_REPLY_DEADLINE and
+    NONSTOP_UNSURE_ANSWER; with `settings=`, their defaults). Raises `TypeError`/`ValueError` for a keyword it
+    cannot honour, `ConfigError` for a bad `NONSTOP_*` value.
     """
 
     def __init__(  # noqa: PLR0917 - Bolt's own signature, its positional order included
@@ -97,6 +111,22 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
             ping_interval=self._setup.settings.ping_interval_s,
         )
         self._counting: TaskCounting | None = None
+        answers, ledger_url = self._setup.answers, self._setup.settings.ledger_url
+        shared: AsyncSharedBuckets | None = None
+        if urlsplit(ledger_url).scheme in ("redis", "rediss"):  # replicas: one posting budget on their Redis
+            from nonstop.outbound.shared import AsyncSharedBuckets as Buckets  # noqa: PLC0415 - the redis extra
+
+            shared = Buckets.from_url(ledger_url)
+        self._shared = shared
+        self.outbound = AsyncOutbound(
+            answers,
+            schedule=self._setup.settings.retry_schedule,
+            metrics=outbound_metrics_in(telemetry.metrics.registry),
+            shared=shared,
+        )
+        scopes = self.outbound.core.scopes
+        scopes.on_change(lambda _granted: say_history(scopes, answers.unsure_answer))
+        govern(app, self.outbound, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 
@@ -140,6 +170,8 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._closed = True
         self.client.closed = True
         await self.disconnect_async()
+        if self._shared is not None:
+            await self._shared.close()
 
     async def handle(self, client: Any, req: SocketModeRequest) -> None:
         """Bolt's `handle`: run the app for `req` and send its response through `client`, bypassing the ledger

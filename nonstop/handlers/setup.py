@@ -14,6 +14,9 @@ The same defaults as `python app.py`, from the same environment, with one differ
 - The health server (`/healthz`, `/readyz`, `/metrics` on HEALTH_HOST:HEALTH_PORT, default 127.0.0.1:8080):
   with `start()`, and with `connect()` only when HEALTH_PORT is set; one per process, whoever starts it first.
 - Process-wide tuning (`APP_PROCESS_TUNING`): with `start()` only, restored when it returns.
+- The answer path's settings (`NONSTOP_REPLY_DEADLINE`, `NONSTOP_UNSURE_ANSWER`), unless `settings=` is given:
+  the async handler governs its `AsyncApp`'s listeners' calls with them. The sync handler leaves an `App`'s
+  client as it finds it (`python app.py` builds its `App` with the governor: `nonstop.startup.build_app`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import logging
 import os
 from collections.abc import Callable
 
-from nonstop.config.settings import SupervisorSettings, handler_settings, health_address, warn_once
+from nonstop.config.settings import (
+    OutboundSettings,
+    SupervisorSettings,
+    handler_settings,
+    health_address,
+    outbound_settings,
+    warn_once,
+)
 from nonstop.errors import ConfigError
 from nonstop.handlers.options import StockOptions
 from nonstop.ledger import Ledger
@@ -83,6 +93,8 @@ class Setup:
             _, warnings = handler_settings(own_process=False)  # bad values fail here, before any network call
             warn_once(warnings)
         self.settings = self.settings_for(own_process=False)
+        # The answer path's: the environment's, unless explicit settings were given (then its defaults).
+        self.answers = OutboundSettings() if settings is not None else outbound_settings()
 
     def settings_for(self, *, own_process: bool) -> SupervisorSettings:
         """The run's settings: explicit or the environment's, with the stock keywords on top."""
@@ -126,6 +138,6 @@ class Setup:
         if self._ledger is not None:
             return self._ledger
         if settings.ledger_url == "memory://":
-            self._memory = self._memory or MemoryLedger(settings.dedup_ttl_s)
+            self._memory = self._memory or MemoryLedger(settings.ledger_ttl_s)
             return self._memory
         return None

@@ -12,11 +12,16 @@ not crash-loop the bot).
 
 Commands and interactions are not recorded: Slack never redelivers them, and running one again
 minutes later (after its user saw a timeout) would surprise more than help.
+
+Beside the events, the ledger keeps one *high-water mark* per conversation: the newest message ts that a
+catch-up scan of its history has fully handled (`marks`, `advance_marks`). A mark only moves forward, is
+never pruned (one small row per conversation), and is shared by replicas on Redis.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +38,11 @@ class LedgerError(Exception):
 class Entry:
     """One admitted event: its dedupe key, the envelope to run again, and how often it has started."""
 
-    key: str  # "event:<event_id>", or "envelope:<envelope_id>" for an event without an id
+    key: str  # see `nonstop.pipeline.envelopes.event_key`: "app_mention:<channel>:<ts>", "event:<id>", …
     envelope: dict[str, Any]
     runs: int = 0  # completed start-ups during which it was run and did not finish
     text: str | None = None  # the envelope as received, when the link has it: stored as is
+    alias: str | None = None  # another key it may be on record under, written by an older version: also known
 
     def envelope_json(self) -> str:
         # Serialising again was most of an admission's time on the loop (docs/benchmark.md, ledger overhead).
@@ -79,6 +85,17 @@ class Ledger(ABC):
         """Forget done entries older than `ttl_s`; return how many went."""
 
     @abstractmethod
+    async def marks(self) -> dict[str, str]:
+        """Conversation id -> the newest message ts a catch-up scan has fully handled there. Raises `LedgerError`."""
+
+    @abstractmethod
+    async def advance_marks(self, marks: dict[str, str]) -> None:
+        """Move each conversation's mark to the ts given (one write for all), but only forward: a ts older than
+        or equal to the stored one leaves it as it is, even when another replica wrote it meanwhile. Raises
+        `ValueError` for a ts that is not a Slack timestamp (nothing is written), `LedgerError` when storage
+        cannot be written."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release storage. Pending entries stay for the next start."""
 
@@ -86,6 +103,29 @@ class Ledger(ABC):
     @abstractmethod
     def durable(self) -> bool:
         """Whether pending entries survive the process (memory: no)."""
+
+
+_TS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,6}))?")
+
+
+def ts_micros(ts: str) -> int:
+    """A Slack message ts ("1700000000.000100") as an integer of microseconds, to compare exactly (a float has
+    too few digits to tell 1700000000.000100 from .000101 reliably after arithmetic). Raises `ValueError`."""
+    found = _TS.fullmatch(ts) if isinstance(ts, str) else None
+    if found is None:
+        raise ValueError(f"{ts!r} is not a Slack message ts (seconds.microseconds, like 1700000000.000100)")
+    seconds, fraction = found.groups()
+    return int(seconds) * 1_000_000 + int((fraction or "").ljust(6, "0"))
+
+
+def checked_marks(marks: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """`marks` with each ts as (ts, microseconds), after checking them all. Raises `ValueError`."""
+    checked: dict[str, tuple[str, int]] = {}
+    for conversation, ts in marks.items():
+        if not isinstance(conversation, str) or not conversation:
+            raise ValueError(f"{conversation!r} is not a conversation id")
+        checked[conversation] = (ts, ts_micros(ts))
+    return checked
 
 
 def load_envelope(stored: str | None) -> dict[str, Any]:

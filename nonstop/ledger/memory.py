@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from nonstop.ledger.base import Entry, Ledger, Recovered
+from nonstop.ledger.base import Entry, Ledger, Recovered, checked_marks
 
 
 class MemoryLedger(Ledger):
@@ -18,6 +18,7 @@ class MemoryLedger(Ledger):
         self._clock = clock
         self._pending: set[str] = set()
         self._done: OrderedDict[str, float] = OrderedDict()  # key → when it finished, oldest first
+        self._marks: dict[str, tuple[str, int]] = {}  # conversation → (ts, its microseconds)
 
     async def open(self) -> Recovered:
         return Recovered(unfinished=[], given_up=[])
@@ -28,11 +29,14 @@ class MemoryLedger(Ledger):
     def admit_now(self, entries: list[Entry]) -> list[bool]:
         fresh: list[bool] = []
         for entry in entries:
-            known = entry.key in self._pending or entry.key in self._done
+            known = self._known(entry.key) or (entry.alias is not None and self._known(entry.alias))
             if not known:
                 self._pending.add(entry.key)
             fresh.append(not known)
         return fresh
+
+    def _known(self, key: str) -> bool:
+        return key in self._pending or key in self._done
 
     async def finish(self, keys: list[str]) -> None:
         now = self._clock()
@@ -48,6 +52,14 @@ class MemoryLedger(Ledger):
             self._done.popitem(last=False)
             gone += 1
         return gone
+
+    async def marks(self) -> dict[str, str]:
+        return {conversation: ts for conversation, (ts, _) in self._marks.items()}
+
+    async def advance_marks(self, marks: dict[str, str]) -> None:
+        for conversation, (ts, micros) in checked_marks(marks).items():
+            if conversation not in self._marks or micros > self._marks[conversation][1]:
+                self._marks[conversation] = (ts, micros)
 
     async def close(self) -> None:
         return None

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, Recovered, load_envelope
+from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, checked_marks, load_envelope
 from nonstop.net.redis import RedisConnection, RedisError
 
 __all__ = ["RESYNC_PIECE", "RedisLedger"]
@@ -35,12 +35,17 @@ log = logging.getLogger("nonstop.ledger")
 RESYNC_PIECE = 500
 """Keys per script call when handing Redis what happened while it was unusable (one call stays short)."""
 
+# Each entry is (key, alias or '', envelope); an entry is known under its key or its alias (an older key).
 _ADMIT = """
 local p, me = ARGV[1], ARGV[2]
+local function known(key)
+  if key == '' then return false end
+  return redis.call('EXISTS', p .. 'done:' .. key) == 1 or redis.call('HEXISTS', p .. 'envelope', key) == 1
+end
 local fresh = {}
-for i = 3, #ARGV, 2 do
-  local key, envelope = ARGV[i], ARGV[i + 1]
-  if redis.call('EXISTS', p .. 'done:' .. key) == 1 or redis.call('HEXISTS', p .. 'envelope', key) == 1 then
+for i = 3, #ARGV, 3 do
+  local key, envelope = ARGV[i], ARGV[i + 2]
+  if known(key) or known(ARGV[i + 1]) then
     fresh[#fresh + 1] = 0
   else
     redis.call('HSET', p .. 'envelope', key, envelope)
@@ -127,6 +132,21 @@ end
 return lost
 """
 
+# A mark moves only forward: `micros` is the ts in microseconds, zero-padded to 20 digits, so that comparing
+# the strings compares the numbers exactly (Lua's numbers are doubles).
+_ADVANCE_MARKS = """
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local conversation, ts, micros = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local stored = redis.call('HGET', p .. 'mark_order', conversation)
+  if not stored or micros > stored then
+    redis.call('HSET', p .. 'mark_order', conversation, micros)
+    redis.call('HSET', p .. 'marks', conversation, ts)
+  end
+end
+return 1
+"""
+
 REASSIGN_BATCH = 200
 
 
@@ -159,7 +179,13 @@ class RedisLedger(Ledger):
         client = connection.client
         self._scripts = {
             name: client.register_script(body)
-            for name, body in (("admit", _ADMIT), ("finish", _FINISH), ("reassign", _REASSIGN), ("restore", _RESTORE))
+            for name, body in (
+                ("admit", _ADMIT),
+                ("finish", _FINISH),
+                ("reassign", _REASSIGN),
+                ("restore", _RESTORE),
+                ("advance_marks", _ADVANCE_MARKS),
+            )
         }
 
     async def open(self) -> Recovered:
@@ -168,7 +194,7 @@ class RedisLedger(Ledger):
     async def admit(self, entries: list[Entry]) -> list[bool]:
         # What runs or finished here is known whatever Redis says: it may not have heard of it yet (an outage
         # just ended and the resync is still under way). Only the rest is Redis's to judge.
-        known = [entry.key in self._mine or entry.key in self._recent for entry in entries]
+        known = [self._here(entry.key) or (entry.alias is not None and self._here(entry.alias)) for entry in entries]
         unknown = [entry for entry, here in zip(entries, known, strict=True) if not here]
         fresh = iter(await self._admit_unknown(unknown) if unknown else [])
         return [False if here else next(fresh) for here in known]
@@ -177,7 +203,7 @@ class RedisLedger(Ledger):
         if not self._conn.degraded:
             args: list[Any] = [self._prefix, self.owner]
             for entry in entries:
-                args += [entry.key, entry.envelope_json()]
+                args += [entry.key, entry.alias or "", entry.envelope_json()]
             started = self._conn.now()
             try:
                 answer = await self._scripts["admit"](args=args)
@@ -192,10 +218,13 @@ class RedisLedger(Ledger):
                 return fresh
         return self._admit_here(entries)
 
+    def _here(self, key: str) -> bool:
+        return key in self._mine or key in self._recent
+
     def _admit_here(self, entries: list[Entry]) -> list[bool]:
         fresh: list[bool] = []
         for entry in entries:
-            known = entry.key in self._mine or entry.key in self._recent
+            known = self._here(entry.key) or (entry.alias is not None and self._here(entry.alias))
             if not known:
                 self._mine[entry.key] = Entry(entry.key, entry.envelope, max(1, entry.runs), entry.text)
             fresh.append(not known)
@@ -263,6 +292,39 @@ class RedisLedger(Ledger):
             self._recent.popitem(last=False)
             gone += 1
         return gone
+
+    async def marks(self) -> dict[str, str]:
+        """The shared marks. Raises `LedgerError` while Redis is unusable: a scan waits for it (a replica's own
+        marks would move back what another one recorded)."""
+        self._usable("read the catch-up marks")
+        started = self._conn.now()
+        try:
+            stored = await self._conn.client.hgetall(f"{self._prefix}marks")
+        except RedisError as e:
+            self._conn.failed(e)
+            raise LedgerError(f"cannot read the catch-up marks from Redis at {self.url}: {e}") from None
+        self._conn.answered(started)
+        return {_text(conversation): _text(ts) for conversation, ts in stored.items()}
+
+    async def advance_marks(self, marks: dict[str, str]) -> None:
+        checked = checked_marks(marks)
+        if not checked:
+            return
+        self._usable("record the catch-up marks")
+        args: list[Any] = [self._prefix]
+        for conversation, (ts, micros) in checked.items():
+            args += [conversation, ts, f"{micros:020d}"]
+        started = self._conn.now()
+        try:
+            await self._scripts["advance_marks"](args=args)
+        except RedisError as e:
+            self._conn.failed(e)
+            raise LedgerError(f"cannot record the catch-up marks in Redis at {self.url}: {e}") from None
+        self._conn.answered(started)
+
+    def _usable(self, what: str) -> None:
+        if self._conn.degraded:
+            raise LedgerError(f"cannot {what}: Redis at {self.url} is unusable now")
 
     async def close(self) -> None:
         """Nothing of its own to release: unfinished events move to the other replicas when this one leaves

@@ -32,13 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, load_envelope
+from nonstop.ledger.base import MAX_RUNS, Entry, Ledger, LedgerError, Recovered, checked_marks, load_envelope
 
 T = TypeVar("T")
 
 log = logging.getLogger("nonstop.ledger")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: events. 2: and the conversations' high-water marks, and `meta` (a version-1 file migrates on open)."""
 CHECKPOINT_EVERY_S = 2.0
 LOOP_BUSY_TIMEOUT_S = 0.25
 """How long an admission waits for the write lock (the checkpointer's brief write, another process)."""
@@ -52,7 +53,15 @@ CREATE TABLE IF NOT EXISTS events (
     done_at  REAL               -- NULL while pending; wall-clock time it finished
 );
 CREATE INDEX IF NOT EXISTS events_done_at ON events (done_at) WHERE done_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS marks (
+    conversation TEXT PRIMARY KEY,
+    ts           TEXT NOT NULL,     -- as given
+    micros       INTEGER NOT NULL   -- the same ts in microseconds: what is compared
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL);
 """
+_OLD_KEYS_UNTIL = "old_keys_until"
+"""Until when (wall clock) a file written by version 1 may hold a mention under its older key, `event:<id>`."""
 
 
 class SqliteLedger(Ledger):
@@ -76,6 +85,7 @@ class SqliteLedger(Ledger):
         self._closing = threading.Event()
         self._written = threading.Event()  # the log has grown since the last checkpoint began
         self._checkpointer_lost = False  # the thread cannot checkpoint: the loop's connection does it again
+        self._old_keys_until = 0.0  # while the clock is before it, admissions also look for an entry's alias
 
     # -- Ledger --------------------------------------------------------------------------------------
 
@@ -98,7 +108,7 @@ class SqliteLedger(Ledger):
             db.execute(f"PRAGMA synchronous={'FULL' if self._synchronous == 'full' else 'NORMAL'}")
             db.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring: checkpoints run off the loop
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise LedgerError(
                     f"the ledger file {self.path} has schema version {version}, this Nonstop knows {SCHEMA_VERSION}: "
                     "it was written by another version; move it aside (pending events in it will not run)"
@@ -106,6 +116,13 @@ class SqliteLedger(Ledger):
             db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
             db.execute("BEGIN IMMEDIATE")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a write: proves the file is writable, now
+            if version == 1:  # its done mentions are known as event:<id> for one more dedupe TTL
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    (_OLD_KEYS_UNTIL, self._clock() + self._ttl_s),
+                )
+            row = db.execute("SELECT value FROM meta WHERE name = ?", (_OLD_KEYS_UNTIL,)).fetchone()
+            self._old_keys_until = float(row[0]) if row else 0.0
             recovered = self._recover(db)
             db.execute("COMMIT")
         except LedgerError:
@@ -193,7 +210,8 @@ class SqliteLedger(Ledger):
         db = self._require()
         added: set[str] = set()
         try:
-            for chunk in _chunks(entries):
+            known = self._known_aliases(db, entries) if self._old_keys_until else set()
+            for chunk in _chunks([e for e in entries if e.alias not in known] if known else entries):
                 # One statement, its own transaction: in the common case (every event new) a piece costs one
                 # step (see `_chunks` for why steps count). Only when some were already known are the new
                 # ones read back: the statement's rows, whose rowids run up to last_insert_rowid.
@@ -211,6 +229,18 @@ class SqliteLedger(Ledger):
             fresh.append(entry.key in added)
             added.discard(entry.key)
         return fresh
+
+    def _known_aliases(self, db: sqlite3.Connection, entries: list[Entry]) -> set[str]:
+        """The entries' aliases this file has, while it may still hold keys an older version wrote."""
+        if self._clock() >= self._old_keys_until:
+            self._old_keys_until = 0.0
+            return set()
+        aliases = list({e.alias for e in entries if e.alias is not None})
+        known: set[str] = set()
+        for chunk in _chunks(aliases):
+            rows = db.execute(f"SELECT key FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            known.update(key for (key,) in rows)
+        return known
 
     async def finish(self, keys: list[str]) -> None:
         db = self._require()
@@ -233,6 +263,30 @@ class SqliteLedger(Ledger):
         if pruned:
             self._wrote()
         return pruned
+
+    async def marks(self) -> dict[str, str]:
+        db = self._require()
+        try:
+            return dict(db.execute("SELECT conversation, ts FROM marks").fetchall())
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger file {self.path}: {e}") from None
+
+    async def advance_marks(self, marks: dict[str, str]) -> None:
+        rows = [(conversation, ts, micros) for conversation, (ts, micros) in checked_marks(marks).items()]
+        if not rows:
+            return
+        db = self._require()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_ADVANCE_MARK, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot write to the ledger file {self.path}: {e}") from None
+        self._wrote()
 
     async def close(self) -> None:
         self._closing.set()
@@ -282,6 +336,10 @@ def _chunks(items: list[T]) -> list[list[T]]:
     return pieces
 
 
+_ADVANCE_MARK = """
+INSERT INTO marks (conversation, ts, micros) VALUES (?, ?, ?)
+ON CONFLICT (conversation) DO UPDATE SET ts = excluded.ts, micros = excluded.micros WHERE excluded.micros > marks.micros
+"""
 _NEW_ROWS = "SELECT key FROM events WHERE rowid > ? AND rowid <= ?"
 
 

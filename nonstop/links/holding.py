@@ -90,6 +90,7 @@ class Holding:
         self.slack_counted: int | None = None  # num_connections in the latest hello
         self.refused = False  # Slack refused the latest attempt (too_many_websockets); cleared by the next hello
         self.view = LinksView()
+        self._view_watchers: list[Callable[[LinksView], None]] = []
         self.preset_over = asyncio.Event()  # set once links ask for URLs of their own (see `LinkHooks.preset_url`)
         self.stopping = False
         self._stopped = asyncio.Event()
@@ -210,4 +211,10 @@ class Holding:
         )
         if self.hooks.on_view is not None:
             self.hooks.on_view(self.view)
+        for watcher in self._view_watchers:
+            watcher(self.view)
         self.on_change()
+
+    def watch_view(self, watcher: Callable[[LinksView], None]) -> None:
+        """Call `watcher(view)` on the loop's thread with every view published from now on (catch-up's ear)."""
+        self._view_watchers.append(watcher)

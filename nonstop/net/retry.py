@@ -262,11 +262,31 @@ def judge(error: BaseException | None) -> Outcome:
     if isinstance(error, URLError):
         reason = getattr(error, "reason", None)
         return Outcome(RETRY, "timeout" if isinstance(reason, TimeoutError) else "network")
+    aiohttp = _aiohttp_outcome(error)
+    if aiohttp is not None:
+        return aiohttp
     if isinstance(error, TimeoutError):
         return Outcome(UNSURE, "timeout")
     if isinstance(error, OSError | HTTPException):  # reset, EOF, a bad status line: after the request was sent
         return Outcome(UNSURE, "network")
     return Outcome(FINAL, "error")
+
+
+def _aiohttp_outcome(error: BaseException) -> Outcome | None:
+    """The same judgement for slack_sdk's async client (aiohttp, by class name: no import): aiohttp raises
+    `ClientConnectorError` (a refused connection, DNS, TLS, a proxy) and `ConnectionTimeoutError` only while
+    connecting, before the request is written [SDK: aiohttp.connector]; any other connection error (a reset, the
+    server gone, a broken answer) may come after Slack had it. Timeouts while waiting are left to the rule below."""
+    if not type(error).__module__.startswith("aiohttp"):
+        return None
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if "ConnectionTimeoutError" in names:
+        return Outcome(RETRY, "timeout")
+    if "ClientConnectorError" in names:
+        return Outcome(RETRY, "network")
+    if "TimeoutError" not in names and names & {"ClientConnectionError", "ClientPayloadError"}:
+        return Outcome(UNSURE, "network")
+    return None
 
 
 CREATES = frozenset(

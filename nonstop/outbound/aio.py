@@ -3,18 +3,20 @@
 The same core as the thread driver (`nonstop.outbound.core`); only what waits where differs. A coroutine
 that waits costs no thread, so an async call simply waits for its turn, in order, and returns the final
 response (or raises what Slack refused it with, or `NotDelivered`). One scheduler task per loop hands out
-the turns the governor decides; a call's own coroutine makes its tries.
+the turns the governor decides; a call's own coroutine makes its tries. A call that must wait first tells its
+request (`Answering.on_wait`): an `AsyncApp`'s event then gives its place in the lane to the next.
 
     outbound = AsyncOutbound(settings)
-    client = AsyncGovernedWebClient(token=..., outbound=outbound)   # with aiohttp installed
+    client = AsyncGovernedWebClient(token=..., outbound=outbound)   # nonstop.outbound.aio_client (aiohttp)
 
-The sync path is what `python app.py` uses today; this one is wired into a Bolt `AsyncApp` by its handler.
+`AsyncSupervisedSocketModeHandler` wires it into a Bolt `AsyncApp` (`nonstop.outbound.aio_client`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,7 +32,7 @@ from nonstop.outbound.limits import Limit, limit_for
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.outbound.sync import LOOK_PAGES
 
-__all__ = ["AsyncOutbound", "AsyncSender", "AsyncSharedGate", "governed_async_client_class"]
+__all__ = ["AsyncOutbound", "AsyncSender", "AsyncSharedGate"]
 
 
 class AsyncSender(Protocol):
@@ -89,6 +91,8 @@ class AsyncOutbound:
             self.core.hold(job)
         while not job.settled:
             if not go:
+                if answering.on_wait is not None:
+                    answering.on_wait()
                 await self._turn(job)
                 if job.settled:
                     break
@@ -126,9 +130,13 @@ class AsyncOutbound:
             self._turns.pop(id(job), None)
 
     def _kick(self) -> None:
-        if self._task is None or self._task.done():
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._schedule(), name="nonstop-governor")
+            # Made in an empty context: the scheduler is no part of the event whose call happened to start it
+            # (nonstop.bolt.tasks counts a task on the envelope of its creator's context). No `context=`: a task
+            # factory of the user's need not take it.
+            self._task = contextvars.Context().run(loop.create_task, self._schedule(), name="nonstop-governor")
         assert self._wake is not None
         self._wake.set()
 
@@ -145,7 +153,8 @@ class AsyncOutbound:
                 self._go(call.job)
             timeout = None if due.wake_at is None else max(0.0, due.wake_at - now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
 
     def _go(self, job: Job) -> None:
         future = self._turns.get(id(job))
@@ -217,30 +226,3 @@ class AsyncOutbound:
                 return False
             await asyncio.sleep(0.05)
         return True
-
-
-def governed_async_client_class() -> type:
-    """`AsyncGovernedWebClient`, an `AsyncWebClient` whose calls go through an `AsyncOutbound`. A function,
-    because slack_sdk's async client needs aiohttp, which the sync bot does not install (ImportError without)."""
-    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415 - needs aiohttp
-
-    class AsyncGovernedWebClient(AsyncWebClient):
-        """Args: outbound (the loop's way out; None: plain), answering (one request's context), and
-        `AsyncWebClient`'s."""
-
-        def __init__(
-            self, *args: Any, outbound: AsyncOutbound | None = None, answering: Answering | None = None, **kw: Any
-        ) -> None:
-            super().__init__(*args, **kw)
-            self.outbound = outbound
-            self.answering = answering
-
-        async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
-            if self.outbound is None:
-                return await super().api_call(api_method, **kwargs)
-            return await self.outbound.call(self, api_method, kwargs, self.answering)
-
-        async def send_once(self, api_method: str, kwargs: dict[str, Any]) -> Any:
-            return await AsyncWebClient.api_call(self, api_method, **kwargs)
-
-    return AsyncGovernedWebClient

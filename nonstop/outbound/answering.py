@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nonstop.bolt.lanes import Tracker
@@ -24,31 +25,49 @@ class Answering:
         event_ts: the event's message ts, when it has one: the answers' order, and where a lookup starts.
         tracker: the envelope's tracker (`nonstop.lanes`): an answer still on its way holds it.
         runs: how many times the ledger has started this event (over 1: it ran before, its answers may exist).
+        message_ts: the ts of the message the event is about (a mention's `ts`; not a bare `event_ts`): its
+            answers are marked with it, and found by it.
+        on_wait: called (on the caller's task) when one of its calls must wait in the governor: an `AsyncApp`'s
+            event then gives up its place in its lane (`nonstop.bolt.tasks.step_aside`).
     """
 
     def __init__(
-        self, *, event_id: str | None, event_ts: str | None, tracker: Tracker | None = None, runs: int = 1
+        self,
+        *,
+        event_id: str | None,
+        event_ts: str | None,
+        tracker: Tracker | None = None,
+        runs: int = 1,
+        message_ts: str | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
         self.event_id = event_id
         self.event_ts = event_ts
+        self.message_ts = message_ts
         self.tracker = tracker
         self.runs = runs
+        self.on_wait = on_wait
         self.rank = _rank(event_ts)
         self._posts = itertools.count()
         self._lock = threading.Lock()
         self._found: dict[tuple[str, str | None], dict[int, dict[str, Any]]] = {}
 
     @classmethod
-    def of_request(cls, body: dict[str, Any], tracker: Tracker | None) -> Answering:
+    def of_request(
+        cls, body: dict[str, Any], tracker: Tracker | None, on_wait: Callable[[], None] | None = None
+    ) -> Answering:
         """The context of a request body as Bolt received it (Events API, command or interaction)."""
         event = body.get("event") if isinstance(body.get("event"), dict) else {}
         event_id = body.get("event_id") if isinstance(body.get("event_id"), str) else None
         ts = event.get("ts") or event.get("event_ts")
+        message_ts = event.get("ts")
         return cls(
             event_id=event_id or None,
             event_ts=ts if isinstance(ts, str) else None,
             tracker=tracker,
             runs=tracker.runs if tracker is not None else 1,
+            message_ts=message_ts if isinstance(message_ts, str) and message_ts else None,
+            on_wait=on_wait,
         )
 
     @property

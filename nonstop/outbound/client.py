@@ -58,6 +58,17 @@ class GovernedWebClient(InstrumentedWebClient):
         settings = settings_of(client) | {"retry_handlers": []}
         return cls(**settings, telemetry=telemetry, calls=calls, outbound=outbound, answering=answering)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> GovernedWebClient:
+        """Bolt deep-copies a request for each lazy listener: the copy answers the same request through the same
+        governor (neither can be copied, nor should be), with the same settings."""
+        return type(self)(
+            **settings_of(self) | {"retry_handlers": self.retry_handlers},
+            telemetry=self.telemetry,
+            calls=self.calls,
+            outbound=self.outbound,
+            answering=self.answering,
+        )
+
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
         if self.outbound is None:
             return super().api_call(api_method, **kwargs)

@@ -145,7 +145,7 @@ class OutboundCore:
         reply = None
         if method == "chat.postMessage" and answering.event_id:
             index = answering.next_reply()
-            reply = index if mark(kwargs, answering.event_id, index) else None
+            reply = index if mark(kwargs, answering.event_id, index, answering.message_ts) else None
         post_key, post_limit = limit_for(method, conversation)
         job = Job(sender, method, kwargs, answering, conversation, thread_ts, reply, now, post_key, post_limit)
         lane = lane_of(method, kwargs, conversation, thread_ts)
@@ -227,7 +227,7 @@ class OutboundCore:
         self.seen(None, error)
         outcome = judge(error)
         if outcome.kind == OK:
-            found = marked_replies(messages or [], job.answering.event_id)
+            found = marked_replies(messages or [], job.answering.event_id, job.answering.message_ts)
             job.answering.looked(job.conversation, job.thread_ts, found)
             self.metrics.looked("found" if job.reply in found else "not_found")
             if job.reply in found:

@@ -7,13 +7,16 @@ causes and reasons are fixed vocabularies. 429s by method are already counted by
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nonstop.outbound.limits import METHOD_TIERS
 
-__all__ = ["CAUSES", "REASONS", "OutboundMetrics"]
+__all__ = ["CAUSES", "REASONS", "OutboundMetrics", "outbound_metrics_in"]
 
 CAUSES = ("ratelimited", "server_error", "network", "timeout")
 REASONS = ("deadline", "refused", "unsure")
@@ -92,3 +95,17 @@ class _Waiting(Collector):
                 "nonstop_web_api_waiting", "Web API calls waiting in the governor now.", value=float(self.read())
             )
         ]
+
+
+_IN: weakref.WeakKeyDictionary[CollectorRegistry, OutboundMetrics] = weakref.WeakKeyDictionary()
+_IN_LOCK = threading.Lock()
+
+
+def outbound_metrics_in(registry: CollectorRegistry) -> OutboundMetrics:
+    """The way out's metrics in `registry`, made once: a registry takes each metric once, and one process may
+    make handler after handler with the same telemetry (`nonstop_web_api_waiting` reads the latest one's)."""
+    with _IN_LOCK:
+        metrics = _IN.get(registry)
+        if metrics is None:
+            metrics = _IN[registry] = OutboundMetrics(registry)
+        return metrics

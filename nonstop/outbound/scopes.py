@@ -11,10 +11,13 @@ well [INF]), so `may_read` answers "worth a try": a lookup that Slack refuses (`
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 
-__all__ = ["HISTORY_SCOPES", "Scopes"]
+__all__ = ["HISTORY_SCOPES", "Scopes", "say_history"]
+
+log = logging.getLogger("nonstop.outbound")
 
 HISTORY_SCOPES = ("channels:history", "groups:history", "im:history", "mpim:history")
 
@@ -75,3 +78,22 @@ class Scopes:
         """Whether looking in `conversation`'s history is worth a try with the scopes granted."""
         granted = self._granted or frozenset()
         return any(scope in granted for scope in _kinds(conversation))
+
+
+def say_history(scopes: Scopes, unsure_answer: str) -> None:
+    """One line on what the bot does with an answer that may already be in Slack, given the scopes granted (said
+    whenever they change: at the first answer from Slack, and after a reinstall)."""
+    history = sorted(scopes.history)
+    if history:
+        log.info(
+            "history scopes granted (%s): an answer that may already be in Slack (an unsure post, an event run "
+            "again after a crash) is looked up in its conversation before it is posted",
+            ", ".join(history),
+        )
+    else:
+        log.info(
+            "no history scopes: an answer that may already be in Slack cannot be checked, so it is %s "
+            "(NONSTOP_UNSURE_ANSWER=%s); add channels:history (and groups:, im:, mpim:history) to look first",
+            "posted again (maybe twice, never lost)" if unsure_answer == "repost" else "not posted again (maybe never)",
+            unsure_answer,
+        )

@@ -92,15 +92,9 @@ class SharedBuckets:
 
     @classmethod
     def from_url(cls, url: str) -> SharedBuckets:
-        """A client of its own for NONSTOP_LEDGER's Redis (TLS verified with SSL_CERT_FILE / SSL_CERT_DIR's CAs),
-        with short timeouts: a call waits on it before it leaves, so a Redis that does not answer in half a
-        second counts as down."""
-        prefix = parse_qs(urlsplit(url).query).get("prefix", ["nonstop"])[-1]
-        plain = url.split("?", 1)[0]
-        client = redis.Redis.from_url(
-            plain, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0), **tls_options(url)
-        )
-        return cls(client, prefix)
+        """A client of its own for NONSTOP_LEDGER's Redis (`_client_options`)."""
+        plain, prefix, options = _client_options(url)
+        return cls(redis.Redis.from_url(plain, retry=Retry(NoBackoff(), 0), **options), prefix)
 
     def take(self, key: str, limit: Limit) -> float:
         """Take a token from `key`'s bucket; return 0, or the seconds to wait first (nothing taken then)."""
@@ -114,17 +108,31 @@ class SharedBuckets:
         try:
             wait = float(script(keys=[self._prefix + key], args=args))
         except redis.RedisError as e:
-            if self._reachable:
-                self._reachable = False
-                log.warning("shared rate limits unavailable (%s): each replica keeps its own until Redis is back", e)
+            self._reachable = _said(self._reachable, e)
             raise
-        if not self._reachable:
-            self._reachable = True
-            log.info("shared rate limits back on Redis")
+        self._reachable = _said(self._reachable, None)
         return wait
 
     def close(self) -> None:
         self._client.close()
+
+
+def _said(reachable: bool, error: BaseException | None) -> bool:
+    """Say once when Redis stops answering the buckets' scripts (`error`) and once when it is back; whether it is
+    reachable now."""
+    if error is not None and reachable:
+        log.warning("shared rate limits unavailable (%s): each replica keeps its own until Redis is back", error)
+    elif error is None and not reachable:
+        log.info("shared rate limits back on Redis")
+    return error is None
+
+
+def _client_options(url: str) -> tuple[str, str, dict[str, Any]]:
+    """(the URL without its query, the key prefix, redis-py's options) for a buckets client of its own on
+    NONSTOP_LEDGER's Redis: TLS verified with SSL_CERT_FILE / SSL_CERT_DIR's CAs, and short timeouts, since a
+    call waits on it before it leaves: a Redis that does not answer in half a second counts as down."""
+    prefix = parse_qs(urlsplit(url).query).get("prefix", ["nonstop"])[-1]
+    return url.split("?", 1)[0], prefix, {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, **tls_options(url)}
 
 
 class AsyncSharedBuckets:
@@ -137,14 +145,38 @@ class AsyncSharedBuckets:
     """
 
     def __init__(self, client: Any, prefix: str = "nonstop") -> None:
+        self._client = client
         self._prefix = f"{prefix}:rate:"
         self._take = client.register_script(_TAKE)
         self._block = client.register_script(_BLOCK)
+        self._reachable = True
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncSharedBuckets:
+        """An asyncio client of its own for NONSTOP_LEDGER's Redis, for the app's loop (an `AsyncApp`'s answers):
+        the same options as `SharedBuckets.from_url`. It connects on its first call."""
+        import redis.asyncio  # noqa: PLC0415 - with the redis package, as this module
+        from redis.asyncio.retry import Retry as AsyncRetry  # noqa: PLC0415
+
+        plain, prefix, options = _client_options(url)
+        return cls(redis.asyncio.Redis.from_url(plain, retry=AsyncRetry(NoBackoff(), 0), **options), prefix)
 
     async def take(self, key: str, limit: Limit) -> float:
         """Take a token from `key`'s bucket; return 0, or the seconds to wait first (nothing taken then)."""
-        return float(await self._take(keys=[self._prefix + key], args=[limit.per_s, limit.burst, KEEP_MS]))
+        return await self._run(self._take, key, [limit.per_s, limit.burst, KEEP_MS])
 
     async def block(self, key: str, limit: Limit, retry_after_s: float) -> None:
         """Slack said 429 for `key`: every replica waits `retry_after_s` from now."""
-        await self._block(keys=[self._prefix + key], args=[retry_after_s, KEEP_MS])
+        await self._run(self._block, key, [retry_after_s, KEEP_MS])
+
+    async def _run(self, script: Any, key: str, args: list[float]) -> float:
+        try:
+            wait = float(await script(keys=[self._prefix + key], args=args))
+        except redis.RedisError as e:
+            self._reachable = _said(self._reachable, e)
+            raise
+        self._reachable = _said(self._reachable, None)
+        return wait
+
+    async def close(self) -> None:
+        await self._client.aclose()

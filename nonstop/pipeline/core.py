@@ -21,6 +21,8 @@ interaction. What it decides:
   they `Run` at once, even while stopping (a user waits, and the links are still open), and are acked
   with what their listener returns. A copy of one that arrives anyway is acked like the first.
 - **Replays** (events an earlier run acked and never finished) start as the backlog allows.
+- **Recovered** events (`recover`: what catch-up found in history, come by no link) take the same admission,
+  dedupe, backlog and start as delivered ones, and are never acked.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from nonstop.ledger.base import Entry
+from nonstop.pipeline.actions import Ack, Action, Arrival, Observer, Run, Start
 from nonstop.pipeline.dedup import TTLCache
-from nonstop.pipeline.envelopes import EVENTS_API, event_key, kind_of, parse_request
+from nonstop.pipeline.envelopes import EVENTS_API, event_key, is_recovered, key_label, kind_of, parse_request
 
 __all__ = [
     "START_WHEN_QUIET_S",
@@ -52,65 +55,6 @@ log = logging.getLogger("nonstop.pipeline")
 
 START_WHEN_QUIET_S = 0.005
 START_WITHIN_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """Acknowledge `envelope_id` on the link it came by (`via`), with `payload` for an interaction's reply."""
-
-    via: Any
-    envelope_id: str
-    payload: dict[str, Any] | None
-    kind: str
-    received_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Run the listeners of the event known as `key`; tell the pipeline `finished(key)` when all have returned.
-    `runs`: how many times the ledger has started it, this time included (over 1: it ran before)."""
-
-    key: str
-    request: SocketModeRequest
-    runs: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """Run an interaction's listener; hand its ack payload to `interaction_done`."""
-
-    via: Any
-    request: SocketModeRequest
-    kind: str
-    received_at: float
-
-
-Action = Ack | Start | Run
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """An event envelope waiting for its admission to the ledger."""
-
-    via: Any
-    key: str
-    request: SocketModeRequest
-    message: dict[str, Any]
-    received_at: float
-    text: str | None
-
-    def entry(self) -> Entry:
-        return Entry(self.key, self.message, text=self.text)
-
-
-class Observer(Protocol):
-    """Where the pipeline's counts go (`nonstop.status.Telemetry` is one)."""
-
-    def envelope(self, kind: str, outcome: str) -> None: ...
-
-    def duplicate(self) -> None: ...
-
-    def set_backlog(self, backlog: int, limit: int) -> None: ...
 
 
 @dataclass
@@ -220,10 +164,13 @@ class EventPipeline:
         actions: list[Action] = []
         starts: list[Start] = []
         for arrival, new in zip(batch, fresh, strict=True):
-            actions.append(Ack(arrival.via, arrival.request.envelope_id, None, EVENTS_API, arrival.received_at))
+            if not arrival.recovered:
+                actions.append(Ack(arrival.via, arrival.request.envelope_id, None, EVENTS_API, arrival.received_at))
             if new:
                 self._running.add(arrival.key)
-                starts.append(Start(arrival.key, arrival.request))
+                starts.append(Start(arrival.key, arrival.request, recovered=arrival.recovered))
+                if arrival.recovered:
+                    self._observe.envelope(EVENTS_API, "recovered")
             else:
                 self._duplicate(arrival)
         if starts:
@@ -245,10 +192,30 @@ class EventPipeline:
             self._last_held_at = max(self._last_held_at, now)
 
     def not_admitted(self, batch: list[Arrival]) -> None:
-        """The ledger could not record `batch`: not acked, so Slack retries them and nothing is lost."""
+        """The ledger could not record `batch`: not acked, so Slack retries them (catch-up, those it found) and
+        nothing is lost."""
         self._admitting -= len(batch)
-        for _ in batch:
-            self._observe.envelope(EVENTS_API, "refused_ledger")
+        for arrival in batch:
+            self._observe.envelope(EVENTS_API, "recovered_refused" if arrival.recovered else "refused_ledger")
+
+    def recover(self, message: dict[str, Any], received_at: float) -> Arrival | str:
+        """An Events API envelope that came by no link (catch-up found its message in history): an `Arrival`
+        for the caller to admit to the ledger now, then `admitted` or `not_admitted` (it is counted as in
+        progress meanwhile); or already the outcome: "duplicate" (it is running here) or "refused" (stopping,
+        or the backlog is full: catch-up tries it again at its next scan). Raises `ValueError` for an envelope
+        that is not an Events API one."""
+        request = parse_request(message)
+        if request is None or request.type != EVENTS_API or not request.envelope_id:
+            raise ValueError(f"not an Events API envelope (type={message.get('type')!r}): it cannot be injected")
+        key = event_key(request)
+        if key in self._running:
+            self._observe.envelope(EVENTS_API, "recovered_duplicate")
+            return "duplicate"
+        if not self.accepting or self.in_progress >= self._max_backlog:
+            self._observe.envelope(EVENTS_API, "recovered_refused")
+            return "refused"
+        self._admitting += 1
+        return Arrival(None, key, request, message, received_at, None, recovered=True)
 
     @property
     def wake_at(self) -> float | None:
@@ -299,13 +266,13 @@ class EventPipeline:
                 log.error(
                     "event %s cannot run again: its stored envelope is not one Slack sends (no type or no "
                     "payload object); marking it done so that it does not come back at every start",
-                    entry.key.split(":", 1)[1],
-                    extra={"event_id": entry.key.split(":", 1)[1]},
+                    key_label(entry.key),
+                    extra={"event_id": key_label(entry.key)},
                 )
                 self._observe.envelope(EVENTS_API, "unreadable")
                 self._finished.append(entry.key)
                 continue
-            self._replays.append(Start(entry.key, request, max(1, entry.runs)))
+            self._replays.append(Start(entry.key, request, max(1, entry.runs), is_recovered(entry.envelope)))
             queued.add(entry.key)
         return list(self._start_replays())
 
@@ -354,16 +321,21 @@ class EventPipeline:
 
     def _duplicate(self, arrival: Arrival) -> None:
         request = arrival.request
+        if arrival.recovered:  # catch-up finding what was handled already is its normal case: no log line
+            self._observe.envelope(EVENTS_API, "recovered_duplicate")
+            return
         self._observe.duplicate()
         self._observe.envelope(EVENTS_API, "duplicate")
+        event_id = request.payload.get("event_id")
+        label = key_label(arrival.key)
         log.info(
             "suppressed a duplicate delivery of %s (retry_attempt=%s, retry_reason=%s)",
-            arrival.key.split(":", 1)[1],
+            f"{event_id} ({label})" if event_id and label != event_id else label,
             request.retry_attempt,
             request.retry_reason or "-",
             extra={
                 "envelope_id": request.envelope_id,
-                "event_id": request.payload.get("event_id"),
+                "event_id": event_id,
                 "retry_attempt": request.retry_attempt,
             },
         )

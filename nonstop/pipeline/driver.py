@@ -25,6 +25,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from nonstop.aio import TaskSet
 from nonstop.ledger.base import Ledger, LedgerError, Recovered
 from nonstop.pipeline.core import Ack, Action, Arrival, EventPipeline, Run, Start
+from nonstop.pipeline.envelopes import key_label, parse_request
 
 __all__ = ["AckSender", "PipelineDriver", "Runner"]
 
@@ -49,9 +50,12 @@ class Runner(Protocol):
     `nonstop.bolt.aio_runner.AsyncBoltRunner` for an `AsyncApp` on its own loop). Its callbacks may come from
     any thread; the driver hops back onto its loop."""
 
-    def run_event(self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1) -> bool:
+    def run_event(
+        self, request: SocketModeRequest, done: Callable[[], None], runs: int = 1, *, recovered: bool = False
+    ) -> bool:
         """Dispatch an event; `done()` once it and every listener it started have returned (`runs`: the ledger's
-        count of its starts). False, and `done` never called, when the runner no longer takes events (stopping)."""
+        count of its starts; `recovered`: it came by no link, catch-up found it). False, and `done` never
+        called, when the runner no longer takes events (stopping)."""
 
     def run_interaction(self, request: SocketModeRequest, acked: Callable[[dict[str, Any] | None], None]) -> bool:
         """Dispatch an interaction; `acked(payload)` with what to ack it with. Taken until `close()`."""
@@ -92,10 +96,40 @@ class PipelineDriver:
             self._admission_due = True
             self._loop.call_soon(self._admit_turn)
 
+    async def inject(self, envelopes: list[dict[str, Any]]) -> list[str]:
+        """Envelopes that came by no link: catch-up made them from messages it found in history, each shaped as
+        a Socket Mode `events_api` envelope (with `"nonstop": {"recovered": true}` beside its payload). They go
+        through the same ledger admission, dedupe, backlog, lanes and listeners as delivered ones, in one
+        ledger write; nothing is acked. One outcome each: "new" (admitted: it will run), "duplicate" (known
+        already: pending, done, or running here) or "refused" (backlog full, stopping, or the ledger could not
+        be written: catch-up must try it again and keep its mark before it). On the driver's loop. Raises
+        `ValueError`, before anything is admitted, when one is not an Events API envelope."""
+        now = time.monotonic()
+        for message in envelopes:  # all checked first: a bad one admits nothing
+            if not isinstance(message, dict) or message.get("type") != "events_api" or parse_request(message) is None:
+                raise ValueError("inject() takes Socket Mode events_api envelopes with a payload object")
+        taken = [self._core.recover(message, now) for message in envelopes]
+        batch = [arrival for arrival in taken if isinstance(arrival, Arrival)]
+        fresh: list[bool] = []
+        if batch:
+            entries = [arrival.entry() for arrival in batch]
+            try:
+                answer = self._ledger.admit_now(entries)
+                fresh = answer if answer is not None else await self._ledger.admit(entries)
+            except BaseException as e:  # cancelled included: not on record, counted out of the backlog
+                self._core.not_admitted(batch)
+                if not isinstance(e, Exception):
+                    raise
+                log.error("could not record %d recovered event(s); catch-up tries them again: %s", len(batch), e)
+                return ["refused" if isinstance(arrival, Arrival) else arrival for arrival in taken]
+            self._admitted(batch, fresh)
+        answers = iter(fresh)
+        return [("new" if next(answers) else "duplicate") if isinstance(x, Arrival) else x for x in taken]
+
     def replay(self, recovered: Recovered, source: str) -> None:
         """Run again what an earlier run (`source` says which) acked and never finished."""
         for entry in recovered.given_up:
-            event_id = entry.key.split(":", 1)[1]
+            event_id = key_label(entry.key)
             log.error(
                 "gave up on event %s: it was started %d times and never finished (each time the process died or "
                 "stopped first); it will not run again",
@@ -104,7 +138,7 @@ class PipelineDriver:
                 extra={"event_id": event_id},
             )
         if recovered.unfinished:
-            ids = ", ".join(entry.key.split(":", 1)[1] for entry in recovered.unfinished[:20])
+            ids = ", ".join(key_label(entry.key) for entry in recovered.unfinished[:20])
             more = len(recovered.unfinished) - 20
             log.warning(
                 "running %d event(s) again that %s: %s%s",
@@ -189,8 +223,8 @@ class PipelineDriver:
 
     def _start(self, start: Start) -> None:
         done = self._from_thread(lambda: self._finished(start.key))
-        if not self._runner.run_event(start.request, done, runs=start.runs):
-            log.info("stopping: event %s not started; it stays on record", start.key.split(":", 1)[1])
+        if not self._runner.run_event(start.request, done, runs=start.runs, recovered=start.recovered):
+            log.info("stopping: event %s not started; it stays on record", key_label(start.key))
 
     def _finished(self, key: str) -> None:
         self._carry_out(self._core.finished(key))

@@ -23,13 +23,14 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
+from nonstop.status.snapshot import CATCH_UP_MODES
 from nonstop.status.state import State
 
 if TYPE_CHECKING:
-    from nonstop.status.snapshot import ClusterView, Snapshot
+    from nonstop.status.snapshot import CatchUpView, ClusterView, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -215,6 +216,8 @@ class _SnapshotCollector(Collector):
         )
         if snap.cluster is not None:
             yield from _cluster_gauges(snap.cluster)
+        if snap.catch_up is not None:
+            yield from _catch_up_metrics(snap.catch_up, snap.now)
         current = str(snap.state)
         yield StateSetMetricFamily(
             "nonstop_state",
@@ -243,6 +246,27 @@ def _cluster_gauges(cluster: ClusterView) -> Iterator[Metric]:
     )
     yield GaugeMetricFamily(
         "nonstop_redis_reachable", "1 while the shared ledger's Redis answers.", value=int(cluster.redis_reachable)
+    )
+
+
+def _catch_up_metrics(view: CatchUpView, now: float) -> Iterator[Metric]:
+    yield StateSetMetricFamily(
+        "nonstop_catch_up_mode",
+        "What catch-up does: periodic scans (links live), polling (no live link), standby (another replica scans), "
+        "off (no history scopes, or NONSTOP_CATCH_UP=off), starting.",
+        value={mode: mode == view.mode for mode in CATCH_UP_MODES},
+    )
+    yield CounterMetricFamily(
+        "nonstop_catch_up_recovered",
+        "Mentions Slack never delivered, found in the history by catch-up and run.",
+        value=view.recovered,
+    )
+    yield CounterMetricFamily("nonstop_catch_up_scans", "Catch-up scans completed.", value=view.scans)
+    yield CounterMetricFamily("nonstop_catch_up_failed_scans", "Catch-up scans that failed.", value=view.failed_scans)
+    yield GaugeMetricFamily(
+        "nonstop_catch_up_last_scan_age_seconds",
+        "Seconds since the latest complete catch-up scan; NaN before the first.",
+        value=_age(now, view.last_scan_at),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nonstop.status.state import State
 
-__all__ = ["ClusterView", "Drop", "LinksView", "Replica", "Snapshot"]
+__all__ = ["CATCH_UP_MODES", "CatchUpView", "ClusterView", "Drop", "LinksView", "Replica", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,23 @@ class ClusterView:
     @property
     def standby(self) -> bool:
         return self.allowed == 0
+
+
+CATCH_UP_MODES = ("starting", "periodic", "polling", "standby", "off")
+"""What catch-up does: periodic scans while links are live, polling while none is, standby while another replica
+scans, off (and why, in `reason`)."""
+
+
+@dataclass(frozen=True)
+class CatchUpView:
+    """Catch-up as status shows it (nonstop/catchup/)."""
+
+    mode: str  # one of CATCH_UP_MODES
+    reason: str = ""  # why it is off, in words
+    last_scan_at: float | None = None  # wall-clock time the latest complete scan ended
+    recovered: int = 0  # mentions found in history and run (not run before)
+    scans: int = 0
+    failed_scans: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class Snapshot:
     suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
     slack_reported_connections: int | None = None  # num_connections in the latest hello
     slack_refusing: bool = False  # Slack refused the latest connection attempt (too_many_websockets)
+    catch_up: CatchUpView | None = None  # None: no supervisor has said (a handler without catch-up)
 
     @property
     def state_text(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from nonstop.status.metrics import Metrics
 from nonstop.status.reporter import Report
-from nonstop.status.snapshot import ClusterView, Drop, Snapshot
+from nonstop.status.snapshot import CatchUpView, ClusterView, Drop, Snapshot
 from nonstop.status.state import State
 
 
@@ -43,6 +43,7 @@ class Telemetry:
     _last_rtt_ms: float | None = None
     _last_beat_at: float | None = None
     _cluster: ClusterView | None = None
+    _catch_up: CatchUpView | None = None
     _report: Callable[[], Report] | None = None
 
     def __post_init__(self) -> None:
@@ -120,6 +121,10 @@ class Telemetry:
         with self._lock:
             self._cluster = view
 
+    def set_catch_up(self, view: CatchUpView | None) -> None:
+        with self._lock:
+            self._catch_up = view
+
     def set_state(self, state: State, detail: str = "") -> None:
         """The state to show while no reporter is bound (before the supervisor runs)."""
         with self._lock:
@@ -157,6 +162,7 @@ class Telemetry:
                 suspect_connections=report.suspect,
                 slack_reported_connections=report.slack_reported,
                 slack_refusing=report.refusing,
+                catch_up=self._catch_up,
             )
 
 

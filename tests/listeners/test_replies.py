@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -7,7 +8,10 @@ from listeners.replies import (
     event_delay_ms,
     help_reply,
     hint_reply,
+    home_view,
     human_duration,
+    late_note,
+    late_words,
     parse_subcommand,
     pong_reply,
     reply_for,
@@ -16,6 +20,7 @@ from listeners.replies import (
     status_reply,
 )
 from nonstop.status import ClusterView, Drop, Replica, Snapshot
+from nonstop.status.snapshot import CatchUpView
 from nonstop.status.state import State
 
 NOW = 1_700_010_000.0
@@ -236,3 +241,37 @@ def test_error_ref_uses_event_id_else_a_fresh_ref():
 
 def test_sorry_reply_wording():
     assert sorry_reply("Ev123").text == "Sorry, something went wrong on my side — it has been logged (ref Ev123)."
+
+
+def test_status_says_what_catch_up_does_and_why_it_is_off() -> None:
+    periodic = CatchUpView("periodic", last_scan_at=NOW - 30, recovered=4, scans=9)
+    text = status_reply(make_snapshot(catch_up=periodic)).text
+    assert "Catch-up: on · last scan 30 s ago · 4 missed mention(s) recovered" in text
+    polling = CatchUpView("polling", last_scan_at=NOW - 2, recovered=1, scans=3, failed_scans=1)
+    assert "no live connection" in status_reply(make_snapshot(catch_up=polling)).text
+    off = CatchUpView("off", reason="no history scopes")
+    assert "Catch-up: off (no history scopes)" in status_reply(make_snapshot(catch_up=off)).text
+    assert "Catch-up" in json.dumps(home_view(make_snapshot(catch_up=off)))
+    assert "Catch-up" not in status_reply(make_snapshot()).text, "a handler without catch-up says nothing of it"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (61, "1 min"),
+        (185, "3 min"),
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (2 * 3600 + 5 * 60 + 59, "2 h 5 min"),
+        (86400, "1 day"),
+        (2 * 86400 + 3 * 3600 + 100, "2 days 3 h"),
+    ],
+)
+def test_late_words(seconds, words):
+    assert late_words(seconds) == words
+
+
+def test_late_note_only_past_a_minute():
+    assert late_note(None) is None
+    assert late_note(60.0) is None
+    assert late_note(60.5) == "sorry, this reached me 1 min late"

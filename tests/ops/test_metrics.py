@@ -18,6 +18,7 @@ from slack_sdk.web import SlackResponse
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.status import ClusterView, Drop, Telemetry
 from nonstop.status.metrics import close_code
+from nonstop.status.snapshot import CatchUpView
 from nonstop.status.state import State
 from nonstop.webclient import InstrumentedWebClient, outcome_of
 
@@ -166,6 +167,7 @@ def test_the_operations_doc_names_only_metrics_that_exist():
     t.web_api_call("auth.test", "ok")
     t.rtt(1.0)
     t.set_cluster(ClusterView(replicas=(), budget=10, allowed=1, redis_reachable=True))  # replicas only
+    t.set_catch_up(CatchUpView("periodic", last_scan_at=time.time()))  # what a supervisor with catch-up says
     way_out = OutboundMetrics(t.metrics.registry)  # as nonstop.startup registers them
     way_out.waited("chat.postMessage", 1.0)
     way_out.retry("chat.postMessage", "ratelimited")
@@ -201,3 +203,15 @@ def test_the_way_outs_labels_are_bounded():
     way_out.gave_up("chat.postMessage", "<script>")
     assert value(t, "nonstop_web_api_retries_total", method="other", cause="server_error") == 1
     assert value(t, "nonstop_replies_given_up_total", method="chat.postMessage", reason="refused") == 1
+
+
+def test_catch_up_is_in_the_metrics_with_bounded_labels() -> None:
+    telemetry = Telemetry()
+    assert value(telemetry, "nonstop_catch_up_recovered_total") is None, "nothing before a supervisor says"
+    telemetry.set_catch_up(CatchUpView("polling", last_scan_at=time.time() - 5, recovered=3, scans=4, failed_scans=1))
+    assert value(telemetry, "nonstop_catch_up_recovered_total") == 3
+    assert value(telemetry, "nonstop_catch_up_scans_total") == 4
+    assert value(telemetry, "nonstop_catch_up_failed_scans_total") == 1
+    assert value(telemetry, "nonstop_catch_up_mode", nonstop_catch_up_mode="polling") == 1
+    assert value(telemetry, "nonstop_catch_up_mode", nonstop_catch_up_mode="periodic") == 0
+    assert 4 < (value(telemetry, "nonstop_catch_up_last_scan_age_seconds") or 0) < 60

@@ -112,3 +112,36 @@ def test_bots_never_get_an_answer(telemetry, say, extra):
 
 def test_humans_are_not_bots():
     assert not is_from_bot(mention_event("<@U0BOT0001> ping"))
+
+
+def test_a_mention_answered_more_than_a_minute_late_says_sorry(telemetry, say):
+    """Catch-up answers a mention Slack never delivered: the answer owns up to the delay (issue 18)."""
+    event = mention_event("<@U0BOT0001> ping", ts=slack_ts(time.time() - 185))
+
+    app_mention_callback(event=event, say=say, logger=LOGGER, context={"nonstop_late_s": 185.0})
+
+    text = sent(say)["text"]
+    assert text.startswith("pong — sorry, this reached me 3 min late")
+    assert " ms" not in text.split("·")[0], "no count of milliseconds beside the apology"
+
+
+def test_a_late_status_or_help_says_sorry_first_in_text_and_blocks(telemetry, say):
+    app_mention_callback(
+        event=mention_event("<@U0BOT0001> help"), say=say, logger=LOGGER, context={"nonstop_late_s": 2 * 3600 + 300}
+    )
+
+    reply = sent(say)
+    assert reply["text"].startswith("Sorry, this reached me 2 h 5 min late. ")
+    assert reply["blocks"][0] == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "Sorry, this reached me 2 h 5 min late."}],
+    }
+
+
+@pytest.mark.parametrize("context", [None, {}, {"nonstop_late_s": None}, {"nonstop_late_s": 60.0}])
+def test_a_mention_on_time_or_of_unknown_lateness_does_not_apologise(telemetry, say, context):
+    app_mention_callback(event=mention_event("<@U0BOT0001> ping"), say=say, logger=LOGGER, context=context)
+
+    text = sent(say)["text"]
+    assert "sorry" not in text.lower()
+    assert re.search(r"reached me in \d+ ms", text)

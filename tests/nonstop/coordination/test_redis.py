@@ -213,3 +213,24 @@ def test_a_slow_redis_is_given_up_once_not_flipped_with_every_call(
     given_up = [r for r in caplog.records if "Redis unusable" in r.getMessage()]
     back = [r for r in caplog.records if "usable again" in r.getMessage()]
     assert (len(given_up), len(back)) == (1, 1), [r.getMessage() for r in caplog.records]
+
+
+def test_one_replica_leads_a_work_at_a_time_and_a_dead_leaders_lease_lapses(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        first, second = [await replica(redis_server.url, n) for n in ("first", "second")]
+        try:
+            assert await first.coordinator.lead("catch-up", 0.5)
+            assert not await second.coordinator.lead("catch-up", 0.5), "held by the first"
+            assert await first.coordinator.lead("catch-up", 0.5), "the holder renews"
+            assert await second.coordinator.lead("other work", 0.5), "another work is another lease"
+            await until(lambda: second.coordinator.lead("catch-up", 0.5), timeout_s=3)  # the first stopped renewing
+            assert not await first.coordinator.lead("catch-up", 0.5)
+            await first.coordinator.step_down("catch-up")  # not the holder: changes nothing
+            assert not await first.coordinator.lead("catch-up", 0.5)
+            await second.coordinator.step_down("catch-up")
+            assert await first.coordinator.lead("catch-up", 0.5), "free at once after a step-down"
+        finally:
+            await first.stop()
+            await second.stop()
+
+    asyncio.run(scenario())

@@ -150,11 +150,15 @@ def test_an_event_is_finished_only_when_the_tasks_its_listeners_started_have_end
         slow = sandbox.mention("slow")
         sandbox.wait_until(lambda: release, what="the slow listener returned, its task waiting")
         quick = sandbox.mention("quick")
-        sandbox.wait_until(lambda: f"event:{quick.event_id}" in ledger.finished, what="the quick one done")
-        assert f"event:{slow.event_id}" not in ledger.finished, "the task its listener started is its work too"
+        sandbox.wait_until(lambda: f"app_mention:C0GENERAL:{quick.ts}" in ledger.finished, what="the quick one done")
+        assert f"app_mention:C0GENERAL:{slow.ts}" not in ledger.finished, (
+            "the task its listener started is its work too"
+        )
         app_loop.loop.call_soon_threadsafe(release[0].set)
         sandbox.wait_for_message(thread_ts=slow.ts)
-        sandbox.wait_until(lambda: f"event:{slow.event_id}" in ledger.finished, what="done once its task ended")
+        sandbox.wait_until(
+            lambda: f"app_mention:C0GENERAL:{slow.ts}" in ledger.finished, what="done once its task ended"
+        )
 
 
 def test_close_gives_the_loop_its_task_factory_back_and_leaves_nothing_running(sandbox: Sandbox) -> None:

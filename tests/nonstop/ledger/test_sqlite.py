@@ -5,6 +5,7 @@ costs an idle bot nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -128,3 +129,55 @@ def test_the_checkpoint_thread_checkpoints_after_writes_and_waits_without_a_time
     assert not thread.is_alive()
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0, "close() leaves the log truncated"
+
+
+_VERSION_1 = """
+CREATE TABLE events (key TEXT PRIMARY KEY, envelope TEXT, runs INTEGER NOT NULL, done_at REAL);
+CREATE INDEX events_done_at ON events (done_at) WHERE done_at IS NOT NULL;
+PRAGMA user_version=1;
+"""
+
+
+def test_a_file_of_the_previous_version_opens_migrated_and_its_old_keys_still_dedupe(tmp_path: Path) -> None:
+    """Version 1 had no marks, and knew a mention as event:<id>: the file opens with its pending event handed
+    back, takes marks, and for one dedupe TTL a mention's alias finds the event:<id> it was recorded under."""
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(_VERSION_1)
+    old.execute("INSERT INTO events VALUES ('event:EvDONE', NULL, 1, 999990.0)")
+    old.execute("INSERT INTO events VALUES ('event:EvPENDING', ?, 1, NULL)", ('{"type":"events_api","payload":{}}',))
+    old.commit()
+    old.close()
+    now = [1_000_000.0]
+    ledger = SqliteLedger(path, ttl_s=60, clock=lambda: now[0])
+    recovered = ledger.open_now()
+    assert [e.key for e in recovered.unfinished] == ["event:EvPENDING"]
+    asyncio.run(ledger.advance_marks({"C1": "1700000000.000100"}))
+    assert asyncio.run(ledger.marks()) == {"C1": "1700000000.000100"}
+
+    def mention(n: int, alias: str) -> Entry:
+        return Entry(f"app_mention:C1:1700000000.00000{n}", {"type": "events_api", "payload": {}}, alias=alias)
+
+    assert ledger.admit_now([mention(1, "event:EvDONE"), mention(2, "event:EvPENDING"), mention(3, "event:EvNEW")]) == [
+        False,
+        False,
+        True,
+    ]
+    asyncio.run(ledger.close())
+    now[0] += 61  # one TTL on, across a restart: the older keys are forgotten, and aliases no longer looked up
+    again = SqliteLedger(path, ttl_s=60, clock=lambda: now[0])
+    again.open_now()
+    assert again.admit_now([mention(4, "event:EvPENDING")]) == [True]
+    assert asyncio.run(again.marks()) == {"C1": "1700000000.000100"}
+    asyncio.run(again.close())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_file_of_a_newer_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version=3")
+    with pytest.raises(LedgerError, match=r"schema version 3, this Nonstop knows 2") as caught:
+        SqliteLedger(path, ttl_s=60).open_now()
+    assert "\n" not in str(caught.value)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 from http.client import RemoteDisconnected
 from urllib.error import URLError
@@ -151,3 +152,33 @@ def test_judge_reads_retry_after_in_any_case_and_falls_back_when_it_is_missing()
     assert judge(api_error(429, {"ok": False}, {"retry-after": "30"})).retry_after_s == 30.0
     assert judge(api_error(429, {"ok": False}, {})).retry_after_s == DEFAULT_RETRY_AFTER_S
     assert judge(api_error(429, {"ok": False}, {"Retry-After": "soon"})).retry_after_s == DEFAULT_RETRY_AFTER_S
+
+
+def test_judge_tells_aiohttp_errors_before_sending_from_those_after() -> None:
+    """slack_sdk's async client raises aiohttp's own errors: a refused connection (met for real, on a port nothing
+    listens on) is not done; a server gone after the request may have been."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from sandbox.ports import free_port
+
+    async def refused() -> BaseException:
+        client = AsyncWebClient(token="xoxb-0", base_url=f"http://127.0.0.1:{free_port()}/api/", retry_handlers=[])
+        try:
+            await client.api_call("auth.test")
+        except Exception as e:
+            return e
+        raise AssertionError("nothing listens there")
+
+    error = asyncio.run(refused())
+    assert isinstance(error, aiohttp.ClientConnectorError)
+    assert (judge(error).kind, judge(error).cause) == (RETRY, "network")
+    assert (judge(aiohttp.ConnectionTimeoutError()).kind, judge(aiohttp.ConnectionTimeoutError()).cause) == (
+        RETRY,
+        "timeout",
+    )
+    assert (judge(aiohttp.ServerDisconnectedError()).kind, judge(aiohttp.ServerDisconnectedError()).cause) == (
+        UNSURE,
+        "network",
+    )
+    assert judge(aiohttp.SocketTimeoutError()).kind == UNSURE  # waiting for the answer: Slack may have it

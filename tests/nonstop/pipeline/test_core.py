@@ -42,8 +42,18 @@ def pipeline(*, durable: bool = True, max_backlog: int = 10) -> tuple[EventPipel
     return core, counts
 
 
-def mention(n: int, event_id: str | None = None) -> dict[str, Any]:
-    return mention_envelope(f"env-{n}", event_id or f"Ev{n:04d}")
+def mention(n: int, event_id: str | None = None, ts: str | None = None) -> dict[str, Any]:
+    """Mention number `n`: its own message, unless `ts` says which."""
+    return mention_envelope(f"env-{n}", event_id or f"Ev{n:04d}", ts=ts or ts_of(n))
+
+
+def ts_of(n: int) -> str:
+    return f"1700000000.{n:06d}"
+
+
+def key(n: int) -> str:
+    """What mention `n` is known by: its message."""
+    return f"app_mention:C0GENERAL:{ts_of(n)}"
 
 
 def command(envelope_id: str) -> dict[str, Any]:
@@ -67,12 +77,13 @@ def test_events_are_acked_only_once_the_ledger_answered() -> None:
 
 def test_a_duplicate_is_acked_and_not_started() -> None:
     core, counts = pipeline()
-    core.receive("link", mention(1, "EvSAME"), None, 0.0)
-    core.receive("link", mention(2, "EvSAME"), None, 0.0)  # the same event on another connection, same turn
+    core.receive("link", mention(1, "EvSAME", ts_of(1)), None, 0.0)
+    core.receive("link", mention(2, "EvSAME", ts_of(1)), None, 0.0)  # the same event on another connection
     batch = core.take_admissions()
+    assert [a.key for a in batch] == [key(1), key(1)]
     actions = core.admitted(batch, [True, False], 0.0)
     assert [a.envelope_id for a in actions if isinstance(a, Ack)] == ["env-1", "env-2"]
-    assert [a.key for a in core.due(1.0)] == ["event:EvSAME"]
+    assert [a.key for a in core.due(1.0)] == [key(1)]
     assert counts.duplicates == 1
 
 
@@ -124,7 +135,7 @@ def test_finished_events_are_recorded_once() -> None:
     (start,) = core.due(1.0)
     assert core.take_finished() == []
     core.finished(start.key)
-    assert core.take_finished() == ["event:Ev0001"]
+    assert core.take_finished() == [key(1)]
     assert core.take_finished() == []
     assert core.unfinished() == []
 
@@ -137,9 +148,9 @@ def test_a_stop_keeps_held_events_on_record_or_runs_them(durable: bool) -> None:
     starts = core.stop_accepting()
     if durable:
         assert starts == []
-        assert core.unfinished() == ["event:Ev0001"], "on record: it runs at the next start"
+        assert core.unfinished() == [key(1)], "on record: it runs at the next start"
     else:
-        assert [s.key for s in starts] == ["event:Ev0001"], "memory:// would lose it: run it in the drain"
+        assert [s.key for s in starts] == [key(1)], "memory:// would lose it: run it in the drain"
     assert core.receive(None, mention(2), None, 0.0) == []
     assert not core.has_arrivals, "no new events while stopping"
 
