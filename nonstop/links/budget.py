@@ -30,8 +30,10 @@ socket for `silent_link_alive_s`, 900 s; every retry of an event falls inside th
   replacement. Three silences 8 s apart then leave D = 2 + 1 + 1 = 4 and five live (p = 0.44) instead of
   D = 10. The cost: for the 10 s after a lone silence one live link of three (p = 0.67, not 0.25), and a
   second silence just after the calm still meets the spares opened by then. In the model of issue 9's fault
-  mix that is 3.4 mentions lost per run instead of 1.4; in the three silences, 7 instead of all 120.
-  Dated numbers, modelled and measured: docs/decisions.md.
+  mix that is 3.4 mentions lost per run instead of 1.4; in the three silences, 7 instead of all 120. So the
+  calm (and the pacing) apply only while catch-up is off (`calm_wanted`): with history scopes, catch-up hears
+  what a deaf bot misses, and the first seconds after a lone silence matter more. Dated numbers, modelled and
+  measured: docs/decisions.md.
 - `LIVE_PER_DOUBTFUL` live per dead one, up to that: one dead socket is diluted 4 to 1 (p = 0.2)
   without spending more of the budget than it helps.
 """
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 LIVE_PER_DOUBTFUL = 4
@@ -91,6 +93,11 @@ class Silences:
     last: float | None = None  # when the latest silence was first seen (monotonic)
     count: int = 0  # silences seen since Slack last counted no dead socket of this process
     spare_at: float | None = None  # when the latest spare link opened (monotonic)
+    # Whether the calm (and the spares' pacing) is worth its price now. Not while catch-up reads the conversations
+    # (history scopes): it hears what a deaf bot misses, so spares open at once and the first seconds after a
+    # silence stay fast; the
+    # one-slot rule while silences repeat stays either way (`nonstop.catchup.start_catch_up` sets it).
+    calm_wanted: Callable[[], bool] = field(default=lambda: True)
 
     def seen(self, now: float) -> bool:
         """A link turned suspect at `now`; True when that starts a new silence."""
@@ -110,13 +117,15 @@ class Silences:
 
     def calm_left(self, now: float) -> float:
         """Seconds until the path has stayed up `calm_s` since the latest silence (0: calm, spares may open)."""
-        return 0.0 if self.last is None or self.count == 0 else max(0.0, self.last + self.calm_s - now)
+        if self.last is None or self.count == 0 or not self.calm_wanted():
+            return 0.0
+        return max(0.0, self.last + self.calm_s - now)
 
     def spare_wait(self, now: float) -> float:
         """Seconds until the next spare link may open: after the calm, one per ping round while silences are
         remembered, so that a silence just after the calm kills a spare or two, not all of them."""
         wait = self.calm_left(now)
-        if self.count and self.spare_at is not None:
+        if self.count and self.spare_at is not None and self.calm_wanted():
             wait = max(wait, self.spare_at + self.round_s - now)
         return wait
 

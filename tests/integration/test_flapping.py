@@ -7,12 +7,14 @@ Production liveness timers and spare calm (10 s), as in test_recovery.py: the po
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from sandbox import Sandbox
+from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
 from sandbox.socket import REFUSED
 from sandbox.testing import raw_connect
 from tests.botprocess import bot_env, run_bot
@@ -56,6 +58,23 @@ def test_three_silences_8_s_apart_leave_the_bot_able_to_open_links(dead_links_sa
         answered_once(sb, bot, d, timeout=30)
         assert len(live(sb)) + len(dead) <= 9, "room kept for one more silence's replacement"
         assert not [c.id for c in sb.connections() if c.disconnect_reason == REFUSED], "Slack never had to refuse"
+
+
+def test_with_catch_up_on_the_spares_open_at_once_after_a_silence(no_proxy_env: None) -> None:
+    """History scopes granted: catch-up hears what a deaf bot misses, so the calm's price (one link of three for
+    10 s after a lone silence) is not paid; the one-slot rule while silences repeat stays."""
+    scopes = (*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES)
+    with (
+        Sandbox(dataclasses.replace(DEAD_LINKS, bot_scopes=scopes)) as sb,
+        run_bot(bot_env(sb, **PRODUCTION_LIVENESS, NONSTOP_SPARE_CHECK="600")) as bot,
+    ):
+        bot.wait_for_log(r"catch-up on \(", timeout=15)
+        wait_live(sb, 2)
+        silenced_at = time.monotonic()
+        sb.silence()
+        wait_live(sb, 6, timeout=15)  # two slots and four spares
+        assert time.monotonic() - silenced_at < 10, "the spares waited, as if no catch-up"
+        assert "the network path died moments ago" not in bot.log
 
 
 def test_status_and_metrics_say_when_slack_refuses_connections(sandbox: Sandbox) -> None:

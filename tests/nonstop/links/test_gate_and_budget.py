@@ -125,3 +125,19 @@ def test_after_the_calm_spares_open_one_per_ping_round_while_silences_are_rememb
     assert silences.spare_wait(113.0) == 0.0
     silences.forget()
     assert silences.spare_wait(111.0) == 0.0  # Slack counts none of our dead: no pacing
+
+
+def test_no_calm_while_catch_up_reads_the_conversations() -> None:
+    catch_up_on = True
+    silences = Silences(calm_s=10.0, round_s=3.0, calm_wanted=lambda: not catch_up_on)
+    silences.seen(0.0)
+    assert silences.calm_left(1.0) == 0.0  # catch-up hears what a deaf bot misses: spares at once
+    silences.spare_at = 1.0
+    assert silences.spare_wait(1.5) == 0.0  # all of them, not one per ping round
+    assert Budget.slots_wanted(2, silences, now=1.0) == 2
+    catch_up_on = False  # no history scopes: the calm is worth its price
+    assert silences.calm_left(1.0) == 9.0
+    assert Budget.slots_wanted(2, silences, now=1.0) == 1
+    silences.seen(5.0)  # silences repeat: one slot either way
+    catch_up_on = True
+    assert Budget.slots_wanted(2, silences, now=30.0) == 1
