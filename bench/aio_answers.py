@@ -2,6 +2,8 @@
 async drop-in, the same app (`bench/async_bot.py`), each a subprocess with its own sandbox, one after the other.
 
     python -m bench.aio_answers            # about 2 minutes
+    python -m bench.aio_answers --app      # the same rows for an `App`: Bolt's `SocketModeHandler` against the
+                                           # sync drop-in (`bench/stock_bot.py`, with and without `--dropin`)
 
 Prints one line per row with its result as JSON (the numbers docs/benchmark.md keeps, "Its answers through the
 governor"): answered / lost / twice, the 429s Slack saw, when all were answered, and the mentions elsewhere.
@@ -22,26 +24,28 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import answers  # noqa: E402
-from bench.procs import NONSTOP_ASYNC, STOCK_ASYNC  # noqa: E402
+from bench.procs import NONSTOP_ASYNC, NONSTOP_DROPIN, STOCK_ASYNC  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
 
-def rows() -> dict[str, Callable[[], dict[str, Any]]]:
+def rows(nonstop: str = NONSTOP_ASYNC, stock: str = STOCK_ASYNC) -> dict[str, Callable[[], dict[str, Any]]]:
     out: dict[str, Callable[[], dict[str, Any]]] = {}
-    for kind in (NONSTOP_ASYNC, STOCK_ASYNC):
+    for kind in (nonstop, stock):
         out[f"at_the_limit/{kind}"] = lambda kind=kind: answers.at_the_limit(kind)
         out[f"http_503/{kind}"] = lambda kind=kind: answers.failing_posts(kind, "http_503", answers.FAILING)
-    out[f"internal_error/{NONSTOP_ASYNC}_history"] = lambda: answers.failing_posts(
-        NONSTOP_ASYNC, "internal_error", answers.UNSURE, answers.WITH_HISTORY
+    out[f"internal_error/{nonstop}_history"] = lambda: answers.failing_posts(
+        nonstop, "internal_error", answers.UNSURE, answers.WITH_HISTORY
     )
-    out[f"internal_error/{STOCK_ASYNC}"] = lambda: answers.failing_posts(STOCK_ASYNC, "internal_error", answers.UNSURE)
+    out[f"internal_error/{stock}"] = lambda: answers.failing_posts(stock, "internal_error", answers.UNSURE)
     return out
 
 
 def main(argv: list[str]) -> int:
     for name in PROXY_VARS:  # the sandboxes are on 127.0.0.1
         os.environ.pop(name, None)
-    chosen = rows()
+    app = "--app" in argv
+    argv = [a for a in argv if a != "--app"]
+    chosen = rows(NONSTOP_DROPIN, "stock") if app else rows()
     for name in argv or list(chosen):
         started = time.monotonic()
         result = chosen[name]()

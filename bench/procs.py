@@ -30,9 +30,12 @@ SPLIT = "split"
 STOCK_ASYNC = "stock-async"
 NONSTOP_ASYNC = "nonstop-async"
 ASYNC_KINDS = (STOCK_ASYNC, NONSTOP_ASYNC)
+# bench/aio_answers.py --app: the stock bot's App (bench/stock_bot.py) on Nonstop's SupervisedSocketModeHandler
+NONSTOP_DROPIN = "nonstop-dropin"
 # bench/run.py --baseline DIR: Nonstop as another checkout has it (`DIR/app.py`), beside this one's
 BEFORE = "before"
-_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE, NONSTOP_ASYNC)  # Nonstop's default NONSTOP_CONNECTIONS
+# Nonstop's default NONSTOP_CONNECTIONS
+_TWO_LINKS = ("nonstop", NONSTOP_PLAIN, SPLIT, BEFORE, NONSTOP_ASYNC, NONSTOP_DROPIN)
 _baseline: Path | None = None
 _history_scopes = False  # bench/run.py --history-scopes: every lane's sandbox grants catch-up's scopes
 
@@ -98,6 +101,8 @@ def python() -> str:
 def command(kind: str) -> list[str]:
     if kind == "stock":
         return [python(), str(REPO / "bench" / "stock_bot.py")]
+    if kind == NONSTOP_DROPIN:
+        return [python(), str(REPO / "bench" / "stock_bot.py"), "--dropin"]
     if kind == "nonstop":
         return [python(), str(REPO / "app.py")]
     if kind == FLOOR:

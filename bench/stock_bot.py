@@ -2,7 +2,8 @@
 
     SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… SLACK_API_URL=http://127.0.0.1:PORT/api/ python bench/stock_bot.py
 
-This is the baseline of the benchmark (`bench/run.py`): nothing here is tuned.
+This is the baseline of the benchmark (`bench/run.py`): nothing here is tuned. With `--dropin`, the same App on
+Nonstop's `SupervisedSocketModeHandler` instead, as a user of the drop-in would run it (`bench/aio_answers.py --app`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def main() -> None:
     api_url = os.environ.get("SLACK_API_URL", "https://slack.com/api/")
     app = App(client=WebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=api_url))
     register_listeners(app)
+    if "--dropin" in sys.argv[1:]:
+        from nonstop import SupervisedSocketModeHandler  # only the drop-in's runs import Nonstop
+
+        sys.exit(SupervisedSocketModeHandler(app, os.environ["SLACK_APP_TOKEN"]).start())
     SocketModeHandler(app, os.environ["SLACK_APP_TOKEN"]).start()
 
 

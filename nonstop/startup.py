@@ -12,7 +12,6 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -24,8 +23,6 @@ from nonstop.errors import ConfigError
 from nonstop.net import network
 from nonstop.net.retry import Backoff, fatal_message, is_fatal
 from nonstop.outbound import AnswerThroughGovernor, GovernedWebClient, Outbound
-from nonstop.outbound.metrics import outbound_metrics_in
-from nonstop.outbound.scopes import say_history
 from nonstop.redact import redact
 from nonstop.status.telemetry import TELEMETRY
 
@@ -94,21 +91,14 @@ def _raise_if_network_problem(error: BaseException, url: str) -> None:
 
 
 def build_outbound(settings: Settings) -> Outbound:
-    """The process's way out: the governor with the supervisor's retry schedule, counted in the bot's metrics;
-    on a Redis ledger (replicas) its buckets are shared through that Redis."""
-    ledger = settings.supervisor.ledger_url
-    shared = None
-    if urlsplit(ledger).scheme in ("redis", "rediss"):
-        from nonstop.outbound.shared import SharedBuckets  # noqa: PLC0415 - needs the replicas' redis package
-
-        shared = SharedBuckets.from_url(ledger)
-    outbound = Outbound(
+    """The process's way out (`Outbound.for_ledger`), with the supervisor's retry schedule, counted in the bot's
+    metrics; on a Redis ledger (replicas) its buckets are shared through that Redis."""
+    outbound = Outbound.for_ledger(
         settings.outbound,
+        ledger_url=settings.supervisor.ledger_url,
         schedule=settings.supervisor.retry_schedule,
-        metrics=outbound_metrics_in(TELEMETRY.metrics.registry),
-        shared=shared,
+        registry=TELEMETRY.metrics.registry,
     )
-    outbound.scopes.on_change(lambda _granted: say_history(outbound.scopes, outbound.settings.unsure_answer))
     outbound.start()  # here, not on a listener's thread: the senders keep this thread's priority (nonstop.lanes)
     return outbound
 

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -246,12 +245,8 @@ class Supervisor:
         in_flight = driver.backlog
         driver.stop_accepting()
         leave_queued = ledger.durable
-        started = time.monotonic()
+        # The runner waits for the listeners and then for the answers they still owe (an App's, in the governor).
         self.drained = await asyncio.to_thread(runner.stop_events, s.drain_timeout_s, leave_queued=leave_queued)
-        outbound = getattr(self._bot_client, "outbound", None)  # answers still waiting hold their events
-        if self.drained and outbound is not None:
-            left = max(0.0, s.drain_timeout_s - (time.monotonic() - started))
-            self.drained = await asyncio.to_thread(outbound.wait_idle, left)
         unfinished = await driver.settle()
         if not self.drained:
             log.warning("in-flight handlers did not finish within %.1f s; exiting anyway", s.drain_timeout_s)

@@ -27,6 +27,7 @@ FAST = {
     "NONSTOP_BACKOFF_CAP": "2",
     "NONSTOP_CONNECT_TIMEOUT": "3",
     "NONSTOP_DRAIN_TIMEOUT": "5",
+    "NONSTOP_SPARE_CALM": "2",  # spares wait this long after a silence (production: 10 s)
     "HEALTH_PORT": "0",
     "LOG_LEVEL": "INFO",
 }

@@ -89,6 +89,8 @@ class BoltRunner:
     telemetry: where handler durations and failures are counted.
     handler_nice: niceness added to every thread of the runner (see `lower_priority`).
     failure_reply: what a user is told when Bolt itself fails on their slash command.
+    answers_sent: `answers_sent(timeout_s)` waits until the answers the listeners still owe are sent, True if
+        they were (the governor's `Outbound.wait_idle`): `stop_events` waits for them too.
     """
 
     def __init__(
@@ -100,8 +102,10 @@ class BoltRunner:
         telemetry: Telemetry,
         handler_nice: int = 0,
         failure_reply: FailureReply | None = None,
+        answers_sent: Callable[[float], bool] | None = None,
     ) -> None:
         self._app = app
+        self._answers_sent = answers_sent
         self._telemetry = telemetry
         self._failure_reply = failure_reply
         nice = lower_priority(handler_nice)
@@ -147,8 +151,10 @@ class BoltRunner:
 
     def stop_events(self, timeout_s: float, *, leave_queued: bool) -> bool:
         """Take no new events and wait (at most `timeout_s`, from a thread other than the event loop's) for
-        the events and interactions under way. `leave_queued`: events handed over but not started are
-        dropped (the caller keeps them on record). True if everything finished in time."""
+        the events and interactions under way, then for the answers they still owe (`answers_sent`).
+        `leave_queued`: events handed over but not started are dropped (the caller keeps them on record). True if
+        everything finished, and every answer was sent, in time."""
+        deadline = time.monotonic() + timeout_s
         finished = threading.Event()
 
         def wait_all() -> None:
@@ -159,7 +165,9 @@ class BoltRunner:
             finished.set()
 
         threading.Thread(target=wait_all, name="nonstop-drain", daemon=True).start()
-        return finished.wait(timeout_s)
+        if not finished.wait(timeout_s):
+            return False
+        return self._answers_sent is None or self._answers_sent(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Take nothing more; threads still running finish on their own."""

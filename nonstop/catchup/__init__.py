@@ -38,4 +38,6 @@ def start_catch_up(
         answered=answered_ts,
     )
     pool.watch_view(catch_up.on_view)
+    # Spares wait for a calm path only while nothing else would hear what a deaf bot misses (nonstop/links/budget.py).
+    pool.silences.calm_wanted = lambda: catch_up.view.mode == "off"
     return asyncio.create_task(catch_up.run(), name="catch-up")

@@ -9,7 +9,10 @@ The reads (docs/how-it-stays-online.md, "Catch-up", has the guarantee; docs/deci
   look-back window's start if that is later [DOC: `oldest` is exclusive]. A *deep* scan (at start, after the
   links came back) reads the whole window instead, so that threads whose parent is older than the mark are seen.
 - `conversations.replies` for each thread parent whose `latest_reply` is newer than the floor [DOC:
-  conversations.history returns only parent messages]. Slack's page says a bot token may read threads in DMs
+  conversations.history returns only parent messages], except a thread only the bot replied in (the parent's
+  `reply_users`, all of them listed [DOC: `reply_users_count`]): no one else wrote there, so it holds no mention,
+  and its parent has the bot's answer. Every answered mention is such a thread, so reading them cost a call per
+  answer (docs/benchmark.md, "Catch-up"). Slack's page says a bot token may read threads in DMs
   and group DMs but "lacks sufficient permissions" in channels, while listing `channels:history` as its bot
   scope [DOC]; bots read channel threads in practice [OBS-3p]. A refusal there is noted once per scan and the
   channel's top-level messages still count: its thread mentions are then not recovered.
@@ -237,7 +240,11 @@ class Scan:
             for message in messages:
                 key = ts_key(message["ts"])
                 conv.newest = max(conv.newest, key)
-                if ts_key(message.get("latest_reply")) > conv.floor and channel not in self.threads_unreadable:
+                if (
+                    ts_key(message.get("latest_reply")) > conv.floor
+                    and channel not in self.threads_unreadable
+                    and not self._bot_only_thread(message)
+                ):
                     params = self._read_params(channel, conv.floor, None, thread=str(message["ts"]))
                     self._calls.append(Call("conversations.replies", params, channel))
         else:
@@ -246,6 +253,13 @@ class Scan:
             self._calls.appendleft(Call(call.method, {**call.params, "cursor": cursor}, channel))
 
     # -- the results -----------------------------------------------------------------------------
+
+    def _bot_only_thread(self, message: dict[str, Any]) -> bool:
+        """A thread parent whose replies are all the bot's (every replier listed)."""
+        users = message.get("reply_users")
+        if not message.get("reply_count") or not isinstance(users, list) or not users:
+            return False
+        return message.get("reply_users_count", len(users)) == len(users) and set(users) <= {self._bot}
 
     def _is_mention(self, message: dict[str, Any], floor: int) -> bool:
         text = message.get("text")
@@ -265,7 +279,7 @@ class Scan:
             if conv.failed:
                 continue
             messages = conv.top + conv.replies
-            answered = self._answered(messages)
+            answered = self._answered(messages) | {str(m["ts"]) for m in conv.top if self._bot_only_thread(m)}
             for message in sorted(messages, key=lambda m: ts_key(m["ts"])):
                 ts = str(message["ts"])
                 if ts in answered or not self._is_mention(message, max(conv.floor, self._start)):

@@ -7,7 +7,9 @@ When it scans, and why (docs/decisions.md, "Catch-up"):
 - every `catch_up_period_s` while links are live: a Slack that drops events looks exactly like a quiet one;
 - every `POLL_S` while no link is live (Slack refusing links with too_many_websockets, Socket Mode down): then
   the history is the bot's only ear. The governor spaces the calls at the methods' tiers.
-Those after a start or a return read the whole window (deep); the others read since each conversation's mark.
+Those after a start or a return read the whole window (deep), and so does a periodic one at least every
+`DEEP_EVERY_S`; the others read since each conversation's mark (a reply under a parent older than the mark is
+found only by a deep scan: `conversations.history` lists threads by their parents).
 
 Scans never overlap (one task), and in a cluster one replica scans at a time (the coordinator's lease, renewed
 while scanning). Every call goes through the bot's own governed client, on a thread (it blocks). A scan that fails
@@ -42,6 +44,10 @@ POLL_S = 3.0
 DEEP_GAP_S = 60.0
 """Deep scans (the whole window) at most this often: links that flap call for one each time they come back, and
 a deep scan reads every thread active in the window; the scans between read since the marks."""
+DEEP_EVERY_S = 600.0
+"""A periodic scan reads the whole window at least this often, so a mention Slack dropped in a thread under an
+older parent (within the window) is answered within about this long while the links stay up. A deep scan reads
+every thread active in the window: at the default period, one scan in five."""
 LEASE = "catch-up"
 RATELIMITED_TRIES = 5
 """A call answered 429 is tried again after Slack's Retry-After (the governor waits it out), this many times."""
@@ -175,7 +181,9 @@ class CatchUp:
         try:
             await self._wait_for_links()
             while True:
-                deep = self._deep_due and time.monotonic() >= self._deep_at + DEEP_GAP_S
+                now = time.monotonic()
+                owed = self._deep_due or now >= self._deep_at + DEEP_EVERY_S
+                deep = owed and now >= self._deep_at + DEEP_GAP_S
                 if deep:
                     self._deep_due, self._deep_at = False, time.monotonic()
                 self._now_due = False

@@ -65,6 +65,9 @@ class SupervisorSettings:
     # While Slack counts connections this process no longer holds (dead sockets it has not noticed), how
     # often to check whether it still does (one spare link replaced, its hello counted).
     spare_check_s: float = 60.0
+    # After a silence, spare links wait until the path has stayed up this long: a spare opened while the path
+    # still flaps is one more dead socket in Slack's budget at its next silence (nonstop/links/budget.py).
+    spare_calm_s: float = 10.0
     connect_timeout_s: float = 10.0  # apps.connections.open + WebSocket handshake + hello
     drain_timeout_s: float = 10.0
     dedup_ttl_s: float = 900.0  # Slack's last retry comes ~5 min after the first attempt
@@ -238,6 +241,7 @@ def supervisor_settings(env: Mapping[str, str], *, own_process: bool = False) ->
         pong_timeout_s=_number(env, "NONSTOP_PONG_TIMEOUT", d.pong_timeout_s, 0.05, 600),
         stale_after_s=stale,
         spare_check_s=_number(env, "NONSTOP_SPARE_CHECK", d.spare_check_s, 0.5, 86400),
+        spare_calm_s=_number(env, "NONSTOP_SPARE_CALM", d.spare_calm_s, 0, 3600),
         connect_timeout_s=_number(env, "NONSTOP_CONNECT_TIMEOUT", d.connect_timeout_s, 0.5, 120),
         drain_timeout_s=_number(env, "NONSTOP_DRAIN_TIMEOUT", d.drain_timeout_s, 0, 600),
         dedup_ttl_s=_number(env, "NONSTOP_DEDUP_TTL", d.dedup_ttl_s, 1, 86400),

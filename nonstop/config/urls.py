@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LEDGER_FILE", "default_ledger_url", "parse_ledger_url"]
+__all__ = ["LEDGER_FILE", "default_ledger_url", "parse_ledger_url", "shared_ledger"]
 
 LEDGER_FILE = "nonstop-ledger.sqlite3"
 
@@ -18,6 +18,11 @@ def default_ledger_url(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     state = (env.get("STATE_DIRECTORY") or "").split(":")[0]
     return f"sqlite:///{Path(state) / LEDGER_FILE}" if state else f"sqlite:///{LEDGER_FILE}"
+
+
+def shared_ledger(url: str) -> bool:
+    """The ledger is on Redis, shared by replicas (which then share their posting budget there too)."""
+    return urlsplit(url).scheme in ("redis", "rediss")
 
 
 def parse_ledger_url(url: str) -> tuple[str, Path | None, dict[str, str]]:

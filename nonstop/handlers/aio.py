@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
@@ -34,14 +33,17 @@ from nonstop.bolt.aio_runner import AsyncBoltRunner
 from nonstop.bolt.runner import FailureReply
 from nonstop.bolt.tasks import TaskCounting
 from nonstop.config.settings import SupervisorSettings
+from nonstop.config.urls import shared_ledger
 from nonstop.handlers.background import Background, StopOnSignals
 from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import AsyncSupervisedSocketModeClient
 from nonstop.ledger import Ledger
 from nonstop.outbound.aio import AsyncOutbound
 from nonstop.outbound.aio_client import govern
+from nonstop.outbound.client import governed_copy
 from nonstop.outbound.metrics import outbound_metrics_in
 from nonstop.outbound.scopes import say_history
+from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
 
@@ -113,7 +115,7 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._counting: TaskCounting | None = None
         answers, ledger_url = self._setup.answers, self._setup.settings.ledger_url
         shared: AsyncSharedBuckets | None = None
-        if urlsplit(ledger_url).scheme in ("redis", "rediss"):  # replicas: one posting budget on their Redis
+        if shared_ledger(ledger_url):  # replicas: one posting budget on their Redis
             from nonstop.outbound.shared import AsyncSharedBuckets as Buckets  # noqa: PLC0415 - the redis extra
 
             shared = Buckets.from_url(ledger_url)
@@ -127,6 +129,10 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         scopes = self.outbound.core.scopes
         scopes.on_change(lambda _granted: say_history(scopes, answers.unsure_answer))
         govern(app, self.outbound, telemetry)
+        # Catch-up reads history from threads, so the bot's own calls get a threaded governor of their own (its
+        # calls go at once or wait on their thread: no sender threads) over a copy of the app's client settings.
+        self._own_calls = Outbound(answers, schedule=self._setup.settings.retry_schedule)
+        self._setup.bot_client = governed_copy(app.client, self._own_calls, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 
@@ -170,6 +176,7 @@ class AsyncSupervisedSocketModeHandler(HandlerBase):
         self._closed = True
         self.client.closed = True
         await self.disconnect_async()
+        self._own_calls.close()
         if self._shared is not None:
             await self._shared.close()
 

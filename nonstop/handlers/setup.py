@@ -15,8 +15,8 @@ The same defaults as `python app.py`, from the same environment, with one differ
   with `start()`, and with `connect()` only when HEALTH_PORT is set; one per process, whoever starts it first.
 - Process-wide tuning (`APP_PROCESS_TUNING`): with `start()` only, restored when it returns.
 - The answer path's settings (`NONSTOP_REPLY_DEADLINE`, `NONSTOP_UNSURE_ANSWER`), unless `settings=` is given:
-  the async handler governs its `AsyncApp`'s listeners' calls with them. The sync handler leaves an `App`'s
-  client as it finds it (`python app.py` builds its `App` with the governor: `nonstop.startup.build_app`).
+  both handlers govern their app's listeners' calls with them (an `App` built with a governor of its own,
+  as `python app.py` builds its in `nonstop.startup.build_app`, keeps that one and its settings).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class Setup:
     settings: explicit settings (then the environment's `NONSTOP_*` are not read).
     ledger: an explicit ledger.
     telemetry: the health record.
-    bot_client: the app's own client (watched for a dead bot token when it reports its calls).
+    bot_client: the bot's own client: catch-up's calls go through it (when it is governed), and it is watched for
+        a dead bot token when it reports its calls. A handler may replace it (`bot_client`) before a run.
 
     Raises `ConfigError` when the environment's settings are wrong (one line each).
     """
@@ -87,7 +88,7 @@ class Setup:
         self._explicit = settings
         self._ledger = ledger
         self._telemetry = telemetry
-        self._bot_client = bot_client
+        self.bot_client = bot_client
         self._memory: MemoryLedger | None = None
         if settings is None:
             _, warnings = handler_settings(own_process=False)  # bad values fail here, before any network call
@@ -127,7 +128,7 @@ class Setup:
             telemetry=self._telemetry,
             runner=lambda: runner(settings),
             tickets=ticket_client(self.options.client, settings.connect_timeout_s, proxy=self.options.proxy),
-            bot_client=self._bot_client,
+            bot_client=self.bot_client,
             ledger=self._ledger_for(settings),
             hooks=hooks,
         )

@@ -6,6 +6,11 @@
 or `handler.connect()` (returns once a link is live; the links run on a thread of their own) and later
 `handler.close()`. What each stock keyword means here: `nonstop.handlers.options`; the defaults it takes from
 the environment (settings, ledger, health server): `nonstop.handlers.setup`.
+
+The answer path: the handler adds a middleware to the app (`nonstop.outbound.client.govern`), so that each
+request's `client` and `say` go through the handler's governor (`self.outbound`, an `Outbound`), as `python
+app.py`'s listeners do through theirs; an `App` built with a governor of its own (`nonstop.startup.build_app`)
+keeps it, and the handler drains that one. docs/answer-path.md says what stays outside.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from nonstop.handlers.base import HandlerBase
 from nonstop.handlers.client import SupervisedSocketModeClient
 from nonstop.ledger import Ledger
 from nonstop.links.holding import LinkHooks
+from nonstop.outbound.client import built_with, govern, governed_copy
+from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.status.snapshot import LinksView
 from nonstop.supervisor import Supervisor
@@ -62,7 +69,9 @@ class SupervisedSocketModeHandler(HandlerBase):
             (listener errors go to the App's own error handler); without it the ack carries no text.
 
     Raises `TypeError`/`ValueError` for a keyword it cannot honour, `ConfigError` for a bad `NONSTOP_*` value
-    (one line each). The handler installs its lanes (`nonstop.bolt.lanes`) as the App's listener executor.
+    (one line each). The handler installs its lanes (`nonstop.bolt.lanes`) as the App's listener executor, and
+    its governor (`self.outbound`: NONSTOP_REPLY_DEADLINE and NONSTOP_UNSURE_ANSWER, their defaults with
+    `settings=`) under each request's `client` and `say`, unless the App was built with one.
     """
 
     def __init__(  # noqa: PLR0917 - Bolt's own signature, its positional order included
@@ -118,6 +127,12 @@ class SupervisedSocketModeHandler(HandlerBase):
             ping_interval=self._setup.settings.ping_interval_s,
         )
         self._lock = threading.Lock()
+        built = built_with(app)  # python app.py's App comes with its governor, its own client included
+        self._owns_outbound = built is None
+        self.outbound = built.outbound if built is not None else self._new_outbound(telemetry)
+        govern(app, self.outbound, telemetry)
+        if built is None:  # the bot's own calls (catch-up's reads of history) through the governor too
+            self._setup.bot_client = governed_copy(app.client, self.outbound, telemetry)
 
     # -- Bolt's surface ------------------------------------------------------------------------------
 
@@ -173,6 +188,8 @@ class SupervisedSocketModeHandler(HandlerBase):
             self._closed = True
         code = self.disconnect(timeout_s)
         self.client.shutdown()
+        if self._owns_outbound:
+            self.outbound.close()  # answers still owed after the drain stay unfinished in the ledger
         return code
 
     def handle(self, client: Any, req: SocketModeRequest) -> None:
@@ -203,9 +220,19 @@ class SupervisedSocketModeHandler(HandlerBase):
 
     # -- runs ----------------------------------------------------------------------------------------------
 
+    def _new_outbound(self, telemetry: Telemetry) -> Outbound:
+        settings = self._setup.settings
+        return Outbound.for_ledger(
+            self._setup.answers,
+            ledger_url=settings.ledger_url,
+            schedule=settings.retry_schedule,
+            registry=telemetry.metrics.registry,
+        )
+
     def _new_run(self, *, own_process: bool, hooks: LinkHooks | None = None) -> Supervisor:
         hooks = hooks or self.client.hooks()
         hooks.on_view = self._on_view
+        self.outbound.start()  # on the caller's thread, not a listener's (their priority: nonstop.bolt.lanes)
         self.supervisor = self._setup.supervisor(own_process=own_process, runner=self._runner, hooks=hooks)
         return self.supervisor
 
@@ -217,6 +244,7 @@ class SupervisedSocketModeHandler(HandlerBase):
             telemetry=self._telemetry,
             handler_nice=settings.handler_nice,
             failure_reply=self._failure_reply,
+            answers_sent=self.outbound.wait_idle,  # a stop waits for the answers still owed
         )
 
     def _ended(self, ended: Any) -> None:

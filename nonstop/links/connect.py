@@ -116,6 +116,7 @@ class Connector:
                 pool = self._pool
                 room = pool.budget.limit - len(pool.links) - pool.share.others_held()
                 pool.unaccounted = max(pool.unaccounted, room)
+                pool.refused = True  # status says so until a link connects again
                 pool.on_crowded()  # spare links give way
             delay = self.backoff.failure()
             what = f"could not get a Socket Mode URL ({e})" if isinstance(e, TicketRefused) else None
@@ -166,6 +167,8 @@ class Connector:
         if end.cause == "half_open":
             pool.died_silently()  # the path is dead: Slack has not noticed either, and still counts it
         if end.cause == "too_many_websockets":
+            pool.refused = True
+            pool.changed()
             delay = self.backoff.failure()
         else:
             delay = self.backoff.dropped(healthy=link.age_s >= pool.settings.healthy_after_s)

@@ -16,7 +16,7 @@ from typing import Any
 
 from nonstop.aio import TaskSet
 from nonstop.config.settings import SupervisorSettings
-from nonstop.links.budget import Budget, ConnectionShare
+from nonstop.links.budget import Budget, ConnectionShare, Silences
 from nonstop.links.ends import LinkEnd
 from nonstop.links.gate import ConnectGate
 from nonstop.links.link import EnvelopeCallback, FrameCallback, Link
@@ -76,6 +76,9 @@ class Holding:
         self.hooks = hooks or LinkHooks()
         self.share = share
         self.budget = Budget(settings.connection_limit)
+        # The path's silences Slack may still count dead sockets of (links suspected within a ping round belong
+        # to one): spares wait for calm after each, and the slots shrink to one while they repeat (budget.py).
+        self.silences = Silences(settings.spare_calm_s, round_s=settings.ping_interval_s + settings.pong_timeout_s)
         self.gate = ConnectGate()  # the one door every connection attempt of the process goes through
         self.links: set[Link] = set()  # every link held: slots', spares and suspects
         self.opening = 0  # attempts under way (they count against the budget too)
@@ -85,6 +88,7 @@ class Holding:
         # take room in Slack's budget, but spare links are held only against dead ones of this process.
         self.own_dead = 0
         self.slack_counted: int | None = None  # num_connections in the latest hello
+        self.refused = False  # Slack refused the latest attempt (too_many_websockets); cleared by the next hello
         self.view = LinksView()
         self._view_watchers: list[Callable[[LinksView], None]] = []
         self.preset_over = asyncio.Event()  # set once links ask for URLs of their own (see `LinkHooks.preset_url`)
@@ -134,6 +138,7 @@ class Holding:
     def add(self, link: Link) -> None:
         """A link just became live: hold it and count what Slack said in its hello."""
         self.links.add(link)
+        self.refused = False
         self._telemetry.connection_up()
         reported = link.hello.get("num_connections")
         if isinstance(reported, int) and not isinstance(reported, bool):
@@ -183,6 +188,10 @@ class Holding:
     def target(self) -> int:
         return min(self.settings.connections, self.share.allowed)
 
+    def slots_now(self) -> int:
+        """Slot links to fill now: the target, or one just after a silence and while silences repeat."""
+        return self.budget.slots_wanted(self.target, self.silences, time.monotonic())
+
     def changed(self) -> None:
         """Something the view shows changed: publish a new one, and let the spare links rebalance."""
         opens_in = self.gate.opens_in_s
@@ -197,6 +206,8 @@ class Holding:
             retry_at=time.monotonic() + opens_in if opens_in > 0 else None,
             slack_counted=self.slack_counted,
             unaccounted=self.unaccounted,
+            refused=self.refused,
+            limit=self.budget.limit,
         )
         if self.hooks.on_view is not None:
             self.hooks.on_view(self.view)

@@ -39,10 +39,13 @@ class Slots:
         self._spare_names = 0
         self._last_spare_check = 0.0
         self._rebalance = asyncio.Event()
+        self._slots_changed = asyncio.Event()  # a slot past `pool.slots_now()` waits on it
+        self._spare_timer: asyncio.TimerHandle | None = None  # wakes the balance when the next spare may open
 
     def wake(self) -> None:
-        """Something changed that may call for more or fewer spare links."""
+        """Something changed that may call for more or fewer spare links (or slot links)."""
         self._rebalance.set()
+        self._slots_changed.set()
 
     # -- slots -------------------------------------------------------------------------------------
 
@@ -53,6 +56,10 @@ class Slots:
         while not pool.stopping:
             if index >= pool.share.allowed:  # past this replica's share of Slack's budget: wait for more
                 await pool.share.changed.wait()
+                continue
+            if index >= pool.slots_now():  # just after a silence, or silences repeat: one slot link for now
+                self._slots_changed.clear()
+                await self._slots_changed.wait()
                 continue
             try:
                 await self._keep_one(name, index)
@@ -81,6 +88,8 @@ class Slots:
                 return
             if link.ended.done():
                 delay = connector.after_drop(link, link.ended.result())
+                if self._flapping(name, index):
+                    return
                 link = await connector.establish(name, first_delay=delay)
             elif link.refresh_requested.is_set():
                 log.info("%s: opening its replacement before letting it go (make before break)", name)
@@ -97,11 +106,49 @@ class Slots:
                     extra={"connection": name, "cause": "suspect"},
                 )
                 self._adopt(link)  # watched from now on as an extra link: closed once dead, kept if heard from
+                if self._flapping(name, index):
+                    return
                 await self._make_room()
                 link = await connector.establish(name)
 
+    def _flapping(self, name: str, index: int) -> bool:
+        """Whether this slot stays empty for now: its link is gone and silences repeat (`Budget.slots_wanted`)."""
+        pool = self._pool
+        if index < pool.slots_now():
+            return False
+        if pool.silences.repeating:
+            why = "silences repeat"
+            until = "Slack counts none of the dead connections"
+        else:
+            why = "the network path died moments ago"
+            until = f"the path has stayed up for {pool.silences.calm_s:g} s"
+        log.warning(
+            "%s: not replaced for now: %s; one connection until %s (a link that dies too is one more dead socket "
+            "in Slack's budget of %d)",
+            name,
+            why,
+            until,
+            pool.budget.limit,
+            extra={"connection": name, "cause": "flapping" if pool.silences.repeating else "calm"},
+        )
+        return True
+
     def on_suspect(self, link: Link, suspect: bool) -> None:
         """A link turned suspect, or was heard from again (`Link`'s callback)."""
+        silences = self._pool.silences
+        previous = silences.last
+        if suspect and silences.seen(time.monotonic()):
+            if silences.repeating and previous is not None:
+                log.warning(
+                    "the network path died again %s after the previous silence, while Slack still counts the dead "
+                    "connections of an earlier one: holding one connection, and spares only once the path has "
+                    "stayed up for %g s, until Slack counts none of them",
+                    human_duration((silences.last or previous) - previous, tenths=True),
+                    silences.calm_s,
+                    extra={"cause": "flapping"},
+                )
+            if silences.calm_s > 0:  # spares wait until the path has stayed up a while (budget.py): look again then
+                asyncio.get_running_loop().call_later(silences.calm_s + 0.05, self.wake)
         if not suspect:
             log.info(
                 "%s: heard from again after %.1f s of silence; kept as a spare while it is needed",
@@ -196,13 +243,20 @@ class Slots:
 
     async def _balance(self) -> None:
         pool = self._pool
-        target = pool.settings.connections
         suspects = len(pool.links) - len(pool.live())
         doubtful = suspects + pool.own_dead  # links of ours that Slack counts and that cannot answer
+        if doubtful == 0 and pool.silences.count:
+            pool.silences.forget()  # Slack counts no dead socket of ours: every slot is filled again
+            self._slots_changed.set()
+        target = pool.slots_now()
         others = pool.share.others_held() + pool.foreign  # other processes' links count against Slack's limit too
         wanted = pool.budget.live_wanted(target, doubtful, others)  # why: nonstop/links/budget.py
+        now = time.monotonic()
+        calm_left = pool.silences.calm_left(now)
         if pool.share.others_short() > 0:  # other replicas are owed links: spares give way to them first
             wanted = target
+        elif calm_left > 0:  # the path died moments ago: no new spare yet, none let go either
+            wanted = max(target, len(pool.live()))
         for spare in [link for link in self.extras if link.is_open and not link.suspect]:
             if len(pool.live()) <= wanted:
                 break
@@ -212,9 +266,8 @@ class Slots:
                 else "no more spares than the dead connections call for, with room kept for a next silence"
             )
             await self._release(spare, why)
-        if doubtful == 0 or len(pool.live()) < target:
-            return  # nothing dead to outnumber; or the slots come first, and they wake this as they connect
-        now = time.monotonic()
+        if doubtful == 0 or len(pool.live()) < target or calm_left > 0:
+            return  # nothing dead to outnumber; the slots come first (they wake this as they connect); not calm yet
         if not suspects and pool.own_dead > 0 and now - self._last_spare_check >= pool.settings.spare_check_s:
             # Only a fresh hello says whether Slack still counts the dead: swap one spare for a new one.
             self._last_spare_check = now
@@ -223,10 +276,17 @@ class Slots:
                 await self._release(spare, "checking whether Slack still counts dead connections")
         opened = 0
         while not pool.stopping and pool.room() - pool.share.others_short() > 0 and len(pool.live()) < wanted:
+            wait = pool.silences.spare_wait(time.monotonic())
+            if wait > 0:  # one spare per ping round after a silence (budget.py): look again then
+                if self._spare_timer is not None:
+                    self._spare_timer.cancel()
+                self._spare_timer = asyncio.get_running_loop().call_later(wait + 0.01, self.wake)
+                break
             self._spare_names += 1
             link = await self._connector.establish(f"spare #{self._spare_names}", spare=True)
             if link is None:
                 break
+            pool.silences.spare_at = time.monotonic()
             opened += 1
             self._adopt(link)
         if opened:

@@ -5,10 +5,14 @@ Bolt builds a fresh plain `WebClient` for every request (`context.client`, and `
 `AnswerThroughGovernor` swaps it, before any listener runs, for a `GovernedWebClient` with the same
 settings that knows the request's event, its place and its tracker (`Answering`). The App's own client is a
 `GovernedWebClient` too, bound to no request: the bot's own calls wait at the gate and go once.
+
+An `App` built with the middleware (`nonstop.startup.build_app`) keeps it; any other `App` gets it from the
+sync drop-in handler (`govern`), once per app, as an `AsyncApp` gets its twin (`nonstop.outbound.aio_client`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +27,7 @@ from nonstop.outbound.sync import Outbound
 from nonstop.status import TELEMETRY, Telemetry
 from nonstop.webclient import CallWatchers, InstrumentedWebClient, settings_of
 
-__all__ = ["AnswerThroughGovernor", "GovernedWebClient"]
+__all__ = ["AnswerThroughGovernor", "GovernedWebClient", "govern", "governed_copy"]
 
 
 class GovernedWebClient(InstrumentedWebClient):
@@ -92,8 +96,8 @@ class AnswerThroughGovernor(Middleware):
     """
 
     def __init__(self, outbound: Outbound, telemetry: Telemetry = TELEMETRY, calls: CallWatchers | None = None) -> None:
-        self._outbound = outbound
-        self._telemetry = telemetry
+        self.outbound = outbound
+        self.telemetry = telemetry
         self._calls = calls
 
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
@@ -102,10 +106,43 @@ class AnswerThroughGovernor(Middleware):
         if isinstance(client, WebClient) and not (isinstance(client, GovernedWebClient) and client.answering):
             answering = Answering.of_request(req.body, current_tracker())
             governed = GovernedWebClient.for_request(
-                client, outbound=self._outbound, answering=answering, telemetry=self._telemetry, calls=self._calls
+                client, outbound=self.outbound, answering=answering, telemetry=self.telemetry, calls=self._calls
             )
             context["client"] = governed
             say = context.get("say")
             if isinstance(say, Say) and say.client is client:  # built before us: point it at the governed client
                 say.client = governed
         return next()
+
+
+_GOVERNED: weakref.WeakKeyDictionary[Any, AnswerThroughGovernor] = weakref.WeakKeyDictionary()
+
+
+def built_with(app: Any) -> AnswerThroughGovernor | None:
+    """The `AnswerThroughGovernor` the app was built with (`nonstop.startup.build_app`, or its own `app.use`), not
+    one `govern` added; None if it has none."""
+    for middleware in getattr(app, "_middleware_list", ()):  # Bolt's list of global middleware [SDK: app.py]
+        if isinstance(middleware, AnswerThroughGovernor) and _GOVERNED.get(app) is not middleware:
+            return middleware
+    return None
+
+
+def govern(app: Any, outbound: Outbound, telemetry: Telemetry = TELEMETRY) -> AnswerThroughGovernor:
+    """Put `app`'s listeners' calls through `outbound`: the middleware added once per app (after the middleware
+    the app has now, its authorization included), pointed at the latest handler's `outbound` after that. An app
+    built with its own (`built_with`) is not given a second: that one is returned, unchanged."""
+    middleware = built_with(app) or _GOVERNED.get(app)
+    if middleware is None:
+        middleware = _GOVERNED[app] = AnswerThroughGovernor(outbound, telemetry)
+        app.use(middleware)
+    elif _GOVERNED.get(app) is middleware:
+        middleware.outbound, middleware.telemetry = outbound, telemetry
+    return middleware
+
+
+def governed_copy(client: WebClient, outbound: Outbound, telemetry: Telemetry = TELEMETRY) -> GovernedWebClient:
+    """The bot's own client for an app that was not built with a governor: `client`'s settings (those Bolt copies
+    into each request's client), its calls through `outbound`, bound to no request. No retry handlers of
+    slack_sdk's own: the governor decides every retry."""
+    settings = {**settings_of(client), "retry_handlers": []}
+    return GovernedWebClient(**settings, outbound=outbound, telemetry=telemetry)

@@ -20,19 +20,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from prometheus_client import CollectorRegistry
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from nonstop.config.settings import OutboundSettings
+from nonstop.config.urls import shared_ledger
 from nonstop.net.retry import RATELIMITED, Schedule, judge
 from nonstop.outbound.answering import Answering
 from nonstop.outbound.core import LOOK, SETTLED, Job, OutboundCore, param
 from nonstop.outbound.limits import Limit, limit_for
-from nonstop.outbound.metrics import OutboundMetrics
+from nonstop.outbound.metrics import OutboundMetrics, outbound_metrics_in
 from nonstop.outbound.pending import PendingResponse
-from nonstop.outbound.scopes import Scopes
+from nonstop.outbound.scopes import Scopes, say_history
+
+if TYPE_CHECKING:
+    from nonstop.outbound.shared import SharedBuckets
 
 __all__ = ["LOOK_PAGES", "SENDERS", "Outbound", "Sender", "SharedGate"]
 
@@ -85,6 +90,7 @@ class Outbound:
         self.core = OutboundCore(settings or OutboundSettings(), schedule, metrics or OutboundMetrics())
         self.core.metrics.bind(lambda: self.core.waiting)
         self._shared = shared
+        self._owned_gate: SharedBuckets | None = None  # made by `for_ledger`: closed by `close`
         self._clock = clock
         lock = threading.RLock()
         self._cond = threading.Condition(lock)  # senders wait on it for work
@@ -94,6 +100,23 @@ class Outbound:
         self._ready: list[Job] = []  # their turn has come, no sender has taken them yet
         self._closed = False
         self._trying = 0  # tries under way, on any thread
+
+    @classmethod
+    def for_ledger(
+        cls, settings: OutboundSettings, *, ledger_url: str, schedule: Schedule | None, registry: CollectorRegistry
+    ) -> Outbound:
+        """The process's way out as the bot and the sync drop-in make it: counted in `registry`, saying what it does
+        with unsure answers whenever the scopes seen change, and on a Redis ledger (replicas) with its buckets
+        shared through that Redis (closed with it). Its senders start on `start()` or the first call that waits."""
+        shared = None
+        if shared_ledger(ledger_url):
+            from nonstop.outbound.shared import SharedBuckets  # noqa: PLC0415 - needs the replicas' redis package
+
+            shared = SharedBuckets.from_url(ledger_url)
+        outbound = cls(settings, schedule=schedule, metrics=outbound_metrics_in(registry), shared=shared)
+        outbound._owned_gate = shared
+        outbound.scopes.on_change(lambda _granted: say_history(outbound.scopes, settings.unsure_answer))
+        return outbound
 
     @property
     def settings(self) -> OutboundSettings:
@@ -337,3 +360,5 @@ class Outbound:
             senders = list(self._senders)
         for thread in senders:
             thread.join(5)
+        if self._owned_gate is not None:
+            self._owned_gate.close()

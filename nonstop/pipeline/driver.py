@@ -61,8 +61,9 @@ class Runner(Protocol):
         """Dispatch an interaction; `acked(payload)` with what to ack it with. Taken until `close()`."""
 
     def stop_events(self, timeout_s: float, *, leave_queued: bool) -> bool:
-        """Take no new events and wait, from a thread other than the driver's loop, for the work under way
-        (`leave_queued`: events handed over but not started are dropped). True if it all finished in time."""
+        """Take no new events and wait, from a thread other than the driver's loop, for the work under way, the
+        answers its listeners still owe included (`leave_queued`: events handed over but not started are dropped).
+        True if it all finished in time."""
 
     def close(self) -> None:
         """Take nothing more."""

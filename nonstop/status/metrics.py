@@ -180,6 +180,12 @@ class _SnapshotCollector(Collector):
             value=float("nan") if reported is None else reported,
         )
         yield GaugeMetricFamily(
+            "nonstop_slack_refusing_connections",
+            "1 while Slack refuses new connections (too_many_websockets: it counts its budget of 10 full, the bot's "
+            "own dead sockets included) and no connection has been opened since; 0 otherwise.",
+            value=int(snap.slack_refusing),
+        )
+        yield GaugeMetricFamily(
             "nonstop_last_inbound_age_seconds",
             "Seconds since the last frame (hello, envelope, pong, …) arrived on any connection; NaN before the first.",
             value=_age(snap.now, snap.last_inbound_at),

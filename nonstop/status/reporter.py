@@ -33,6 +33,7 @@ class Report:
     suspect: int
     slack_reported: int | None
     cluster: ClusterView | None = None
+    refusing: bool = False  # Slack refused the latest connection attempt: its budget is full
 
 
 class StateReporter:
@@ -57,7 +58,9 @@ class StateReporter:
     def report(self) -> Report:
         view, phase = self._links(), self._phase()
         state, detail = (phase.state, phase.detail) if phase.state is not None else self._from_links(view)
-        return Report(state, detail, view.target, view.spare, view.suspect, view.slack_counted, self._cluster())
+        return Report(
+            state, detail, view.target, view.spare, view.suspect, view.slack_counted, self._cluster(), view.refused
+        )
 
     def _from_links(self, v: LinksView) -> tuple[State, str]:
         if v.target == 0:
@@ -70,6 +73,16 @@ class StateReporter:
             )
         if v.live >= v.target:
             return State.CONNECTED, ""
+        if v.refused:  # Slack counts its whole budget (dead sockets included): no new link until it forgets some
+            refused = (
+                f"Slack refuses new connections: {v.live + v.suspect + v.unaccounted} of {v.limit} counted, "
+                f"{v.live} live here"
+            )
+            return (
+                (State.DEGRADED, f"{v.live} of {v.target} connections; {refused}")
+                if v.live
+                else (State.REFUSED, refused)
+            )
         if v.live > 0:
             return State.DEGRADED, f"{v.live} of {v.target} connections"
         wait = (v.retry_at - self._clock()) if v.retry_at is not None else 0.0

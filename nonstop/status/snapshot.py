@@ -80,6 +80,8 @@ class LinksView:
     retry_at: float | None = None  # monotonic time of the next attempt, while the gate holds attempts off
     slack_counted: int | None = None  # num_connections in the latest hello
     unaccounted: int = 0  # connections Slack counted at that hello that this process does not hold
+    refused: bool = False  # Slack refused the latest attempt (too_many_websockets); no link connected since
+    limit: int = 10  # Slack's budget of connections per app
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Snapshot:
     spare_connections: int = 0  # live links held beyond the target while Slack counts dead ones
     suspect_connections: int = 0  # links silent for a while: replaced, kept until known dead or heard again
     slack_reported_connections: int | None = None  # num_connections in the latest hello
+    slack_refusing: bool = False  # Slack refused the latest connection attempt (too_many_websockets)
     catch_up: CatchUpView | None = None  # None: no supervisor has said (a handler without catch-up)
 
     @property

@@ -11,6 +11,7 @@ class State(StrEnum):
     STARTING = "starting"
     CONNECTING = "connecting"
     BACKING_OFF = "backing_off"
+    REFUSED = "refused"  # Slack refuses new connections (too_many_websockets) and none is live here
     CONNECTED = "connected"
     DEGRADED = "degraded"
     FATAL = "fatal"

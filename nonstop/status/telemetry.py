@@ -161,6 +161,7 @@ class Telemetry:
                 spare_connections=report.spare,
                 suspect_connections=report.suspect,
                 slack_reported_connections=report.slack_reported,
+                slack_refusing=report.refusing,
                 catch_up=self._catch_up,
             )
 

@@ -108,11 +108,13 @@ def test_with_no_live_link_the_history_is_polled_and_every_mention_answered_once
             ws.close()
 
 
-def test_three_whole_path_silences_fill_slacks_budget_yet_every_mention_is_answered_once_within_a_minute(
+def test_three_whole_path_silences_leave_one_link_of_ten_yet_every_mention_is_answered_once_within_a_minute(
     tmp_path: Path, no_proxy_env: None
 ) -> None:
-    # Issue 18's scenario: Slack remembers the dead sockets (10 min here) and refuses every new link; today's
-    # bot without catch-up loses every mention that follows (measured: 40 of 40 lost, tests/ and the report).
+    # Issue 18's scenario: Slack remembers the dead sockets (10 min here). Before the spare links changed (branch
+    # spares), they filled Slack's budget and it refused every new link (40 of 40 lost without catch-up); now the
+    # bot holds one slot link while silences repeat, one live link beside nine dead ones: most attempts still go to
+    # dead sockets, and catch-up answers what Slack gives up on.
     config = TEST_CONFIG.__class__(**{**TEST_CONFIG.__dict__, "silent_link_alive_s": 600.0})
     with Sandbox(config) as sb, run_bot(bot_env(sb), workdir=tmp_path) as bot:
         sb.set_scopes(WITH_HISTORY)
@@ -120,7 +122,7 @@ def test_three_whole_path_silences_fill_slacks_budget_yet_every_mention_is_answe
         for _ in range(3):
             sb.silence()
             time.sleep(8)  # the scenario's own pacing: the path goes silent again 8 s later
-        bot.wait_for_log(r"too_many_websockets", timeout=20)
+        bot.wait_for_log(r"the network path died again", timeout=20)
         ds, made = [], {}
         for i in range(20):
             d = sb.mention(f"ping {i}")
@@ -128,7 +130,7 @@ def test_three_whole_path_silences_fill_slacks_budget_yet_every_mention_is_answe
             made[d.ts] = time.monotonic()
             time.sleep(0.5)  # two mentions a second, as people write them
         every_one_answered(sb, ds, timeout=60)
-        assert not any(sb.delivery(d).acked_at for d in ds), "no link of the bot's got any of them"
+        assert not all(sb.delivery(d).acked_at for d in ds), "Slack delivered every one: catch-up was not needed"
         assert_once(sb, ds)
         late = {ts: c.at - made[ts] for c in sb.bot_messages() if (ts := c.params.get("thread_ts")) in made}
         assert max(late.values()) < 60, late

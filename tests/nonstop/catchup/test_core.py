@@ -209,3 +209,16 @@ def test_the_envelope_is_shaped_as_slacks_with_a_deterministic_id() -> None:
         "channel": GENERAL, "event_ts": message["ts"], "thread_ts": message["thread_ts"],
         "blocks": message["blocks"], "team": TEAM_ID,
     }  # fmt: skip
+
+
+def test_a_thread_only_the_bot_replied_in_is_not_read_and_its_parent_counts_as_answered() -> None:
+    h, c = History(), Clock()
+    answered = [mention(h, c, f"ping {i}") for i in range(5)]
+    for ts in answered:
+        say(h, c, "pong", thread=ts, user=BOT_USER_ID, bot_id=BOT_ID)  # no metadata: an answer of an older version
+    talked = mention(h, c, "ping with a talk after")
+    answer(h, c, talked)
+    later = say(h, c, f"and again <@{BOT_USER_ID}>", thread=talked)  # someone else wrote in that thread
+    s, calls = scan(h)
+    assert [call.params["ts"] for call in calls if call.method == "conversations.replies"] == [talked]
+    assert found(s) == [later]

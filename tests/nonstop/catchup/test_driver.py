@@ -293,3 +293,36 @@ async def test_an_outage_is_said_in_one_line_not_in_slack_sdks_line_per_poll(
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1, said
     assert "catch-up could not read Slack's history" in said[0]
+
+
+@run_async
+async def test_a_mention_in_a_thread_under_an_older_parent_is_found_by_a_periodic_deep_scan(
+    sandbox: Sandbox, outbound: Outbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catchup_driver, "DEEP_GAP_S", 0.2)
+    monkeypatch.setattr(catchup_driver, "DEEP_EVERY_S", 1.5)  # at 3600 it is not found within 15 s (tried)
+    sandbox.set_scopes(WITH_HISTORY)
+    parent = sandbox.user_message("a thread to come back to")
+    catch_up, pipeline, ledger, _ = make(sandbox, outbound, catch_up_period_s=0.3)
+    catch_up.on_view(LinksView(target=2, live=2))
+    task = asyncio.create_task(catch_up.run())
+    try:
+        await wait_for(lambda: catch_up.view.scans >= 1, "the start's scan")
+        newer = sandbox.user_message("later, at the top level")
+        marks: dict[str, str] = {}
+
+        async def past_parent() -> bool:
+            marks.update(await ledger.marks())
+            return marks.get("C0GENERAL") == newer
+
+        deadline = time.monotonic() + 10
+        while not await past_parent():
+            assert time.monotonic() < deadline, f"the mark never moved past the thread's parent: {marks}"
+            await asyncio.sleep(0.05)
+        sandbox.incident()  # recorded in history, never delivered, links up
+        sandbox.mention("in the old thread", thread_ts=parent)
+        await wait_for(lambda: "in the old thread" in pipeline.texts, "the thread's mention, by a deep scan", 15)
+        assert pipeline.texts.count("in the old thread") == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -24,6 +25,7 @@ from nonstop.errors import ConfigError
 from nonstop.ledger.memory import MemoryLedger
 from nonstop.status import Telemetry
 from sandbox import Sandbox
+from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
 from tests.nonstop.handlers.test_sync_handler import FAST, nonstop_threads
 
 T = TypeVar("T")
@@ -215,3 +217,13 @@ def test_the_async_client_sends_text_and_awaits_its_listeners(sandbox: Sandbox) 
         started = time.monotonic()
         sandbox.wait_for_message(thread_ts=sandbox.mention("again").ts)
         assert time.monotonic() - started < 30
+
+
+def test_catch_up_answers_an_async_app_what_slack_never_delivered(sandbox: Sandbox) -> None:
+    sandbox.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES])
+    with connected(sandbox, async_pong_app(sandbox), settings=replace(FAST, catch_up_period_s=1.0)):
+        sandbox.incident()  # recorded in history, never delivered, links up
+        lost = sandbox.mention("ping during the incident")
+        assert sandbox.wait_for_message(thread_ts=lost.ts, timeout=20).params["text"] == "pong"
+        sandbox.end_incident()
+        assert len(sandbox.bot_messages()) == 1, "answered once"

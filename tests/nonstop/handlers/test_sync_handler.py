@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from nonstop.config.settings import SupervisorSettings
 from nonstop.errors import ConfigError
 from nonstop.status import Telemetry
 from sandbox import Sandbox
+from sandbox.config import BOT_SCOPES, HISTORY_SCOPES, READ_SCOPES
 from sandbox.testing import ws_url
 
 FAST = SupervisorSettings(
@@ -54,7 +56,8 @@ def nonstop_threads() -> list[str]:
 @contextmanager
 def handler_for(sb: Sandbox, app: App | None = None, **keywords: Any) -> Iterator[SupervisedSocketModeHandler]:
     keywords.setdefault("settings", FAST)
-    handler = SupervisedSocketModeHandler(app or pong_app(sb), sb.app_token, telemetry=Telemetry(), **keywords)
+    keywords.setdefault("telemetry", Telemetry())
+    handler = SupervisedSocketModeHandler(app or pong_app(sb), sb.app_token, **keywords)
     try:
         yield handler
     finally:
@@ -246,3 +249,16 @@ def test_handle_runs_the_app_for_one_request_as_bolts_does(sandbox: Sandbox) -> 
         responses = Responses()
         handler.handle(responses, request)
     assert responses.sent == [{"envelope_id": "e-1", "payload": {"text": "Hello, <@U0HUMAN01>!"}}]
+
+
+def test_catch_up_answers_a_users_app_what_slack_never_delivered_reading_history_through_the_governor(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES, *READ_SCOPES])
+    with handler_for(sandbox, settings=replace(FAST, catch_up_period_s=1.0)) as handler:
+        handler.connect()
+        sandbox.incident()  # recorded in history, never delivered, links up
+        lost = sandbox.mention("ping during the incident")
+        assert sandbox.wait_for_message(thread_ts=lost.ts, timeout=20).params["text"].startswith("pong")
+        sandbox.end_incident()
+        assert len(sandbox.bot_messages()) == 1, "answered once"

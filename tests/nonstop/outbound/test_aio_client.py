@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
-import ssl
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from nonstop.outbound.aio import AsyncOutbound
 from nonstop.outbound.aio_client import AsyncAnswerThroughGovernor, AsyncGovernedWebClient, govern
 from nonstop.outbound.metrics import OutboundMetrics
 from nonstop.status import Telemetry
+from tests.nonstop.outbound.test_client import KEPT, assert_bound, users_options
 
 
 def outbound() -> AsyncOutbound:
@@ -35,17 +34,7 @@ def outbound() -> AsyncOutbound:
 
 
 def users_client() -> AsyncWebClient:
-    return AsyncWebClient(
-        token="xoxb-user",
-        base_url="http://127.0.0.1:9/api/",
-        timeout=7,
-        ssl=ssl.create_default_context(),
-        proxy="http://proxy.example:3128",
-        headers={"X-Mine": "1"},
-        team_id="T0MINE",
-        logger=logging.getLogger("mine"),
-        retry_handlers=[AsyncRateLimitErrorRetryHandler()],
-    )
+    return AsyncWebClient(**users_options(), retry_handlers=[AsyncRateLimitErrorRetryHandler()])
 
 
 def test_a_requests_governed_client_keeps_the_users_options_and_drops_slack_sdks_retry_handlers() -> None:
@@ -53,17 +42,7 @@ def test_a_requests_governed_client_keeps_the_users_options_and_drops_slack_sdks
     copy = AsyncGovernedWebClient.for_request(
         mine, outbound=outbound(), answering=Answering(event_id=None, event_ts=None)
     )
-    kept = (
-        "token",
-        "base_url",
-        "timeout",
-        "ssl",
-        "proxy",
-        "session",
-        "trust_env_in_session",
-        "logger",
-        "default_params",
-    )
+    kept = (*KEPT, "session", "trust_env_in_session")
     assert {k: getattr(copy, k) for k in kept} == {k: getattr(mine, k) for k in kept}
     assert copy.headers["X-Mine"] == "1"
     assert copy.retry_handlers == [], "the governor decides every retry"
@@ -75,7 +54,7 @@ def mention_request() -> AsyncBoltRequest:
     body = {
         "type": "event_callback",
         "event_id": "Ev0UNIT1",
-        "event": {"type": "app_mention", "ts": "1700000000.000100"},
+        "event": {"type": "app_mention", "ts": "1700000000.1"},
     }
     return AsyncBoltRequest(body=body, mode="socket_mode")
 
@@ -97,14 +76,7 @@ def test_the_middleware_binds_each_requests_client_and_say_to_its_event() -> Non
             return await middleware.async_process(req=req, resp=BoltResponse(status=200), next=next_)
 
     assert asyncio.run(run()).status == 200  # type: ignore[union-attr]
-    governed = req.context["client"]
-    assert isinstance(governed, AsyncGovernedWebClient)
-    assert governed.outbound is out
-    assert governed.answering is not None
-    assert (governed.answering.event_id, governed.answering.event_ts) == ("Ev0UNIT1", "1700000000.000100")
-    assert governed.answering.tracker is tracker
-    assert req.context["say"].client is governed
-    assert governed.token == "xoxb-user"
+    assert_bound(req.context, AsyncGovernedWebClient, out, tracker)
 
 
 def test_govern_adds_the_middleware_once_per_app_and_points_it_at_the_latest_way_out() -> None:
