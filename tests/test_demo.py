@@ -135,8 +135,7 @@ def test_the_demo_says_when_slack_gave_up_and_never_blocks_input(tmp_path: Path)
         gave_up = d.expect(r"\(Slack gave up on your message after 4 tries: no connection of the bot acknowledged it")
         assert answered < gave_up
         d.type(":end")
-        d.expect(r"outage over")
-        d.expect(r"connection #\d: connected in")
+        d.expect(r"outage over")  # then the links and catch-up's scan come back in either order
         found = d.expect(r"catch-up .*: 1 mention\(s\) Slack never delivered now answered")  # found in the history
         assert gave_up < found
         d.expect(r"↳ Nonstop: pong")
