@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
 
 from bench.procs import BENCH_CONFIG, STOCK_ASYNC, Lane, stop_all  # noqa: E402
 from bench.scenarios import SETTLE_S  # noqa: E402
-from bench.zero_loss import SETTLE_WAIT_S, mix_outcome, replies, wait_links  # noqa: E402
+from bench.zero_loss import mix_outcome, wait_answers, wait_links, wait_settled  # noqa: E402
 from sandbox.socket import REFUSED  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
@@ -69,17 +69,9 @@ def silences_then_mentions(lanes: list[Lane]) -> dict[str, Any]:
             time.sleep(pause)
         for lane in lanes:
             sent[lane.name].append(lane.sb.mention(f"ping silences {i}"))
-    deadline = time.monotonic() + SETTLE_WAIT_S
+    wait_settled(lanes, sent)
     for lane in lanes:
-        keys = {d.key for d in sent[lane.name]}
-        with contextlib.suppress(TimeoutError):
-            lane.sb.wait_until(
-                lambda lane=lane, keys=keys: all(r.outcome != "pending" for r in lane.sb.deliveries() if r.key in keys),
-                timeout=max(0.1, deadline - time.monotonic()),
-                what="every delivery settled",
-            )
-    for lane in lanes:
-        _replies_settled(lane, sent[lane.name])
+        wait_answers(lane, sent[lane.name], timeout=15.0, quiet_s=3.0)
     out: dict[str, Any] = {}
     for lane in lanes:
         outcome = mix_outcome(lane, sent[lane.name], [], struck, start)
@@ -88,17 +80,6 @@ def silences_then_mentions(lanes: list[Lane]) -> dict[str, Any]:
         outcome["opened"] = sum(1 for c in conns if c.hello_at is not None)
         out[lane.kind] = outcome
     return out
-
-
-def _replies_settled(lane: Lane, ds: list[Any], timeout: float = 15.0, quiet_s: float = 3.0) -> None:
-    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        total = sum(replies(lane, ds).values())
-        if total != last:
-            last, since = total, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-        time.sleep(0.2)
 
 
 def one_run(kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:

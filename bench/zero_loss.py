@@ -64,7 +64,7 @@ def _all_acked(lane: Lane, ds: list[Delivery], timeout: float) -> None:
     lane.sb.wait_until(acked, timeout=timeout, what="every mention acked")
 
 
-def _wait_answers(lane: Lane, ds: list[Delivery], timeout: float, quiet_s: float = 4.0) -> None:
+def wait_answers(lane: Lane, ds: list[Delivery], timeout: float, quiet_s: float = 4.0) -> None:
     """Until the replies to `ds` stop changing for `quiet_s` (every one answered or not): a restarted bot may
     still be running events again after the first process's last replies came in."""
     deadline = time.monotonic() + timeout
@@ -76,6 +76,22 @@ def _wait_answers(lane: Lane, ds: list[Delivery], timeout: float, quiet_s: float
         elif time.monotonic() - changed_at >= quiet_s:
             return
         time.sleep(0.2)
+
+
+SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its ack deadlines, and a margin
+
+
+def wait_settled(lanes: list[Lane], sent: dict[str, list[Delivery]], timeout: float = SETTLE_WAIT_S) -> None:
+    """Until every delivery of what was sent to each lane is over (acked, or Slack gave up), within `timeout`."""
+    deadline = time.monotonic() + timeout
+    for lane in lanes:
+        keys = {d.key for d in sent[lane.name]}
+        with contextlib.suppress(TimeoutError):
+            lane.sb.wait_until(
+                lambda lane=lane, keys=keys: all(r.outcome != "pending" for r in lane.sb.deliveries() if r.key in keys),
+                timeout=max(0.1, deadline - time.monotonic()),
+                what="every delivery settled",
+            )
 
 
 # --- crash and drain ----------------------------------------------------------------------------------------
@@ -121,7 +137,7 @@ def stop_and_restart(lane: Lane, how: str) -> dict[str, Any]:
     sb.slow_api(0)
     lane.respawn()
     wait_links(lane)
-    _wait_answers(lane, ds, timeout=40)
+    wait_answers(lane, ds, timeout=40)
     counts = replies(lane, ds)
     return {
         "signal": "SIGKILL" if how == "kill" else "SIGTERM",
@@ -210,7 +226,6 @@ MIX_EVERY_S = 0.5
 MIX_GAP_S = (10.0, 20.0)
 MIX_OUTAGE_S = 8.0
 WITHIN_S = 5.0
-SETTLE_WAIT_S = 60.0  # the sandbox's last retry (compressed to 30 s) plus its ack deadlines, and a margin
 # With --history-scopes: after Slack gave up on the last mention, catch-up's next periodic scan (every 120 s by
 # default) may be that long away; wait for it (and its replies) before counting, or its recoveries count as lost.
 CATCH_UP_WAIT_S = 150.0
@@ -280,20 +295,12 @@ def drive_mix(
             sent[lane.name].append(lane.sb.mention(f"ping mix {i}"))
         if tick is not None:
             tick()
-    deadline = time.monotonic() + SETTLE_WAIT_S
-    for lane in lanes:
-        keys = {d.key for d in sent[lane.name]}
-        with contextlib.suppress(TimeoutError):
-            lane.sb.wait_until(
-                lambda lane=lane, keys=keys: all(r.outcome != "pending" for r in lane.sb.deliveries() if r.key in keys),
-                timeout=max(0.1, deadline - time.monotonic()),
-                what="every delivery settled",
-            )
+    wait_settled(lanes, sent)
     settled_s = time.monotonic() - start
     if history_scopes():  # the stock bot reads no history: nothing to wait for there
         wait_all_answered([lane for lane in lanes if lane.kind != "stock"], sent, CATCH_UP_WAIT_S)
     for lane in lanes:
-        _wait_answers(lane, sent[lane.name], timeout=15)
+        wait_answers(lane, sent[lane.name], timeout=15)
     return {
         "mentions": len(sent[lanes[0].name]),
         "duration_s": duration_s,
