@@ -5,6 +5,7 @@ the stock aiohttp `AsyncSocketModeHandler`, each with its own sandbox, the fault
 
     python -m bench.silences                 # one run, about 2.5 min; prints a markdown table
     python -m bench.silences --runs 3        # three runs one after another (the spread)
+    python -m bench.silences --history-scopes   # Nonstop with catch-up on (the stock bots read no history)
 
 What it shows: every silence turns each link a bot holds into a dead socket that Slack still counts (and routes
 to) for `silent_link_alive_s`; a bot that opens many links between silences fills Slack's budget of 10 with its
@@ -28,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.procs import BENCH_CONFIG, STOCK_ASYNC, Lane, stop_all  # noqa: E402
+from bench.procs import BENCH_CONFIG, STOCK_ASYNC, Lane, history_scopes, stop_all, use_history_scopes  # noqa: E402
 from bench.scenarios import SETTLE_S  # noqa: E402
-from bench.zero_loss import mix_outcome, wait_answers, wait_links, wait_settled  # noqa: E402
+from bench.zero_loss import mix_outcome, wait_all_answered, wait_answers, wait_links, wait_settled  # noqa: E402
 from sandbox.socket import REFUSED  # noqa: E402
 from sandbox.testing import PROXY_VARS  # noqa: E402
 
@@ -41,7 +42,7 @@ MENTION_EVERY_S = 0.5
 MENTIONS_FOR_S = 60.0
 CONFIG = dataclasses.replace(BENCH_CONFIG, silent_link_alive_s=ALIVE_S)
 KINDS = ("nonstop", "stock", STOCK_ASYNC)
-TITLES = {"nonstop": "Nonstop (no history scopes)", "stock": "stock, builtin client", STOCK_ASYNC: "stock, aiohttp"}
+TITLES = {"nonstop": "Nonstop", "stock": "stock, builtin client", STOCK_ASYNC: "stock, aiohttp"}
 
 
 def silences_then_mentions(lanes: list[Lane]) -> dict[str, Any]:
@@ -70,6 +71,8 @@ def silences_then_mentions(lanes: list[Lane]) -> dict[str, Any]:
         for lane in lanes:
             sent[lane.name].append(lane.sb.mention(f"ping silences {i}"))
     wait_settled(lanes, sent)
+    if history_scopes():  # catch-up answers what Slack gave up on; the stock bots read no history
+        wait_all_answered([lane for lane in lanes if lane.kind == "nonstop"], sent, 60.0)
     for lane in lanes:
         wait_answers(lane, sent[lane.name], timeout=15.0, quiet_s=3.0)
     out: dict[str, Any] = {}
@@ -112,7 +115,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="runs, one after another")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for the JSON")
+    parser.add_argument("--history-scopes", action="store_true", help="grant catch-up's scopes (Nonstop's catch-up on)")
     a = parser.parse_args(argv)
+    use_history_scopes(a.history_scopes)
     for name in PROXY_VARS:
         os.environ.pop(name, None)
     when = dt.datetime.now(dt.UTC)
@@ -128,8 +133,10 @@ def main(argv: list[str]) -> int:
     text = table(runs)
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / f"silences-{when.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"started": when.isoformat(), "loads": loads, "runs": runs}, indent=2, default=str))
+    record = {"started": when.isoformat(), "history_scopes": a.history_scopes, "loads": loads, "runs": runs}
+    path.write_text(json.dumps(record, indent=2, default=str))
     print(text)
+    print("Nonstop with its history scopes (catch-up on)" if a.history_scopes else "Nonstop without history scopes")
     print(f"load (1 min) at each run's start: {', '.join(f'{x:.2f}' for x in loads)}; {path}", file=sys.stderr)
     return 0
 
