@@ -4,7 +4,9 @@ When it scans, and why (docs/decisions.md, "Catch-up"):
 - at start, once the links are live or a few seconds have passed (a bot that was down missed what was said);
 - whenever the links come back after none was live (an outage, a whole-path silence, every link dropped): Slack
   may have sent events to the dead sockets, and its retries may land there too;
-- every `catch_up_period_s` while links are live: a Slack that drops events looks exactly like a quiet one;
+- every `catch_up_period_s` while links are live: a Slack that drops events looks exactly like a quiet one; every
+  `DOUBT_S` while Slack still counts dead sockets of this process (after a silence), since it routes some
+  events there;
 - every `POLL_S` while no link is live (Slack refusing links with too_many_websockets, Socket Mode down): then
   the history is the bot's only ear. The governor spaces the calls at the methods' tiers.
 Those after a start or a return read the whole window (deep), and so does a periodic one at least every
@@ -41,6 +43,10 @@ log = logging.getLogger("nonstop.catchup")
 
 POLL_S = 3.0
 """Between scans while no link is live, and how long a start waits for the links before its first scan."""
+DOUBT_S = 15.0
+"""Between scans while links are live but Slack still counts dead sockets of this process: it may route events
+there, and give up on them after its retries, so they are looked for every few seconds instead of every period
+(Tier 3 allows 50+ reads a minute per method: a scan every 15 s of a few conversations stays well within it)."""
 DEEP_GAP_S = 60.0
 """Deep scans (the whole window) at most this often: links that flap call for one each time they come back, and
 a deep scan reads every thread active in the window; the scans between read since the marks."""
@@ -116,6 +122,7 @@ class CatchUp:
         self._telemetry = telemetry
         self._answered = answered
         self._healthy = False  # a live link that is not suspect
+        self._doubtful = False  # Slack counts dead sockets of this process (events may go there)
         self._deep_due = True
         self._scanned_at = time.monotonic()
         self._deaf_since = time.monotonic()
@@ -134,6 +141,10 @@ class CatchUp:
     def on_view(self, view: LinksView) -> None:
         """The link pool published a view (on the loop's thread): deaf or hearing again."""
         healthy = view.live - view.suspect > 0
+        doubtful = view.own_dead > 0
+        if doubtful != self._doubtful:
+            self._doubtful = doubtful
+            self._wake.set()
         if healthy == self._healthy:
             return
         self._healthy = healthy
@@ -243,7 +254,10 @@ class CatchUp:
         if self._now_due:
             return time.monotonic()
         if self._healthy:
-            due = self._scanned_at + self._settings.catch_up_period_s
+            every = (
+                min(DOUBT_S, self._settings.catch_up_period_s) if self._doubtful else self._settings.catch_up_period_s
+            )
+            due = self._scanned_at + every
         else:
             due = max(self._scanned_at, self._deaf_since) + POLL_S
         return min(due, self._deep_at + DEEP_GAP_S) if self._deep_due else due

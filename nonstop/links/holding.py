@@ -206,6 +206,7 @@ class Holding:
             retry_at=time.monotonic() + opens_in if opens_in > 0 else None,
             slack_counted=self.slack_counted,
             unaccounted=self.unaccounted,
+            own_dead=self.own_dead,
             refused=self.refused,
             limit=self.budget.limit,
         )

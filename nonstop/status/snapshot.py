@@ -80,6 +80,7 @@ class LinksView:
     retry_at: float | None = None  # monotonic time of the next attempt, while the gate holds attempts off
     slack_counted: int | None = None  # num_connections in the latest hello
     unaccounted: int = 0  # connections Slack counted at that hello that this process does not hold
+    own_dead: int = 0  # of those, links of this process that died silently (Slack may still route events there)
     refused: bool = False  # Slack refused the latest attempt (too_many_websockets); no link connected since
     limit: int = 10  # Slack's budget of connections per app
 

@@ -326,3 +326,25 @@ async def test_a_mention_in_a_thread_under_an_older_parent_is_found_by_a_periodi
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@run_async
+async def test_while_slack_counts_dead_sockets_of_ours_it_scans_every_few_seconds(
+    sandbox: Sandbox, outbound: Outbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catchup_driver, "DOUBT_S", 0.3)
+    sandbox.set_scopes(WITH_HISTORY)
+    catch_up, pipeline, _, _ = make(sandbox, outbound, catch_up_period_s=3600)
+    catch_up.on_view(LinksView(target=2, live=2))
+    task = asyncio.create_task(catch_up.run())
+    try:
+        await wait_for(lambda: catch_up.view.scans == 1, "the start's scan")
+        sandbox.incident()  # recorded in history, never delivered (as if routed to a dead socket)
+        sandbox.mention("sent to a dead socket")
+        await asyncio.sleep(0.9)  # three doubt intervals' worth: none while Slack counts no dead socket of ours
+        assert pipeline.texts == []
+        catch_up.on_view(LinksView(target=2, live=6, unaccounted=2, own_dead=2))  # after a silence
+        await wait_for(lambda: "sent to a dead socket" in pipeline.texts, "a scan within the doubt interval", 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
