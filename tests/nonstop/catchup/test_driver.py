@@ -6,10 +6,11 @@ real bot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -67,6 +68,17 @@ class Pipeline:
     @property
     def texts(self) -> list[str]:
         return [e["payload"]["event"]["text"].split("> ", 1)[1] for e in self.envelopes]
+
+
+@contextlib.asynccontextmanager
+async def scanning(catch_up: CatchUp) -> AsyncIterator[None]:
+    """Catch-up running on this loop for the block, cancelled after it."""
+    task = asyncio.create_task(catch_up.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.fixture
@@ -134,8 +146,7 @@ async def test_without_history_scopes_it_says_once_that_it_is_off_and_turns_on_w
 ) -> None:
     catch_up, _, _, telemetry = make(sandbox, outbound)
     with caplog.at_level(logging.INFO, logger="nonstop.catchup"):
-        task = asyncio.create_task(catch_up.run())
-        try:
+        async with scanning(catch_up):
             await wait_for(lambda: catch_up.view.mode == "off", "off")
             lines = [r.getMessage() for r in caplog.records if r.name == "nonstop.catchup"]
             assert len(lines) == 1
@@ -148,9 +159,6 @@ async def test_without_history_scopes_it_says_once_that_it_is_off_and_turns_on_w
             sandbox.set_scopes(WITH_HISTORY)  # the app reinstalled with the scopes
             await asyncio.to_thread(catch_up._client.auth_test)  # any answer names them
             await wait_for(lambda: catch_up.view.scans >= 1, "on, and scanning, without a restart")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
     assert any("catch-up on" in r.getMessage() for r in caplog.records)
 
 
@@ -170,8 +178,7 @@ async def test_while_no_link_is_live_it_polls_and_when_links_return_it_scans_at_
     monkeypatch.setattr(catchup_driver, "POLL_S", 0.3)
     sandbox.set_scopes(WITH_HISTORY)
     catch_up, pipeline, _, telemetry = make(sandbox, outbound, catch_up_period_s=3600)
-    task = asyncio.create_task(catch_up.run())
-    try:
+    async with scanning(catch_up):
         sandbox.incident()
         sandbox.mention("while deaf")
         await wait_for(lambda: pipeline.texts == ["while deaf"], "the poll found it")
@@ -188,9 +195,6 @@ async def test_while_no_link_is_live_it_polls_and_when_links_return_it_scans_at_
         catch_up.on_view(LinksView(target=2, live=1))
         await wait_for(lambda: "after the links came back" in pipeline.texts, "a scan as the links came back")
         assert pipeline.texts.count("while deaf") == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @run_async
@@ -204,14 +208,10 @@ async def test_a_failing_read_is_said_once_per_streak_and_tried_again(
     sandbox.incident()
     sandbox.mention("during the failures")
     with caplog.at_level(logging.INFO, logger="nonstop.catchup"):
-        task = asyncio.create_task(catch_up.run())
-        try:
+        async with scanning(catch_up):
             await wait_for(lambda: catch_up.view.failed_scans >= 3, "three failed scans")
             sandbox.fail_calls(every=0)
             await wait_for(lambda: pipeline.texts == ["during the failures"], "found once Slack answers")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "service_unavailable" in warnings[0].getMessage()
@@ -233,12 +233,8 @@ async def wait_for(predicate: Any, what: str, timeout: float = 10) -> None:
 async def test_history_scopes_without_the_read_scopes_are_named_as_such(sandbox: Sandbox, outbound: Outbound) -> None:
     sandbox.set_scopes([*BOT_SCOPES.split(","), *HISTORY_SCOPES])  # may read, may not list the conversations
     catch_up, _, _, _ = make(sandbox, outbound)
-    task = asyncio.create_task(catch_up.run())
-    try:
+    async with scanning(catch_up):
         await wait_for(lambda: catch_up.view.mode == "off", "off")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert catch_up.view.reason == "history scopes without the read scopes"
     assert sandbox.calls("users.conversations") == []
 
@@ -257,8 +253,7 @@ async def test_links_that_flap_get_a_scan_each_time_and_a_deep_one_at_most_every
         return sum(1 for c in reads if float(c.params["oldest"]) < time.time() - 3000)
 
     catch_up.on_view(LinksView(target=2, live=2))
-    task = asyncio.create_task(catch_up.run())
-    try:
+    async with scanning(catch_up):
         await wait_for(lambda: catch_up.view.scans == 1, "the start's scan")
         assert deep_reads() == 1, "the start reads the whole window"
         for flap in range(3):
@@ -269,9 +264,6 @@ async def test_links_that_flap_get_a_scan_each_time_and_a_deep_one_at_most_every
         await wait_for(lambda: deep_reads() == 2, "the deep scan owed, once the gap passed", timeout=5)
         await asyncio.sleep(0.5)
         assert deep_reads() == 2, "one owed, one done"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @run_async
@@ -283,12 +275,8 @@ async def test_an_outage_is_said_in_one_line_not_in_slack_sdks_line_per_poll(
     catch_up, _, _, _ = make(sandbox, outbound)
     sandbox.outage(60, mode="refused")
     with caplog.at_level(logging.DEBUG):
-        task = asyncio.create_task(catch_up.run())
-        try:
+        async with scanning(catch_up):
             await wait_for(lambda: catch_up.view.failed_scans >= 4, "four failed polls")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             sandbox.end_outage()
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1, said
@@ -305,8 +293,7 @@ async def test_a_mention_in_a_thread_under_an_older_parent_is_found_by_a_periodi
     parent = sandbox.user_message("a thread to come back to")
     catch_up, pipeline, ledger, _ = make(sandbox, outbound, catch_up_period_s=0.3)
     catch_up.on_view(LinksView(target=2, live=2))
-    task = asyncio.create_task(catch_up.run())
-    try:
+    async with scanning(catch_up):
         await wait_for(lambda: catch_up.view.scans >= 1, "the start's scan")
         newer = sandbox.user_message("later, at the top level")
         marks: dict[str, str] = {}
@@ -323,9 +310,6 @@ async def test_a_mention_in_a_thread_under_an_older_parent_is_found_by_a_periodi
         sandbox.mention("in the old thread", thread_ts=parent)
         await wait_for(lambda: "in the old thread" in pipeline.texts, "the thread's mention, by a deep scan", 15)
         assert pipeline.texts.count("in the old thread") == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @run_async
@@ -336,8 +320,7 @@ async def test_while_slack_counts_dead_sockets_of_ours_it_scans_every_few_second
     sandbox.set_scopes(WITH_HISTORY)
     catch_up, pipeline, _, _ = make(sandbox, outbound, catch_up_period_s=3600)
     catch_up.on_view(LinksView(target=2, live=2))
-    task = asyncio.create_task(catch_up.run())
-    try:
+    async with scanning(catch_up):
         await wait_for(lambda: catch_up.view.scans == 1, "the start's scan")
         sandbox.incident()  # recorded in history, never delivered (as if routed to a dead socket)
         sandbox.mention("sent to a dead socket")
@@ -345,6 +328,3 @@ async def test_while_slack_counts_dead_sockets_of_ours_it_scans_every_few_second
         assert pipeline.texts == []
         catch_up.on_view(LinksView(target=2, live=6, unaccounted=2, own_dead=2))  # after a silence
         await wait_for(lambda: "sent to a dead socket" in pipeline.texts, "a scan within the doubt interval", 5)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
