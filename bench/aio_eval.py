@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import datetime as dt
 import os
 import sys
@@ -143,10 +142,7 @@ def main(argv: list[str]) -> int:
             results["recovery"] = recovery(lanes, args.samples)
         results["restarts"] = {n: lane.restarts for n, lane in lanes.items()}
     finally:
-        for lane in lanes.values():
-            with contextlib.suppress(Exception):
-                lane.stop()
-        stop_all()
+        stop_all()  # every lane started
     path = report.save_run(results, render, args.out, "aio-eval", started=started, t0=T0)
     say(f"results: {path}; {results['wall_s']:g} s")
     return 0

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psutil
@@ -85,13 +85,18 @@ _REGISTRY: set[Lane] = set()
 _REGISTRY_LOCK = threading.Lock()
 
 
+def stop_lanes(lanes: Iterable[Lane]) -> None:
+    """Stop each lane (its bot killed, its sandbox closed), whatever the others do."""
+    for lane in list(lanes):
+        with contextlib.suppress(Exception):
+            lane.stop()
+
+
 def stop_all() -> None:
     """Kill every bot and stop every sandbox still running (the runner's last-resort cleanup)."""
     with _REGISTRY_LOCK:
         running = list(_REGISTRY)
-    for lane in running:
-        with contextlib.suppress(Exception):
-            lane.stop()
+    stop_lanes(running)
 
 
 def python() -> str:
@@ -272,6 +277,4 @@ def lanes(kind: str, count: int, prefix: str) -> Iterator[list[Lane]]:
             lane.start()
         yield started
     finally:
-        for lane in started:
-            with contextlib.suppress(Exception):
-                lane.stop()
+        stop_lanes(started)

@@ -15,7 +15,6 @@ own dead sockets, and Slack then refuses every new one (`too_many_websockets`). 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.procs import BENCH_CONFIG, STOCK_ASYNC, Lane, history_scopes, stop_all, use_history_scopes  # noqa: E402
+from bench.procs import BENCH_CONFIG, STOCK_ASYNC, Lane, history_scopes, stop_all, stop_lanes, use_history_scopes  # noqa: E402
 from bench.scenarios import SETTLE_S  # noqa: E402
 from bench.zero_loss import mix_outcome, wait_all_answered, wait_answers, wait_links, wait_settled  # noqa: E402
 from sandbox.socket import REFUSED  # noqa: E402
@@ -94,9 +93,7 @@ def one_run(kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
             lane.start()
         return silences_then_mentions(started)
     finally:
-        for lane in started:
-            with contextlib.suppress(Exception):
-                lane.stop()
+        stop_lanes(started)
 
 
 def table(runs: list[dict[str, Any]]) -> str:

@@ -299,10 +299,7 @@ def main(argv: list[str]) -> int:
             results["idle"] = idle(full, args.idle_windows, args.idle_s)
         results["restarts"] = {n: lane.restarts for n, lane in lanes.items()}
     finally:
-        for lane in lanes.values():
-            with contextlib.suppress(Exception):
-                lane.stop()
-        stop_all()
+        stop_all()  # every lane started
     path = report.save_run(results, render, args.out, "split-eval", started=started, t0=T0)
     say(f"results: {path}; {results['wall_s']:g} s")
     return 0
